@@ -1,0 +1,1 @@
+"""Turning a model into deployable artifacts: ONNX, FP16 and INT8 ONNX, TensorRT engines, AOTInductor."""

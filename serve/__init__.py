@@ -1,0 +1,1 @@
+"""Running artifacts: one runtime interface, prediction, parity and benchmarks."""

@@ -1,0 +1,71 @@
+"""Shared fixtures: where the real data is (skip with a reason when it is not), and torchvision as a
+test-only cross-check (its CUDA build's compiled ops do not load with CPU torch; see ANCHORS.md)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def data_root() -> Path | None:
+    raw = os.environ.get("ZOO_DATA")
+    path = Path(raw) if raw else REPO.parent / "shared" / "data"
+    return path if path.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def data() -> Path:
+    root = data_root()
+    if root is None:
+        pytest.skip("real data not found: set ZOO_DATA to a folder with cifar10/ and imagenet-sample/")
+    return root
+
+
+@pytest.fixture(scope="session")
+def cifar_dir(data: Path) -> Path:
+    if not (data / "cifar10" / "test.npz").is_file():
+        pytest.skip(f"CIFAR-10 not found under {data}/cifar10")
+    return data / "cifar10"
+
+
+@pytest.fixture(scope="session")
+def imagenet_sample(data: Path) -> Path:
+    if not (data / "imagenet-sample" / "labels.csv").is_file():
+        pytest.skip(f"the ImageNet sample is not found under {data}/imagenet-sample")
+    return data / "imagenet-sample"
+
+
+_tv_lib = None
+
+
+@pytest.fixture(scope="session")
+def torchvision():
+    """torchvision with the two missing operator schemas defined, so that models and transforms import."""
+    global _tv_lib
+    import torch
+
+    if _tv_lib is None:
+        try:
+            _tv_lib = torch.library.Library("torchvision", "DEF")
+            _tv_lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+            _tv_lib.define(
+                "qnms(Tensor dets, Tensor scores, float iou_threshold, float scale, int zero_point) -> Tensor"
+            )
+        except RuntimeError:
+            pass  # already defined (a real torchvision build)
+    return pytest.importorskip("torchvision", reason="torchvision is the independent cross-check here")
+
+
+@pytest.fixture()
+def zoo_cache(tmp_path, monkeypatch) -> Path:
+    """An empty $ZOO_CACHE, so no test touches the user's cache or manifest."""
+    from zoo import registry
+
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
+    registry.reload()
+    yield tmp_path / "cache"
+    registry.reload()

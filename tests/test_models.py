@@ -1,0 +1,134 @@
+"""The architectures against independent references: torchvision's implementation and the paper's tables."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from zoo import create_model, list_models
+from zoo.flops import count_macs, count_params
+from zoo.registry import archs
+
+# He et al. 2015, Table 1 (FLOPs = multiply-adds) and Section 4.2 / Table 6 (CIFAR parameters).
+PAPER_GMACS = {"resnet18": 1.8, "resnet34": 3.6, "resnet50": 3.8, "resnet101": 7.6, "resnet152": 11.3}
+# Printed in millions with these decimals; "1.7M" for ResNet-110 is rounded (its exact count is 1.73M).
+PAPER_CIFAR_PARAMS = {
+    "resnet20": "0.27",
+    "resnet32": "0.46",
+    "resnet44": "0.66",
+    "resnet56": "0.85",
+    "resnet110": "1.7",
+    "resnet1202": "19.4",
+}
+
+
+@pytest.mark.parametrize("arch", sorted(PAPER_GMACS))
+def test_v1_multiply_adds_match_the_paper_within_3_percent(arch):
+    macs = count_macs(create_model(arch, variant="v1"), 224) / 1e9
+    assert macs == pytest.approx(PAPER_GMACS[arch], rel=0.03)
+
+
+def test_v1_5_resnet50_multiply_adds_match_torchvisions_published_gflops():
+    assert count_macs(create_model("resnet50"), 224) / 1e9 == pytest.approx(4.09, rel=0.005)
+
+
+def test_v1_puts_the_bottleneck_stride_in_the_first_1x1_and_v1_5_in_the_3x3():
+    v1, v15 = create_model("resnet50", variant="v1"), create_model("resnet50")
+    assert v1.layer2[0].conv1.stride == (2, 2) and v1.layer2[0].conv2.stride == (1, 1)
+    assert v15.layer2[0].conv1.stride == (1, 1) and v15.layer2[0].conv2.stride == (2, 2)
+
+
+@pytest.mark.parametrize("arch", sorted(PAPER_CIFAR_PARAMS))
+def test_cifar_parameter_counts_match_the_paper_within_1_percent_or_its_printed_precision(arch):
+    printed = PAPER_CIFAR_PARAMS[arch]
+    half_unit = 0.5 * 10 ** -len(printed.split(".")[1])
+    millions = count_params(create_model(arch)) / 1e6
+    assert abs(millions - float(printed)) <= max(0.01 * float(printed), half_unit)
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"])
+def test_torchvision_state_dict_loads_strictly_and_gives_identical_logits(arch, torchvision):
+    torch.manual_seed(0)
+    theirs = getattr(torchvision.models, arch)(weights=None).eval()
+    with torch.no_grad():  # non-trivial BN statistics, so a swapped BN would show
+        for m in theirs.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+    ours = create_model(arch)
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=0)
+
+
+def test_the_table_in_archs_toml_is_what_the_modules_count():
+    for name, spec in archs().items():
+        if name in ("resnet1202", "plain1202", "resnet152", "plain152"):
+            continue  # large; covered by the paper checks above
+        model = create_model(name)
+        assert count_params(model) == spec["params"], name
+        assert count_macs(model, spec["input_size"]) / 1e9 == pytest.approx(spec["gmacs"], abs=1e-4), name
+
+
+def test_option_a_has_no_shortcut_parameters_and_b_and_c_add_projections():
+    a, b, c = (count_params(create_model("resnet20", shortcut=s)) for s in "ABC")
+    assert a < b < c
+    # B: projections only at the two stage changes (16->32, 32->64); C: on every one of the 9 blocks.
+    assert b - a == (16 * 32 + 2 * 32) + (32 * 64 + 2 * 64)
+    c_blocks = [blk for stage in (create_model("resnet20", shortcut="C").layer1,) for blk in stage]
+    assert all(blk.downsample is not None for blk in c_blocks)
+
+
+def test_option_a_pads_zeros_and_subsamples():
+    model = create_model("resnet20")
+    block = model.layer2[0]
+    x = torch.randn(1, 16, 32, 32)
+    short = block.downsample(x)
+    assert short.shape == (1, 32, 16, 16)
+    torch.testing.assert_close(short[:, :16], x[:, :, ::2, ::2])
+    assert short[:, 16:].abs().sum() == 0
+
+
+def test_imagenet_nets_accept_every_shortcut_option():
+    x = torch.randn(1, 3, 64, 64)
+    for s in "ABC":
+        assert create_model("resnet50", shortcut=s)(x).shape == (1, 1000)
+
+
+def test_plain_twins_have_no_shortcuts_and_the_same_depth():
+    plain, res = create_model("plain20"), create_model("resnet20")
+    assert count_params(plain) == count_params(res)  # option A shortcuts have no parameters
+    assert all(
+        not b.residual and b.downsample is None for s in (plain.layer1, plain.layer2, plain.layer3) for b in s
+    )
+    res.load_state_dict(plain.state_dict())  # same weights: only the shortcuts differ
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert not torch.allclose(plain(x), res(x))
+    assert {"plain18", "plain34", "plain20", "plain56", "plain1202"} <= set(list_models("plain*"))
+
+
+def test_he_initialisation_fan_out_and_zero_init_of_the_last_bn():
+    torch.manual_seed(0)
+    model = create_model("resnet50", zero_init_residual=True)
+    w = model.layer3[0].conv2.weight  # 3x3, 256 out channels
+    fan_out = w.shape[0] * w.shape[2] * w.shape[3]
+    assert w.std().item() == pytest.approx(math.sqrt(2 / fan_out), rel=0.05)
+    assert all(b.bn3.weight.abs().sum() == 0 for b in model.layer1)
+    assert all(
+        b.bn2.weight.abs().sum() == 0 for b in create_model("resnet20", zero_init_residual=True).layer1
+    )
+    assert create_model("resnet50").layer1[0].bn3.weight.min() == 1
+
+
+def test_bad_options_are_clear_errors():
+    from zoo import ZooError
+
+    with pytest.raises(ZooError, match="shortcut"):
+        create_model("resnet20", shortcut="D")
+    with pytest.raises(ZooError, match="unknown model option"):
+        create_model("resnet20", dropout=0.5)

@@ -1,0 +1,194 @@
+"""The registry and the weights: names, the manifest, hash checks, downloads (over a loopback HTTP
+server; this machine has no internet), and import of torchvision checkpoints."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import threading
+import tomllib
+from pathlib import Path
+
+import pytest
+import torch
+
+from zoo import ZooError, create_model, list_models, registry
+from zoo.paths import BUILTIN_WEIGHTS
+from zoo.weights import append_manifest_entry, download, read_manifest, verify_hash, weights_file
+
+TORCHVISION_TAGS = {  # as torchvision 0.28 publishes them: file-name hash prefix, acc@1
+    "resnet18.tv_in1k": ("f37072fd", 69.758),
+    "resnet34.tv_in1k": ("b627a593", 73.314),
+    "resnet50.tv_in1k": ("0676ba61", 76.130),
+    "resnet50.tv2_in1k": ("11ad3fa6", 80.858),
+    "resnet101.tv_in1k": ("63fe2227", 77.374),
+    "resnet101.tv2_in1k": ("cd907fc2", 81.886),
+    "resnet152.tv_in1k": ("394f9c45", 78.312),
+    "resnet152.tv2_in1k": ("f82ba261", 82.284),
+}
+
+
+@pytest.fixture()
+def http_root(tmp_path):
+    """A loopback HTTP server over a temporary folder; yields (folder, base URL)."""
+    root = tmp_path / "www"
+    root.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **k):
+            super().__init__(*a, directory=str(root), **k)
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_bare_names_resolve_to_default_tags_and_tags_are_listed():
+    assert registry.resolve("resnet50")[1].name == "resnet50.tv2_in1k"
+    assert registry.resolve("resnet18")[1].name == "resnet18.tv_in1k"
+    assert registry.resolve("resnet50.tv_in1k")[1].preprocess.resize == 256
+    assert list_models("resnet5*") == ["resnet50", "resnet56"]
+    assert "resnet50.tv2_in1k" in list_models("resnet50*", pretrained=True)
+    assert all("." in n for n in list_models(pretrained=True))
+
+
+def test_the_manifest_lists_torchvisions_v1_and_v2_checkpoints():
+    tags = registry.pretrained_tags()
+    for name, (prefix, top1) in TORCHVISION_TAGS.items():
+        spec = tags[name]
+        arch = name.split(".")[0]
+        assert spec.url == f"https://download.pytorch.org/models/{arch}-{prefix}.pth"
+        assert spec.sha256_prefix == prefix and spec.metrics["top1"] == top1
+        assert spec.preprocess.resize == (232 if "tv2" in name else 256) and spec.num_classes == 1000
+
+
+def test_unknown_names_are_errors_that_name_close_matches():
+    with pytest.raises(ZooError, match="did you mean.*resnet50"):
+        create_model("resnet05")
+    with pytest.raises(ZooError, match="its tags are"):
+        create_model("resnet50.nope")
+    with pytest.raises(ZooError, match="no pretrained weights"):
+        create_model("plain20", pretrained=True)
+
+
+def test_download_checks_the_hash_before_the_file_appears(http_root, tmp_path):
+    root, url = http_root
+    payload = b"weights" * 1000
+    (root / "w.bin").write_bytes(payload)
+    good = hashlib.sha256(payload).hexdigest()
+    dest = tmp_path / "cache" / "w.bin"
+    assert download(f"{url}/w.bin", dest, sha256=good).read_bytes() == payload
+    other = tmp_path / "cache" / "x.bin"
+    with pytest.raises(ZooError, match="discarded"):
+        download(f"{url}/w.bin", other, sha256="0" * 64)
+    assert not other.exists() and list(other.parent.iterdir()) == [dest]  # no partial file left
+    with pytest.raises(ZooError, match="cannot download"):
+        download(f"{url}/missing.bin", tmp_path / "m.bin")
+
+
+def _torchvision_style_checkpoint(root: Path, arch: str = "resnet18") -> tuple[Path, str, dict]:
+    torch.manual_seed(1)
+    state = create_model(arch).state_dict()
+    raw = root / "tmp.pth"
+    torch.save(state, raw)
+    prefix = hashlib.sha256(raw.read_bytes()).hexdigest()[:8]
+    published = root / f"{arch}-{prefix}.pth"
+    raw.rename(published)
+    return published, prefix, state
+
+
+def _publish(zoo_cache: Path, url: str, prefix: str) -> None:
+    """A user-manifest tag whose weights are published at `url`, like torchvision's."""
+    entry = {
+        "arch": "resnet18",
+        "url": url,
+        "sha256_prefix": prefix,
+        "dataset": "imagenet1k",
+        "labels": "imagenet1k",
+        "preprocess": {"resize": 256, "crop": 224},
+    }
+    append_manifest_entry(zoo_cache / "weights" / "manifest.toml", "resnet18.loopback", entry)
+    registry.reload()
+
+
+def test_a_published_pth_is_downloaded_verified_converted_and_loaded(http_root, zoo_cache):
+    root, url = http_root
+    pth, prefix, state = _torchvision_style_checkpoint(root)
+    _publish(zoo_cache, f"{url}/{pth.name}", prefix)
+    spec = registry.pretrained_tags()["resnet18.loopback"]
+    model = create_model("resnet18.loopback", pretrained=True)
+    for k, v in state.items():
+        assert torch.equal(model.state_dict()[k], v)
+    st = weights_file(spec)
+    assert st.suffix == ".safetensors" and st.is_relative_to(zoo_cache)
+    # A corrupted cached file is an error that leaves it untouched.
+    st.write_bytes(st.read_bytes()[:-8] + b"corrupt!")
+    before = st.read_bytes()
+    with pytest.raises(ZooError, match="untouched"):
+        create_model("resnet18.loopback", pretrained=True)
+    assert st.read_bytes() == before
+
+
+def test_a_wrong_published_hash_is_refused(http_root, zoo_cache):
+    root, url = http_root
+    pth, _, _ = _torchvision_style_checkpoint(root)
+    _publish(zoo_cache, f"{url}/{pth.name}", "deadbeef")
+    with pytest.raises(ZooError, match="not the published"):
+        create_model("resnet18.loopback", pretrained=True)
+    assert not (zoo_cache / "downloads" / pth.name).exists()
+
+
+def test_importing_a_torchvision_checkpoint_writes_safetensors_and_a_manifest_entry(
+    tmp_path, zoo_cache, torchvision
+):
+    torch.manual_seed(2)
+    tv = torchvision.models.resnet34(weights=None).eval()
+    pth = tmp_path / "resnet34-mine.pth"
+    torch.save({"model": tv.state_dict()}, pth)  # wrapped, as training scripts save it
+    from zoo.convert import import_checkpoint
+
+    spec = import_checkpoint(pth, "resnet34.mine", preprocess="imagenet_232")
+    manifest = tomllib.loads((zoo_cache / "weights" / "manifest.toml").read_text())
+    entry = manifest["weights"]["resnet34.mine"]
+    assert entry["sha256"] == hashlib.sha256(spec.file.read_bytes()).hexdigest()
+    assert entry["preprocess"]["resize"] == 232
+    model = create_model("resnet34.mine", pretrained=True)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), tv(x), rtol=0, atol=0)
+    assert "resnet34.mine" in list_models(pretrained=True)
+    with pytest.raises(ZooError, match="already exists"):
+        import_checkpoint(pth, "resnet34.mine")
+
+
+def test_a_checkpoint_of_another_architecture_is_refused_and_nothing_is_written(tmp_path, zoo_cache):
+    pth = tmp_path / "r18.pth"
+    torch.save(create_model("resnet18").state_dict(), pth)
+    from zoo.convert import import_checkpoint
+
+    with pytest.raises(ZooError, match="do not fit resnet50"):
+        import_checkpoint(pth, "resnet50.wrong")
+    assert not (zoo_cache / "weights").exists()
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(ZooError, match="not a readable PyTorch checkpoint"):
+        import_checkpoint(tmp_path / "junk.pth", "resnet18.junk")
+
+
+def test_local_weights_with_a_bad_hash_are_an_error_and_stay_untouched(tmp_path):
+    f = tmp_path / "w.safetensors"
+    f.write_bytes(b"abc")
+    with pytest.raises(ZooError, match="untouched"):
+        verify_hash(f, sha256="0" * 64)
+    assert f.read_bytes() == b"abc"
+
+
+def test_every_local_file_in_the_builtin_manifest_matches_its_hash():
+    for spec in read_manifest(BUILTIN_WEIGHTS / "manifest.toml").values():
+        if spec.file is not None:
+            assert verify_hash(spec.file, spec.sha256) == spec.sha256

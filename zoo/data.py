@@ -1,0 +1,123 @@
+"""Datasets in the layouts the zoo reads: CIFAR-10 shards, ImageFolder, and the ImageNet sample.
+
+Each is a sequence of (RGB PIL image, class index), usable as a torch Dataset. Found under a root given
+by --data or $ZOO_DATA (see `zoo.paths.data_dir`).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from zoo.errors import ZooError
+from zoo.paths import data_dir
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"}
+# Conventional sub-folders of a data root, per dataset name of the manifest.
+SUBFOLDERS = {"cifar10": ("cifar10",), "imagenet1k": ("imagenet", "imagenet-sample")}
+
+
+class CIFAR10:
+    """CIFAR-10 as `.npz` shards (`train_*.npz`, `test.npz`), each with x uint8 (N,32,32,3) RGB and y int64."""
+
+    classes = 10
+
+    def __init__(self, root: str | os.PathLike, split: str = "test") -> None:
+        root = Path(root)
+        files = sorted(root.glob("train_*.npz")) if split == "train" else [root / f"{split}.npz"]
+        if not files or not all(f.is_file() for f in files):
+            raise ZooError(
+                f"{root} has no CIFAR-10 {split} split (expected {'train_*.npz' if split == 'train' else split + '.npz'})."
+            )
+        parts = [np.load(f) for f in files]
+        self.images = np.concatenate([p["x"] for p in parts])
+        self.labels = np.concatenate([p["y"] for p in parts]).astype(np.int64)
+        if self.images.ndim != 4 or self.images.shape[1:] != (32, 32, 3) or self.images.dtype != np.uint8:
+            raise ZooError(
+                f"{root}: CIFAR-10 images must be uint8 (N, 32, 32, 3), not {self.images.dtype} {self.images.shape}."
+            )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[Image.Image, int]:
+        return Image.fromarray(self.images[i]), int(self.labels[i])
+
+
+class ImageFolder:
+    """`root/CLASS/*.jpg`, classes in sorted order (as torchvision's ImageFolder)."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        root = Path(root)
+        self.class_names = sorted(d.name for d in root.iterdir() if d.is_dir()) if root.is_dir() else []
+        self.samples = [
+            (p, i)
+            for i, c in enumerate(self.class_names)
+            for p in sorted((root / c).rglob("*"))
+            if p.suffix.lower() in IMAGE_SUFFIXES
+        ]
+        if not self.samples:
+            raise ZooError(f"{root} holds no images in class folders (expected {root}/CLASS/*.jpg).")
+        self.classes = len(self.class_names)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[Image.Image, int]:
+        from zoo.preprocess import load_image
+
+        path, label = self.samples[i]
+        return load_image(path), label
+
+
+class ImageNetSample:
+    """A folder with `labels.csv` (filename, class_index, ...) and `images/`: one photo per ImageNet class."""
+
+    classes = 1000
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        root = Path(root)
+        index = root / "labels.csv"
+        if not index.is_file():
+            raise ZooError(f"{root} has no labels.csv.")
+        with open(index, newline="") as f:
+            self.samples = [
+                (root / "images" / r["filename"], int(r["class_index"])) for r in csv.DictReader(f)
+            ]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[Image.Image, int]:
+        from zoo.preprocess import load_image
+
+        path, label = self.samples[i]
+        return load_image(path), label
+
+
+def open_dataset(path: str | os.PathLike, split: str = "test") -> CIFAR10 | ImageFolder | ImageNetSample:
+    """Recognise the layout of `path`; for an ImageFolder root with train/ and val/, `split` picks one."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ZooError(f"dataset folder {path} does not exist.")
+    if (path / "test.npz").is_file() or any(path.glob("train_*.npz")):
+        return CIFAR10(path, split)
+    if (path / "labels.csv").is_file():
+        return ImageNetSample(path)
+    for name in (split, "val" if split == "test" else split):
+        if (path / name).is_dir() and any((path / name).iterdir()):
+            return ImageFolder(path / name)
+    return ImageFolder(path)
+
+
+def find_dataset(dataset: str, data: str | os.PathLike | None = None, split: str = "test"):
+    """The dataset a model was trained on (manifest name), under --data / $ZOO_DATA or its sub-folders."""
+    root = data_dir(data)
+    for sub in SUBFOLDERS.get(dataset, ()):
+        if (root / sub).is_dir():
+            return open_dataset(root / sub, split)
+    return open_dataset(root, split)

@@ -1,0 +1,90 @@
+"""`zoo doctor`: what is installed, which runtimes work on this machine, and where things are."""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
+from typing import Any
+
+from zoo.paths import BUILTIN_WEIGHTS, cache_dir
+
+PACKAGES = (
+    "torch",
+    "numpy",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "onnxscript",
+    "tensorrt",
+    "polygraphy",
+    "openvino",
+    "gradio",
+    "safetensors",
+    "typer",
+)
+
+
+def version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _probe(name: str, fn) -> dict[str, Any]:
+    try:
+        return {"name": name, "usable": True, "detail": fn()}
+    except Exception as e:  # any failure to load a backend means: not usable here, and why
+        return {"name": name, "usable": False, "detail": f"{type(e).__name__}: {e}".splitlines()[0][:160]}
+
+
+def _torch() -> str:
+    import torch
+
+    cuda = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return f"torch {torch.__version__}, CUDA devices: {', '.join(cuda) or 'none'}"
+
+
+def _onnxruntime() -> str:
+    import onnxruntime as ort
+
+    return "providers: " + ", ".join(ort.get_available_providers())
+
+
+def _tensorrt() -> str:
+    import tensorrt as trt
+
+    return f"TensorRT {trt.__version__}"
+
+
+def _openvino() -> str:
+    import openvino as ov
+
+    return "devices: " + ", ".join(ov.Core().available_devices)
+
+
+def diagnose() -> dict[str, Any]:
+    backends = [
+        _probe("pytorch", _torch),
+        _probe("onnxruntime", _onnxruntime),
+        _probe("tensorrt", _tensorrt),
+        _probe("openvino", _openvino),
+    ]
+    for b in backends:
+        if b["name"] == "tensorrt" and not b["usable"]:
+            b["detail"] = "not installed: pip install 'resnet-zoo[trt]' on a machine with an NVIDIA GPU"
+    data = os.environ.get("ZOO_DATA")
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "versions": {p: version(p) for p in PACKAGES},
+        "backends": backends,
+        "paths": {
+            "weights (built-in)": BUILTIN_WEIGHTS,
+            "cache ($ZOO_CACHE)": cache_dir(),
+            "data ($ZOO_DATA)": data or "not set: pass --data DIR or set ZOO_DATA",
+        },
+    }

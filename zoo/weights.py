@@ -1,0 +1,283 @@
+"""Pretrained weights as data: the manifest, hash-checked files, downloads, and checkpoint import.
+
+A manifest (`weights/manifest.toml`, and the user's own in `$ZOO_CACHE/weights/`) lists each tag. Every
+load checks the file's sha256; a mismatch is an error that leaves the file as it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import tomllib
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ZooError
+from zoo.labels import load_labels
+from zoo.paths import BUILTIN_WEIGHTS, cache_dir, user_weights_dir
+from zoo.preprocess import PreprocessSpec
+
+MANIFEST = "manifest.toml"
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """One pretrained tag, as its manifest entry describes it."""
+
+    name: str  # arch.tag
+    arch: str
+    dataset: str
+    labels: str
+    preprocess: PreprocessSpec
+    file: Path | None = None
+    url: str | None = None
+    sha256: str | None = None
+    sha256_prefix: str | None = None
+    default: bool = False
+    metrics: dict[str, Any] = field(default_factory=dict)
+    recipe: str = ""
+    command: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tag(self) -> str:
+        return self.name.split(".", 1)[1]
+
+    @property
+    def num_classes(self) -> int:
+        return len(load_labels(self.labels))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "arch": self.arch,
+            "dataset": self.dataset,
+            "labels": self.labels,
+            "num_classes": self.num_classes,
+            "preprocess": self.preprocess.to_dict(),
+            "file": str(self.file) if self.file else None,
+            "url": self.url,
+            "sha256": self.sha256,
+            "sha256_prefix": self.sha256_prefix,
+            "default": self.default,
+            "metrics": self.metrics,
+            "recipe": self.recipe,
+            "command": self.command,
+            **self.extra,
+        }
+
+
+def manifest_paths() -> list[Path]:
+    return [BUILTIN_WEIGHTS / MANIFEST, user_weights_dir() / MANIFEST]
+
+
+def read_manifest(path: Path) -> dict[str, WeightSpec]:
+    """The entries of one manifest file (none if it does not exist)."""
+    if not path.is_file():
+        return {}
+    try:
+        doc = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ZooError(f"manifest {path} is not valid TOML: {e}.") from None
+    presets = doc.get("preprocess", {})
+    specs = {}
+    for name, entry in doc.get("weights", {}).items():
+        try:
+            specs[name] = _spec_from_entry(name, dict(entry), presets, path.parent)
+        except (KeyError, TypeError) as e:
+            raise ZooError(f"manifest {path}: entry {name!r} is missing or has a bad field ({e}).") from None
+    return specs
+
+
+def _spec_from_entry(name: str, e: dict, presets: dict, base: Path) -> WeightSpec:
+    if "." not in name or name.split(".", 1)[0] != e["arch"]:
+        raise TypeError(f"the name must be '{e['arch']}.TAG'")
+    pre = e.pop("preprocess")
+    if isinstance(pre, str):
+        pre = presets[pre]
+    known = {
+        "arch",
+        "dataset",
+        "labels",
+        "file",
+        "url",
+        "sha256",
+        "sha256_prefix",
+        "default",
+        "metrics",
+        "recipe",
+        "command",
+    }
+    return WeightSpec(
+        name=name,
+        arch=e["arch"],
+        dataset=e["dataset"],
+        labels=e["labels"],
+        preprocess=PreprocessSpec.from_dict(pre),
+        file=base / e["file"] if e.get("file") else None,
+        url=e.get("url"),
+        sha256=e.get("sha256"),
+        sha256_prefix=e.get("sha256_prefix"),
+        default=bool(e.get("default", False)),
+        metrics=dict(e.get("metrics", {})),
+        recipe=e.get("recipe", ""),
+        command=e.get("command", ""),
+        extra={k: v for k, v in e.items() if k not in known},
+    )
+
+
+# --- hashes and atomic files ------------------------------------------------------------------------
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_hash(path: Path, sha256: str | None = None, sha256_prefix: str | None = None) -> str:
+    """The file's sha256, or ZooError when it differs from the expected hash (the file is left as is)."""
+    digest = sha256_file(path)
+    expected = sha256 or sha256_prefix
+    if expected and not digest.startswith(expected.lower()):
+        raise ZooError(
+            f"{path} has sha256 {digest[:16]}…, but the manifest expects {expected[:16]}…; "
+            "the file is corrupt or not the published one (it was left untouched: delete it to fetch it again)."
+        )
+    return digest
+
+
+@contextmanager
+def atomic_path(dest: Path) -> Iterator[Path]:
+    """A temporary path beside `dest` that becomes `dest` only if the block succeeds."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def download(url: str, dest: Path, sha256: str | None = None, sha256_prefix: str | None = None) -> Path:
+    """Fetch `url` to `dest`, verifying its hash before it appears under that name."""
+    with atomic_path(dest) as tmp:
+        h = hashlib.sha256()
+        try:
+            with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as out:
+                for chunk in iter(lambda: resp.read(1 << 20), b""):
+                    h.update(chunk)
+                    out.write(chunk)
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", None) or e
+            raise ZooError(
+                f"cannot download {url} ({reason}); check the connection, or place the file at {dest} yourself."
+            ) from None
+        digest, expected = h.hexdigest(), sha256 or sha256_prefix
+        if expected and not digest.startswith(expected.lower()):
+            raise ZooError(
+                f"the download of {url} has sha256 {digest[:16]}…, not the published {expected[:16]}…; "
+                "it was discarded."
+            )
+    return dest
+
+
+# --- resolving a tag to a verified safetensors file -----------------------------------------------
+
+
+def weights_file(spec: WeightSpec) -> Path:
+    """A verified local safetensors file for `spec`, downloaded and converted when needed."""
+    if spec.file is not None:
+        if not spec.file.is_file():
+            raise ZooError(f"the weights of {spec.name} are missing: {spec.file} does not exist.")
+        verify_hash(spec.file, spec.sha256, spec.sha256_prefix)
+        return spec.file
+    if not spec.url:
+        raise ZooError(f"the manifest entry of {spec.name} has neither a file nor a url.")
+    fetched = cache_dir() / "downloads" / spec.url.rsplit("/", 1)[-1]
+    if fetched.is_file():
+        verify_hash(fetched, spec.sha256, spec.sha256_prefix)
+    else:
+        download(spec.url, fetched, spec.sha256, spec.sha256_prefix)
+    if fetched.suffix == ".safetensors":
+        return fetched
+    return _converted(fetched, spec)
+
+
+def _converted(pth: Path, spec: WeightSpec) -> Path:
+    """A safetensors copy of a verified .pth, with its own recorded hash."""
+    out = cache_dir() / "weights" / f"{spec.name}-{pth.stem}.safetensors"
+    sidecar = out.with_suffix(".sha256")
+    if out.is_file() and sidecar.is_file():
+        verify_hash(out, sidecar.read_text().strip())
+        return out
+    save_safetensors(read_checkpoint(pth), out)
+    with atomic_path(sidecar) as tmp:
+        tmp.write_text(sha256_file(out) + "\n")
+    return out
+
+
+def read_checkpoint(path: Path) -> dict:
+    """A state dict from a .pth/.pt (weights only, no pickle code) or .safetensors file."""
+    import torch
+
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a foreign or corrupt file
+        raise ZooError(f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}).") from None
+    for key in ("state_dict", "model", "model_state_dict", "ema"):  # common training-script wrappers
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ZooError(f"{path} does not hold a state dict of tensors.")
+    return {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in obj.items()}
+
+
+def save_safetensors(state: dict, dest: Path, metadata: dict[str, str] | None = None) -> Path:
+    from safetensors.torch import save_file
+
+    with atomic_path(dest) as tmp:
+        save_file({k: v.detach().contiguous() for k, v in state.items()}, str(tmp), metadata=metadata)
+    return dest
+
+
+# --- writing manifest entries -----------------------------------------------------------------------
+
+
+def append_manifest_entry(manifest: Path, name: str, entry: dict[str, Any]) -> None:
+    """Add `[weights."name"]` to a manifest file, atomically; the name must be new there."""
+    existing = manifest.read_text() if manifest.is_file() else ""
+    if name in read_manifest(manifest):
+        raise ZooError(f"{name} is already in {manifest}; choose another tag.")
+    lines = [f'\n[weights."{name}"]'] + [f"{k} = {_toml(v)}" for k, v in entry.items() if v is not None]
+    with atomic_path(manifest) as tmp:
+        tmp.write_text(existing + "\n".join(lines) + "\n")
+
+
+def _toml(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(x)}" for k, x in v.items() if x is not None) + " }"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
