@@ -17,6 +17,10 @@ def data_root() -> Path | None:
     return path if path.is_dir() else None
 
 
+if data_root() is not None:  # the code under test finds data the way a user's does: through ZOO_DATA
+    os.environ["ZOO_DATA"] = str(data_root())
+
+
 @pytest.fixture(scope="session")
 def data() -> Path:
     root = data_root()
@@ -69,3 +73,14 @@ def zoo_cache(tmp_path, monkeypatch) -> Path:
     registry.reload()
     yield tmp_path / "cache"
     registry.reload()
+
+
+@pytest.fixture(scope="session")
+def cifar_tag() -> str:
+    """The shipped CIFAR-10 tag (ZOO_TEST_TAG may name another, e.g. one imported into $ZOO_CACHE)."""
+    from zoo import registry
+
+    tag = os.environ.get("ZOO_TEST_TAG", "resnet20.cifar10")
+    if tag not in registry.pretrained_tags():
+        pytest.skip(f"{tag} is not in the weights manifest")
+    return tag

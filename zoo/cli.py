@@ -47,8 +47,10 @@ def emit_json(doc: Any) -> None:
 
 def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
+    rows = [[escape(str(c)) for c in r] for r in rows]
     table = Table(title=title, title_justify="left")
     for i, c in enumerate(columns):
         table.add_column(
@@ -190,6 +192,203 @@ def import_cmd(
     if as_json:
         return emit_json(spec.to_dict())
     typer.echo(f"imported {spec.name}: {spec.file} (sha256 {spec.sha256})")
+
+
+@command("train")
+def train_cmd(
+    arch: Annotated[str, typer.Argument(help="Architecture to train, e.g. resnet20.")],
+    data: Annotated[str | None, typer.Option(help="Dataset root (default: $ZOO_DATA).")] = None,
+    recipe: Annotated[
+        str, typer.Option(help="Recipe name (cifar_zoo, cifar_paper, imagenet_paper) or TOML file.")
+    ] = "cifar_zoo",
+    epochs: Annotated[int | None, typer.Option(help="Override the recipe's length.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Override the recipe's batch size.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Override the recipe's peak learning rate.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/ARCH-RECIPE).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
+    amp: Annotated[str, typer.Option(help="auto (bf16 on CUDA), bf16 or fp32.")] = "auto",
+    train_limit: Annotated[int | None, typer.Option(help="Use only the first N training images.")] = None,
+    test_limit: Annotated[int | None, typer.Option(help="Evaluate on only the first N test images.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after N steps (resume later).")] = None,
+    publish: Annotated[
+        str | None, typer.Option(help="Add the result as this ARCH.TAG to a manifest.")
+    ] = None,
+    weights_dir: Annotated[
+        Path | None, typer.Option(help="Manifest folder for --publish (default: $ZOO_CACHE/weights).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train an architecture with a recipe; checkpoints every epoch, metrics in JSON Lines."""
+    from zoo.recipe import load_recipe
+    from zoo.train import TrainConfig, train
+
+    r = load_recipe(recipe).with_overrides(epochs, batch_size, lr)
+    out = out or Path("runs") / f"{arch}-{r.name}"
+    cfg = TrainConfig(
+        arch, data, r, out, device, resume, compile, amp, train_limit, test_limit, max_steps, not as_json
+    )
+    summary = train(cfg)
+    if publish and summary:
+        from zoo.publish import publish_run
+
+        summary["published"] = publish_run(out, publish, weights_dir).name
+    if as_json:
+        return emit_json({k: v for k, v in summary.items() if k != "recipe_doc"})
+    if summary:
+        typer.echo(
+            f"{arch}: top-1 {summary['top1']:.2f}% top-5 {summary['top5']:.2f}% after {summary['epochs_done']} epochs, "
+            f"{summary['wall_s'] / 60:.1f} min; weights in {out / 'weights.safetensors'}"
+        )
+
+
+@command("eval")
+def eval_cmd(
+    models: Annotated[
+        list[str], typer.Argument(help="Tags, run folders or checkpoints; several = an ensemble.")
+    ],
+    data: Annotated[str | None, typer.Option(help="Dataset root (default: $ZOO_DATA).")] = None,
+    split: Annotated[str, typer.Option(help="test, train, val ...")] = "test",
+    protocol: Annotated[str, typer.Option(help="single, flip, 10crop or multiscale.")] = "single",
+    limit: Annotated[int | None, typer.Option(help="Only the first N images.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Top-1/top-5 accuracy on a labelled dataset, with the paper's test protocols and ensembles."""
+    from zoo.evaluate import evaluate
+
+    result = evaluate(models, data, split, protocol, limit)
+    if as_json:
+        return emit_json(result)
+    typer.echo(
+        f"{' + '.join(result['models'])} [{protocol}] on {result['n']} {split} images: "
+        f"top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%"
+    )
+
+
+@command("export")
+def export_cmd(
+    model: Annotated[str, typer.Argument(help="A pretrained tag or arch (its default tag).")],
+    format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="Comma-separated: onnx, onnx-fp16, onnx-int8, onnx-int8-cpu, trt-fp32, trt-fp16, trt-int8, pt2.",
+        ),
+    ] = None,
+    trt: Annotated[
+        str | None,
+        typer.Option(help="fp32, fp16 or int8: the ONNX graph of that precision, its engine, and parity."),
+    ] = None,
+    batch: Annotated[
+        str, typer.Option(help="Dynamic batch range MIN:OPT:MAX (the engine profile).")
+    ] = "1:8:64",
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 20,
+    calib_data: Annotated[
+        str | None,
+        typer.Option(help="Calibration images (default: the model's own dataset under $ZOO_DATA)."),
+    ] = None,
+    calib_size: Annotated[int, typer.Option(help="Number of calibration images.")] = 512,
+    calib_method: Annotated[str, typer.Option(help="entropy, percentile or minmax.")] = "entropy",
+    parity_images: Annotated[
+        int, typer.Option(help="Labelled test images for the parity check (0: skip).")
+    ] = 1000,
+    device: Annotated[str, typer.Option(help="Device of a pt2 package: cpu or cuda.")] = "cpu",
+    out: Annotated[
+        Path, typer.Option(help="Artifacts folder; each artifact lands in OUT/TAG/FORMAT/.")
+    ] = Path("artifacts"),
+    data: Annotated[
+        str | None, typer.Option(help="Dataset root for calibration and parity (default: $ZOO_DATA).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export a pretrained model to ONNX, FP16/INT8 ONNX, TensorRT engines or AOTInductor, with parity."""
+    import os
+
+    from export.pipeline import TRT_PRESET, ExportOptions, export_model
+    from export.tensorrt import parse_profile
+
+    if data:
+        os.environ["ZOO_DATA"] = data
+    formats = [f.strip() for f in format.split(",") if f.strip()] if format else []
+    if trt:
+        if trt not in TRT_PRESET:
+            raise ZooError(f"--trt must be fp32, fp16 or int8, not {trt!r}.")
+        formats.append(TRT_PRESET[trt])
+    options = ExportOptions(
+        formats or ["onnx"], out, parse_profile(batch), opset, calib_data, calib_size, calib_method, device
+    )
+    log = (lambda _m: None) if as_json else (lambda m: typer.echo(m, err=True))
+    results = export_model(model, options, log)
+    done = [r for r in results if r.artifact is not None]
+    checks = {}
+    if parity_images and done:
+        from serve.parity import check_artifacts
+
+        checks = check_artifacts(model, [r.artifact.path for r in done], None, parity_images)
+    rows = []
+    for r in results:
+        p = checks.get(str(r.artifact.path), {}) if r.artifact else {}
+        passed = p.get("verdict", {}).get("passed")
+        rows.append(
+            {
+                "format": r.format,
+                "status": r.status,
+                "path": str(r.artifact.path) if r.artifact else None,
+                "file": str(r.artifact.file) if r.artifact else None,
+                "size_mb": round(r.artifact.card["size_bytes"] / 1e6, 3) if r.artifact else None,
+                "parity": {
+                    k: p[k]
+                    for k in (
+                        "top1_agreement",
+                        "top5_agreement",
+                        "top1",
+                        "reference_top1",
+                        "max_abs_logit_diff",
+                        "images",
+                        "verdict",
+                        "skipped",
+                    )
+                    if k in p
+                },
+                "message": r.message,
+                "ok": r.status != "failed" and passed is not False,
+            }
+        )
+    if as_json:
+        emit_json(rows)
+    else:
+        _table(
+            f"zoo export {model} -> {out}",
+            ["format", "status", "size MB", "top-1", "agreement", ""],
+            [
+                [
+                    row["format"],
+                    row["status"],
+                    f"{row['size_mb']:.2f}" if row["size_mb"] is not None else "-",
+                    f"{row['parity']['top1']:.2f}" if "top1" in row["parity"] else "-",
+                    f"{row['parity']['top1_agreement']:.2f}%" if "top1_agreement" in row["parity"] else "-",
+                    _mark(row),
+                ]
+                for row in rows
+            ],
+        )
+        typer.echo(
+            "✅ exported and validated   ❎ exported, failed its parity bar   ❌ failed   · not validated"
+        )
+    failed = [r for r in rows if not r["ok"]]
+    for r in [] if as_json else failed:
+        reason = r["message"] or "failed its parity bar: " + "; ".join(r["parity"]["verdict"]["failures"])
+        typer.echo(f"error: {r['format']}: {reason}", err=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _mark(row: dict) -> str:
+    if row["status"] == "failed":
+        return "❌"
+    return {True: "✅", False: "❎"}.get(row["parity"].get("verdict", {}).get("passed"), "·")
 
 
 def main() -> None:

@@ -27,6 +27,8 @@ def import_checkpoint(
     metrics: dict[str, Any] | None = None,
     recipe: str = "",
     command: str = "",
+    default: bool = False,
+    extra: dict[str, Any] | None = None,
 ) -> WeightSpec:
     """Check that `checkpoint` loads strictly into the architecture of `name` (arch.tag), write it as
     safetensors into `out_dir` (default: the user's weights folder) and add its manifest entry there."""
@@ -67,6 +69,8 @@ def import_checkpoint(
         "metrics": metrics or {},
         "recipe": recipe,
         "command": command or f"zoo import-weights {checkpoint} {name}",
+        "default": default,
+        **(extra or {}),
     }
     try:
         append_manifest_entry(manifest, name, entry)

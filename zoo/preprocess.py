@@ -127,13 +127,18 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 def resize_and_crop(img: Image.Image, spec: PreprocessSpec) -> Image.Image:
     """The exact crop the model sees (shown as such by the web demo)."""
     if spec.resize is not None:
-        img = _resize_shorter_side(img, spec.resize, spec)
+        img = resize_shorter_side(img, spec.resize, spec)
     return _center_crop(img, spec.crop)
 
 
 def preprocess(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
-    """One RGB image -> float32 CHW array, normalised."""
-    arr = np.asarray(resize_and_crop(img, spec), dtype=np.float32) / 255.0
+    """One RGB image -> float32 CHW array, resized, cropped and normalised."""
+    return normalize(resize_and_crop(img, spec), spec)
+
+
+def normalize(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
+    """An RGB image as it is -> float32 CHW array, scaled to [0, 1] and normalised by the spec."""
+    arr = np.asarray(img, dtype=np.float32) / 255.0
     arr = (arr - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
@@ -143,7 +148,7 @@ def preprocess_batch(images: list[Image.Image], spec: PreprocessSpec) -> np.ndar
     return np.stack([preprocess(img, spec) for img in images])
 
 
-def _resize_shorter_side(img: Image.Image, size: int, spec: PreprocessSpec) -> Image.Image:
+def resize_shorter_side(img: Image.Image, size: int, spec: PreprocessSpec) -> Image.Image:
     w, h = img.size
     short, long = (w, h) if w <= h else (h, w)
     if short == size:

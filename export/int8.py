@@ -1,0 +1,149 @@
+"""FP32 ONNX -> INT8 ONNX with explicit Q/DQ, calibrated on real images through the model's own
+preprocessing. Two flavours, because their consumers differ:
+
+- "trt": what strongly typed TensorRT compiles. Symmetric int8 activations (zero-point 0), per-channel
+  symmetric int8 weights, Q/DQ on each Conv/Gemm input and on the residual (skip) input of each Add,
+  none on the branch from the conv nor on the Add's output, so Conv+Add+ReLU fuses and writes INT8.
+- "cpu": ONNX Runtime's x86 fast path. uint8 activations, so every Conv and Add becomes QLinearConv /
+  QLinearAdd (with int8 activations the convs that feed Adds stay float and nothing gets faster).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from zoo.errors import ZooError
+
+FLAVOURS = ("trt", "cpu")
+METHODS = ("entropy", "percentile", "minmax")
+
+
+def _reader(batches: Iterable[np.ndarray], input_name: str):
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter(batches)
+
+        def get_next(self):
+            batch = next(self.it, None)
+            return None if batch is None else {input_name: batch}
+
+    return Reader()
+
+
+def quantize(
+    fp32_path: Path,
+    out: Path,
+    batches: Iterable[np.ndarray],
+    flavour: str = "trt",
+    method: str = "entropy",
+    metadata: dict | None = None,
+) -> dict:
+    """Calibrate on `batches` (real, preprocessed NCHW float32) and write the Q/DQ graph to `out`."""
+    import tempfile
+
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from export.onnx import INPUT, annotate, finish, load
+
+    if flavour not in FLAVOURS:
+        raise ZooError(f"INT8 flavour {flavour!r} is not one of {', '.join(FLAVOURS)}.")
+    if method not in METHODS:
+        raise ZooError(f"calibration method {method!r} is not one of {', '.join(METHODS)}.")
+    calibrate = {
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+        "minmax": CalibrationMethod.MinMax,
+    }[method]
+    trt = flavour == "trt"
+    options = {"WeightSymmetric": True, "ActivationSymmetric": trt}
+    if method == "percentile":
+        options["CalibPercentile"] = 99.999
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "q.onnx"
+        quantize_static(
+            str(fp32_path),
+            str(raw),
+            _reader(batches, INPUT),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QInt8 if trt else QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=calibrate,
+            op_types_to_quantize=["Conv", "Gemm", "Add"] if trt else None,
+            extra_options=options,
+        )
+        proto = load(raw)
+    if trt:
+        place_for_tensorrt(proto)
+    annotate(
+        proto,
+        {**(metadata or {}), "precision": "int8", "int8_flavour": flavour, "calibration_method": method},
+    )
+    finish(proto, out)
+    return {"flavour": flavour, "method": method, **qdq_summary(proto)}
+
+
+def place_for_tensorrt(proto) -> None:
+    """Keep Q/DQ only on each Add's skip input (input 1, as zoo.resnet writes `out + shortcut`)."""
+    g = proto.graph
+    producer = {o: n for n in g.node for o in n.output}
+
+    def quantized_source(tensor: str) -> str | None:  # the float tensor behind a Q -> DQ pair
+        dq = producer.get(tensor)
+        if dq is None or dq.op_type != "DequantizeLinear":
+            return None
+        q = producer.get(dq.input[0])
+        return q.input[0] if q is not None and q.op_type == "QuantizeLinear" else None
+
+    rename: dict[str, str] = {}
+    for node in g.node:
+        if node.op_type != "Add":
+            continue
+        source = quantized_source(node.input[0])  # the branch from the conv: fused by TensorRT
+        if source is not None:
+            node.input[0] = source
+    for node in g.node:  # an Add's output re-quantized only to be dequantized: drop the pair
+        if node.op_type == "DequantizeLinear":
+            source = quantized_source(node.output[0])
+            if source is not None and producer.get(source) is not None and producer[source].op_type == "Add":
+                rename[node.output[0]] = source
+    for node in g.node:
+        for i, t in enumerate(node.input):
+            if t in rename:
+                node.input[i] = rename[t]
+    _drop_dead(proto)
+
+
+def _drop_dead(proto) -> None:
+    g = proto.graph
+    needed = {o.name for o in g.output}
+    keep = []
+    for node in reversed(list(g.node)):
+        if any(o in needed for o in node.output):
+            keep.append(node)
+            needed.update(node.input)
+    del g.node[:]
+    g.node.extend(reversed(keep))
+    used_inits = [i for i in g.initializer if i.name in needed]
+    del g.initializer[:]
+    g.initializer.extend(used_inits)
+
+
+def qdq_summary(proto) -> dict:
+    """Counts a card records: Q/DQ nodes, and whether every activation zero-point is 0 (symmetric)."""
+    from onnx import numpy_helper
+
+    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    q = [n for n in proto.graph.node if n.op_type == "QuantizeLinear"]
+    zero_points = [inits[n.input[2]] for n in q if len(n.input) > 2 and n.input[2] in inits]
+    return {
+        "quantize_nodes": len(q),
+        "dequantize_nodes": sum(n.op_type == "DequantizeLinear" for n in proto.graph.node),
+        "symmetric_activations": all(np.all(z == 0) for z in zero_points),
+        "activation_dtype": str(zero_points[0].dtype) if zero_points else None,
+    }

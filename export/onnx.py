@@ -1,0 +1,149 @@
+"""PyTorch -> ONNX: one file (no external data), dynamic batch, I/O named `input` and `logits`, checked
+by onnx.checker and shape inference, with the preprocessing, labels and weights hash in metadata_props."""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoo.errors import ZooError
+
+INPUT, OUTPUT = "input", "logits"
+DEFAULT_OPSET = 20
+MAX_OPSET = 23
+
+
+def export_onnx(
+    model,
+    example: np.ndarray,
+    path: Path,
+    opset: int = DEFAULT_OPSET,
+    max_batch: int = 1024,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Export `model` (eval mode) to `path`. `example` is a real NCHW batch of at least 2 images: a batch of
+    1 would be specialised by torch.export and lose the dynamic batch dimension."""
+    import torch
+
+    if not 7 <= opset <= MAX_OPSET:
+        raise ZooError(
+            f"opset {opset} is not supported; choose one from 7 to {MAX_OPSET} (default {DEFAULT_OPSET})."
+        )
+    if example.shape[0] < 2:
+        raise ZooError("the example batch for ONNX export needs at least 2 images.")
+    x = torch.from_numpy(np.ascontiguousarray(example))
+    batch = torch.export.Dim("batch", min=1, max=max_batch)
+    kwargs = {
+        "dynamo": True,
+        "input_names": [INPUT],
+        "output_names": [OUTPUT],
+        "opset_version": opset,
+        "dynamic_shapes": {"x": {0: batch}},
+        "external_data": False,
+    }
+    with warnings.catch_warnings(), redirect_stdout(io.StringIO()):  # the exporter narrates its steps
+        warnings.simplefilter("ignore")
+        try:
+            program = torch.onnx.export(model.eval(), (x,), None, **kwargs)
+        except Exception as e:  # the exporter raises many types; the user needs the first line
+            raise ZooError(
+                f"torch.onnx.export failed for opset {opset}: {str(e).splitlines()[0][:300]}"
+            ) from None
+    proto = program.model_proto
+    annotate(proto, metadata or {})
+    finish(proto, path)
+    return path
+
+
+def annotate(proto, metadata: dict[str, Any]) -> None:
+    """Write metadata_props (JSON for non-strings), replacing keys already there."""
+    del_keys = set(metadata)
+    keep = [p for p in proto.metadata_props if p.key not in del_keys]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(keep)
+    for k, v in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v if isinstance(v, str) else json.dumps(v)
+
+
+def read_metadata(path: Path) -> dict[str, Any]:
+    import onnx
+
+    proto = load(path, with_weights=False)
+    out = {}
+    for p in proto.metadata_props:
+        try:
+            out[p.key] = json.loads(p.value)
+        except json.JSONDecodeError:
+            out[p.key] = p.value
+    del onnx
+    return out
+
+
+def load(path: Path, with_weights: bool = True):
+    """An ONNX model, or one clear sentence when the file is not one."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        proto = onnx.load(str(path), load_external_data=with_weights)
+    except (DecodeError, OSError, ValueError) as e:
+        raise ZooError(f"{path} is not a readable ONNX model ({type(e).__name__}).") from None
+    if not proto.graph.node:
+        raise ZooError(f"{path} is not a readable ONNX model (it has no graph).")
+    return proto
+
+
+def finish(proto, path: Path) -> None:
+    """Check, infer shapes, and write atomically."""
+    import onnx
+
+    from zoo.weights import atomic_path
+
+    try:
+        onnx.checker.check_model(proto, full_check=False)
+        proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+        raise ZooError(f"the ONNX graph for {path.name} is invalid: {str(e).splitlines()[0]}") from None
+    with atomic_path(path) as tmp:
+        onnx.save(proto, str(tmp))
+
+
+def io_spec(path: Path) -> dict[str, Any]:
+    """Input name, shape (None for dynamic dims) and element type, as recorded in a card."""
+    import onnx
+
+    proto = load(path, with_weights=False)
+    (inp,) = [i for i in proto.graph.input if i.name not in {x.name for x in proto.graph.initializer}]
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
+    return {
+        "name": inp.name,
+        "shape": dims,
+        "dtype": onnx.helper.tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type).name,
+        "output": proto.graph.output[0].name,
+        "opset": next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
+    }
+
+
+def ort_session(path: Path | bytes, threads: int | None = None, providers: list[str] | None = None):
+    """An ONNX Runtime session with full graph optimisation; the one place sessions are made."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+    source = path if isinstance(path, bytes) else str(path)
+    try:
+        return ort.InferenceSession(source, options, providers=providers or ["CPUExecutionProvider"])
+    except Exception as e:  # ORT raises its own exception types for a foreign or corrupt model
+        raise ZooError(
+            f"ONNX Runtime cannot load {path if not isinstance(path, bytes) else 'the model'}: "
+            f"{str(e).splitlines()[0][:300]}"
+        ) from None

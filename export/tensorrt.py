@@ -1,0 +1,210 @@
+"""TensorRT: a thin compile-and-run layer over an already typed ONNX graph (FP32, FP16-typed, or Q/DQ INT8).
+
+Precision is decided in the ONNX graph, so the network is created STRONGLY_TYPED (required from
+TensorRT 10.12 on, the only mode in TensorRT 11, where BuilderFlag.FP16/INT8 and the calibrators are
+gone). FP32 builds clear TF32 for tight parity. An engine runs only on the TensorRT version and GPU that
+built it: its fingerprint is recorded in the card and checked before loading; a mismatch means rebuild.
+Runs where `import tensorrt` works; everywhere else says so in one sentence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoo.errors import ZooError
+
+MISSING = (
+    "TensorRT is not installed here, so no engine was built (the ONNX artifacts before it were kept); "
+    "on a machine with an NVIDIA GPU run `pip install 'resnet-zoo[trt]'` and export again."
+)
+WORKSPACE = 4 << 30
+
+
+def available() -> bool:
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _trt():
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise ZooError(MISSING) from None
+    return trt
+
+
+def parse_profile(text: str) -> tuple[int, int, int]:
+    """--batch MIN:OPT:MAX (or one number N = 1:N:N) -> (min, opt, max)."""
+    try:
+        parts = [int(p) for p in text.split(":")]
+    except ValueError:
+        raise ZooError(f"--batch {text!r} is not MIN:OPT:MAX (e.g. 1:8:64).") from None
+    if len(parts) == 1:
+        parts = [1, parts[0], parts[0]]
+    if len(parts) != 3 or not (1 <= parts[0] <= parts[1] <= parts[2]):
+        raise ZooError(f"--batch {text!r} must be MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX.")
+    return parts[0], parts[1], parts[2]
+
+
+def device_fingerprint() -> dict[str, Any]:
+    """TensorRT version, CUDA, GPU name and compute capability, driver: what an engine is tied to."""
+    trt = _trt()
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ZooError("TensorRT is installed but PyTorch sees no CUDA GPU, so no engine can be built here.")
+    props = torch.cuda.get_device_properties(0)
+    return {
+        "tensorrt": trt.__version__,
+        "cuda": torch.version.cuda,
+        "gpu": props.name,
+        "compute_capability": f"{props.major}.{props.minor}",
+        "driver": _driver_version(),
+    }
+
+
+def _driver_version() -> str | None:
+    try:
+        import subprocess
+
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return out.stdout.strip().splitlines()[0] if out.returncode == 0 else None
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return None
+
+
+def engine_key(
+    onnx_sha256: str, precision: str, profile: tuple[int, int, int], input_shape: tuple[int, ...]
+) -> dict:
+    """The cache key of an engine: everything that makes an old engine unusable or different."""
+    fp = device_fingerprint()
+    return {
+        "onnx_sha256": onnx_sha256,
+        "precision": precision,
+        "profile": list(profile),
+        "input_chw": list(input_shape),
+        "tensorrt": fp["tensorrt"],
+        "cuda_major": (fp["cuda"] or "").split(".")[0],
+        "gpu": fp["gpu"],
+        "compute_capability": fp["compute_capability"],
+        "hardware_compatible": False,
+        "version_compatible": False,
+    }
+
+
+def build_engine(
+    onnx_path: Path,
+    engine_path: Path,
+    profile: tuple[int, int, int],
+    input_chw: tuple[int, ...],
+    precision: str,
+    cache_dir: Path,
+    workspace: int = WORKSPACE,
+) -> dict[str, Any]:
+    """Compile `onnx_path` into a serialised engine at `engine_path`; returns what the card records."""
+    trt = _trt()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    network = builder.create_network(0 if flag is None else 1 << int(flag))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ZooError(f"TensorRT could not parse {onnx_path.name}: {errors[:400]}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
+    if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)  # TF32 is on by default; FP32 parity needs it off
+    name = network.get_input(0).name
+    p = builder.create_optimization_profile()
+    p.set_shape(name, *[(b, *input_chw) for b in profile])
+    config.add_optimization_profile(p)
+    fp = device_fingerprint()
+    cache_file = cache_dir / f"timing-{fp['gpu'].replace(' ', '_')}-trt{fp['tensorrt']}.cache"
+    cache = config.create_timing_cache(cache_file.read_bytes() if cache_file.is_file() else b"")
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise ZooError(f"TensorRT failed to build an engine from {onnx_path.name} (see the log above).")
+    engine_path.write_bytes(bytes(serialized))
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    cache_file.write_bytes(bytes(config.get_timing_cache().serialize()))
+    return {
+        "fingerprint": fp,
+        "profile": {"min": profile[0], "opt": profile[1], "max": profile[2]},
+        "workspace_bytes": workspace,
+        "tf32": precision != "fp32",
+    }
+
+
+def check_fingerprint(card: dict[str, Any]) -> None:
+    """ZooError (rebuild, never crash) when the engine was built for another TensorRT or GPU."""
+    now, then = device_fingerprint(), card.get("fingerprint", {})
+    for k in ("tensorrt", "gpu", "compute_capability"):
+        if then.get(k) != now[k]:
+            raise ZooError(
+                f"this engine was built for {k} {then.get(k)!r}, but here it is {now[k]!r}; "
+                "run `zoo export` again to rebuild it."
+            )
+
+
+class Engine:
+    """A deserialised engine with one execution context; run() takes and returns host numpy arrays."""
+
+    def __init__(self, path: Path, card: dict[str, Any]) -> None:
+        trt = _trt()
+        import torch
+
+        check_fingerprint(card)
+        self.torch = torch
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.engine = runtime.deserialize_cuda_engine(Path(path).read_bytes())
+        if self.engine is None:  # there is no preflight check: a null engine means incompatible
+            raise ZooError(f"TensorRT could not load {path}; run `zoo export` again to rebuild it.")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        mode = trt.TensorIOMode.INPUT
+        self.input = next(n for n in names if self.engine.get_tensor_mode(n) == mode)
+        self.output = next(n for n in names if self.engine.get_tensor_mode(n) != mode)
+        self.max_batch = card["profile"]["max"]
+        self.stream = torch.cuda.Stream()
+
+    def run_device(self, x):
+        """Run a CUDA tensor batch (float32, contiguous) and return the CUDA logits tensor."""
+        torch = self.torch
+        if x.shape[0] > self.max_batch:
+            raise ZooError(
+                f"batch {x.shape[0]} exceeds this engine's profile maximum {self.max_batch}; "
+                "export again with a larger --batch MAX."
+            )
+        self.context.set_input_shape(self.input, tuple(x.shape))
+        out = torch.empty(
+            tuple(self.context.get_tensor_shape(self.output)), device=x.device, dtype=torch.float32
+        )
+        self.context.set_tensor_address(self.input, x.data_ptr())
+        self.context.set_tensor_address(self.output, out.data_ptr())
+        self.stream.wait_stream(torch.cuda.current_stream())
+        if not self.context.execute_async_v3(self.stream.cuda_stream):
+            raise ZooError("TensorRT failed to run the engine.")
+        torch.cuda.current_stream().wait_stream(self.stream)
+        return out
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        x = self.torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).cuda()
+        return self.run_device(x).cpu().numpy()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

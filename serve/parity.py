@@ -1,0 +1,137 @@
+"""Parity: does an artifact still predict what its PyTorch original predicts, on real labelled images?
+
+Top-1 agreement, top-5 agreement (the original's top-1 inside the artifact's top-5, and the mean overlap of
+the two top-5 sets), the accuracy of both, and the max / mean absolute logit difference. Bars by precision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from serve.runtimes import Runtime
+
+BARS = {
+    "fp32": {"top1_agreement": 99.9},
+    "fp16": {"top1_agreement": 99.5},
+    "int8": {"top1_agreement": 97.0, "accuracy_drop": 0.5},
+}
+
+
+@dataclass
+class LabelledImages:
+    """Preprocessed batches of real images with their labels, shared by every runtime compared."""
+
+    batches: list[np.ndarray]
+    labels: np.ndarray
+    source: str
+
+
+def labelled_images(
+    spec, dataset, limit: int | None = None, batch_size: int = 250, source: str = ""
+) -> LabelledImages:
+    from zoo.preprocess import preprocess_batch
+
+    n = min(len(dataset), limit or len(dataset))
+    batches, labels = [], []
+    for start in range(0, n, batch_size):
+        items = [dataset[i] for i in range(start, min(n, start + batch_size))]
+        batches.append(preprocess_batch([img for img, _ in items], spec))
+        labels += [y for _, y in items]
+    return LabelledImages(batches, np.asarray(labels), source)
+
+
+def logits_of(runtime: Runtime, data: LabelledImages) -> np.ndarray:
+    return np.concatenate([runtime.run(b) for b in data.batches])
+
+
+def compare(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """The parity metrics of candidate logits against reference logits (in %, over the same images)."""
+    ref5 = np.argsort(-reference, axis=1)[:, :5]
+    cand5 = np.argsort(-candidate, axis=1)[:, :5]
+    overlap = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(ref5, cand5, strict=True)])
+    diff = np.abs(reference - candidate)
+    return {
+        "images": int(len(labels)),
+        "top1_agreement": 100.0 * float(np.mean(ref5[:, 0] == cand5[:, 0])),
+        "top5_agreement": 100.0 * float(np.mean([r in c for r, c in zip(ref5[:, 0], cand5, strict=True)])),
+        "top5_overlap": 100.0 * float(overlap),
+        "reference_top1": 100.0 * float(np.mean(ref5[:, 0] == labels)),
+        "top1": 100.0 * float(np.mean(cand5[:, 0] == labels)),
+        "reference_top5": 100.0 * float(np.mean((ref5 == labels[:, None]).any(1))),
+        "top5": 100.0 * float(np.mean((cand5 == labels[:, None]).any(1))),
+        "max_abs_logit_diff": float(diff.max()),
+        "mean_abs_logit_diff": float(diff.mean()),
+        "nonfinite": int((~np.isfinite(candidate)).sum()),
+    }
+
+
+def verdict(
+    metrics: dict[str, Any], precision: str, bars: dict[str, dict[str, float]] | None = None
+) -> dict[str, Any]:
+    """Whether the metrics pass the bars of this precision; the failures say which bar and by how much."""
+    bar = (bars or BARS)[precision.split()[0]]
+    failures = []
+    if metrics["nonfinite"]:
+        failures.append(f"{metrics['nonfinite']} non-finite logits")
+    if metrics["top1_agreement"] < bar["top1_agreement"]:
+        failures.append(f"top-1 agreement {metrics['top1_agreement']:.2f}% < {bar['top1_agreement']}%")
+    drop = metrics["reference_top1"] - metrics["top1"]
+    if "accuracy_drop" in bar and drop > bar["accuracy_drop"]:
+        failures.append(f"top-1 accuracy drop {drop:.2f} points > {bar['accuracy_drop']}")
+    return {"passed": not failures, "bars": bar, "failures": failures}
+
+
+def parity(
+    reference: Runtime,
+    candidate: Runtime,
+    data: LabelledImages,
+    reference_logits: np.ndarray | None = None,
+    bars: dict | None = None,
+) -> dict[str, Any]:
+    ref = logits_of(reference, data) if reference_logits is None else reference_logits
+    metrics = compare(ref, logits_of(candidate, data), data.labels)
+    return {
+        "data": data.source,
+        "reference": reference.describe(),
+        "candidate": candidate.describe(),
+        **metrics,
+        "verdict": verdict(metrics, candidate.precision, bars),
+    }
+
+
+def check_artifacts(
+    tag: str, directories: list, data: str | None = None, limit: int | None = 1000, bars: dict | None = None
+) -> dict[str, dict[str, Any]]:
+    """Parity of each artifact directory against the PyTorch original of `tag` on the tag's own labelled
+    test images; each result is also written into the artifact's card. Keyed by directory."""
+    from export.artifact import update_card
+    from serve.runtimes import TorchRuntime, open_runtime
+    from zoo.data import find_dataset
+    from zoo.errors import ZooError
+
+    reference = TorchRuntime(tag)
+    from zoo import registry
+
+    _, spec = registry.resolve(tag)
+    try:
+        dataset = find_dataset(spec.dataset, data, "test")
+    except ZooError as e:
+        return {str(d): {"skipped": f"no labelled {spec.dataset} images: {e}"} for d in directories}
+    images = labelled_images(
+        spec.preprocess, dataset, limit, source=f"{spec.dataset} test ({type(dataset).__name__})"
+    )
+    ref = logits_of(reference, images)
+    out: dict[str, dict[str, Any]] = {}
+    for d in directories:
+        try:
+            with open_runtime(d) as rt:
+                result = parity(reference, rt, images, ref, bars)
+        except ZooError as e:
+            out[str(d)] = {"skipped": str(e)}
+            continue
+        update_card(d, parity=result)
+        out[str(d)] = result
+    return out

@@ -1,0 +1,220 @@
+"""One runtime interface for every backend, in the spirit of Polygraphy's runners: open, run an NCHW
+float32 batch and get logits back, close; device, precision and preprocessing as properties.
+
+    with open_runtime("artifacts/resnet20.cifar10/onnx-int8-cpu") as rt:
+        logits = rt.run(batch)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoo.errors import ZooError
+from zoo.preprocess import PreprocessSpec
+
+BACKENDS = ("pytorch", "onnxruntime", "tensorrt", "aoti", "openvino")
+
+
+class Runtime:
+    """Base class: subclasses set `backend`, `device`, `precision` and implement `_run`."""
+
+    backend = "?"
+
+    def __init__(
+        self,
+        name: str,
+        preprocess: PreprocessSpec,
+        labels: list[str],
+        precision: str,
+        device: str,
+        fmt: str,
+        card: dict[str, Any] | None = None,
+    ) -> None:
+        self.name, self.preprocess, self.labels = name, preprocess, labels
+        self.precision, self.device, self.format, self.card = precision, device, fmt, card or {}
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.preprocess.input_shape
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """NCHW float32 batch -> float32 logits (N, classes)."""
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != self.input_shape:
+            raise ZooError(
+                f"{self.name} takes batches of shape (N, {', '.join(map(str, self.input_shape))}), "
+                f"not {tuple(batch.shape)}."
+            )
+        return np.asarray(self._run(batch), dtype=np.float32)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def synchronize(self) -> None:
+        """Wait for the device (a no-op on the CPU), so timings cover the work."""
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "format": self.format,
+            "backend": self.backend,
+            "device": self.device,
+            "precision": self.precision,
+        }
+
+
+class TorchRuntime(Runtime):
+    backend = "pytorch"
+
+    def __init__(self, tag: str, device: str = "cpu", compiled: bool = False, **kw: Any) -> None:
+        import torch
+
+        from zoo import registry
+        from zoo.labels import load_labels
+
+        _, spec = registry.resolve(tag)
+        if spec is None:
+            raise ZooError(f"{tag} has no pretrained weights; see `zoo list --pretrained`.")
+        self.torch = torch
+        self.model = registry.create_model(spec.name, pretrained=True).to(device)
+        if compiled:
+            self.model = torch.compile(self.model)
+        super().__init__(
+            spec.name,
+            spec.preprocess,
+            list(load_labels(spec.labels)),
+            "fp32",
+            device,
+            "pytorch-compiled" if compiled else "pytorch",
+            **kw,
+        )
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        with self.torch.inference_mode():
+            return self.model(self.torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
+
+    def synchronize(self) -> None:
+        if self.device.startswith("cuda"):
+            self.torch.cuda.synchronize()
+
+
+class OnnxRuntime(Runtime):
+    backend = "onnxruntime"
+
+    def __init__(
+        self, path: Path, providers: list[str] | None = None, threads: int | None = None, **kw: Any
+    ) -> None:
+        from export.onnx import ort_session
+
+        self.session = ort_session(path, threads, providers)
+        self.input_name = self.session.get_inputs()[0].name
+        provider = self.session.get_providers()[0]
+        device = "cpu" if provider == "CPUExecutionProvider" else "cuda"
+        super().__init__(device=device, **kw)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: batch})[0]
+
+
+class TensorRTRuntime(Runtime):
+    backend = "tensorrt"
+
+    def __init__(self, path: Path, **kw: Any) -> None:
+        from export.tensorrt import Engine
+
+        self.engine = Engine(path, kw["card"])
+        super().__init__(device="cuda", **kw)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        return self.engine.run(batch)
+
+    def synchronize(self) -> None:
+        self.engine.torch.cuda.synchronize()
+
+
+class AOTIRuntime(Runtime):
+    backend = "aoti"
+
+    def __init__(self, path: Path, **kw: Any) -> None:
+        import torch
+
+        from export.aoti import check_compatible
+
+        check_compatible(kw["card"])
+        self.torch = torch
+        try:
+            self.model = torch._inductor.aoti_load_package(str(path))
+        except Exception as e:  # a package from another torch/device fails in many ways
+            raise ZooError(f"cannot load {path}: {str(e).splitlines()[0][:200]}; export it again.") from None
+        super().__init__(device=kw["card"]["aoti"]["device"], **kw)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        with self.torch.inference_mode():
+            return self.model(self.torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
+
+
+class OpenVINORuntime(Runtime):
+    """OpenVINO on the CPU from an ONNX artifact; its default inference precision here is bf16."""
+
+    backend = "openvino"
+
+    def __init__(self, path: Path, **kw: Any) -> None:
+        try:
+            import openvino as ov
+        except ImportError:
+            raise ZooError("OpenVINO is not installed: pip install 'resnet-zoo[openvino]'.") from None
+        core = ov.Core()
+        self.compiled = core.compile_model(core.read_model(str(path)), "CPU")
+        hint = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        super().__init__(device="cpu", **kw)
+        self.precision = f"{kw['precision']} (computes in {hint})"
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        return self.compiled(batch)[0]
+
+
+def open_runtime(
+    source: str | Path, backend: str | None = None, device: str = "cpu", threads: int | None = None
+) -> Runtime:
+    """A runtime for an artifact directory (its card says what it is) or a model name (PyTorch eager)."""
+    from export.artifact import read_card
+
+    path = Path(source)
+    if not path.exists():
+        if backend not in (None, "pytorch", "pytorch-compiled"):
+            raise ZooError(f"{source} is not an artifact directory; the {backend} backend needs one.")
+        return TorchRuntime(str(source), device, compiled=backend == "pytorch-compiled")
+    card = read_card(path)
+    common = {
+        "name": f"{card['source']}/{card['format']}",
+        "preprocess": PreprocessSpec.from_dict(card["preprocess"]),
+        "labels": card["labels"],
+        "precision": card["precision"],
+        "fmt": card["format"],
+        "card": card,
+    }
+    file = path / card["file"]
+    fmt = card["format"]
+    if fmt.startswith("trt-"):
+        return TensorRTRuntime(file, **common)
+    if fmt == "pt2":
+        return AOTIRuntime(file, **common)
+    if backend == "openvino":
+        return OpenVINORuntime(file, **common)
+    providers = {
+        "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+        "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+    }.get(backend or "")
+    return OnnxRuntime(file, providers=providers, threads=threads, **common)

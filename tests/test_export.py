@@ -1,0 +1,364 @@
+"""`zoo export`: every ONNX flavour checked with ONNX Runtime on real images, artifacts and cards, the
+INT8 accuracy bar on the full CIFAR-10 test split, AOTInductor, TensorRT (where it exists), bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+from typer.testing import CliRunner
+
+from export.artifact import read_card
+from export.pipeline import ExportOptions, export_model, plan
+from zoo.cli import app
+from zoo.errors import ZooError
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, cifar_tag, cifar_dir):
+    out = tmp_path_factory.mktemp("artifacts")
+    options = ExportOptions(["onnx", "onnx-fp16", "onnx-int8", "onnx-int8-cpu"], out, calib_size=512)
+    results = export_model(cifar_tag, options, log=lambda _m: None)
+    assert [r.status for r in results] == ["built"] * 4
+    return {r.format: r.artifact for r in results}
+
+
+def _cifar_batch(cifar_dir, tag, n=64, start=0):
+    from zoo import registry
+    from zoo.data import CIFAR10
+    from zoo.preprocess import preprocess_batch
+
+    spec = registry.resolve(tag)[1].preprocess
+    ds = CIFAR10(cifar_dir, "test")
+    return preprocess_batch([ds[i][0] for i in range(start, start + n)], spec), ds.labels[start : start + n]
+
+
+def _session(path):
+    from export.onnx import ort_session
+
+    return ort_session(path)
+
+
+def test_plan_adds_what_each_format_is_built_from():
+    assert plan(["trt-fp16"]) == ["onnx", "onnx-fp16", "trt-fp16"]
+    assert plan(["trt-int8", "pt2"]) == ["onnx", "onnx-int8", "trt-int8", "pt2"]
+    with pytest.raises(ZooError, match="unknown format"):
+        plan(["tflite"])
+
+
+def test_onnx_is_one_file_with_a_dynamic_batch_named_io_and_metadata(exported, cifar_tag, cifar_dir):
+    art = exported["onnx"]
+    assert sorted(p.name for p in art.path.iterdir()) == ["card.json", "model.onnx"]  # no external data
+    model = onnx.load(str(art.file))
+    onnx.checker.check_model(model, full_check=True)
+    assert [i.name for i in model.graph.input] == ["input"] and [o.name for o in model.graph.output] == [
+        "logits"
+    ]
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic batch
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(meta["preprocess"])["crop"] == 32 and len(json.loads(meta["labels"])) == 10
+    assert meta["weights_sha256"] == art.card["weights_sha256"] and meta["source"] == cifar_tag
+    assert art.card["opset"] == 20 and art.card["onnx_check"]["max_abs_diff"] < 1e-3
+    import torch
+
+    from zoo import create_model
+
+    x, _ = _cifar_batch(cifar_dir, cifar_tag, 5)
+    torch_model = create_model(cifar_tag, pretrained=True)
+    with torch.no_grad():
+        ref = torch_model(torch.from_numpy(x)).numpy()
+    session = _session(art.file)
+    for n in (1, 5):  # dynamic batch
+        np.testing.assert_allclose(session.run(None, {"input": x[:n]})[0], ref[:n], atol=1e-4, rtol=1e-4)
+
+
+def test_the_card_records_what_a_deployer_needs(exported, cifar_tag):
+    card = read_card(exported["onnx-int8"].path)
+    assert card["source"] == cifar_tag and len(card["weights_sha256"]) == 64
+    assert card["input"] == {"name": "input", "shape": [None, 3, 32, 32], "dtype": "float32"}
+    assert card["batch"] == {"min": 1, "opt": 8, "max": 64} and card["precision"] == "int8"
+    assert card["preprocess"]["mean"][0] == pytest.approx(0.4914) and card["labels"][0] == "airplane"
+    assert card["calibration"]["size"] == 512 and card["calibration"]["method"] == "entropy"
+    assert card["versions"]["onnxruntime"] and card["versions"]["torch"]
+
+
+def test_fp16_graph_has_fp16_weights_fp32_io_and_agrees_on_real_images(exported, cifar_tag, cifar_dir):
+    model = onnx.load(str(exported["onnx-fp16"].file))
+    floats = [
+        i
+        for i in model.graph.initializer
+        if i.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
+    ]
+    assert floats and all(i.data_type == onnx.TensorProto.FLOAT16 for i in floats)
+    elem = onnx.TensorProto.FLOAT
+    assert (
+        model.graph.input[0].type.tensor_type.elem_type
+        == elem
+        == model.graph.output[0].type.tensor_type.elem_type
+    )
+    x, _ = _cifar_batch(cifar_dir, cifar_tag, 500)
+    ref = _session(exported["onnx"].file).run(None, {"input": x})[0]
+    half = _session(exported["onnx-fp16"].file).run(None, {"input": x})[0]
+    assert np.isfinite(half).all() and np.mean(ref.argmax(1) == half.argmax(1)) >= 0.995
+    assert np.abs(ref - half).max() < 0.1
+
+
+def test_fp16_keeps_out_of_range_nodes_in_fp32(tmp_path):
+    """A node whose activations exceed FP16's safe range stays FP32 (as AutoCast does) and stays correct."""
+    import torch
+
+    from export.fp16 import activation_ranges, convert_fp16, fp32_nodes
+
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 3)
+    )
+    with torch.no_grad():
+        net[3].weight.mul_(5e5)  # logits far beyond 65504
+    x = torch.randn(2, 3, 8, 8)
+    path = tmp_path / "big.onnx"
+    torch.onnx.export(net, (x,), str(path), dynamo=False, input_names=["input"], output_names=["logits"])
+    proto = onnx.load(str(path))
+    keep = fp32_nodes(proto, activation_ranges(proto, [x.numpy()]))
+    kinds = {n.name: n.op_type for n in proto.graph.node}
+    assert {kinds[k] for k in keep} == {"Gemm"}
+    half = convert_fp16(proto, keep)
+    got = _session(half.SerializeToString()).run(None, {"input": x.numpy()})[0]
+    ref = net(x).detach().numpy()
+    assert np.isfinite(got).all() and np.abs(got - ref).max() < 1e-3 * np.abs(ref).max()
+    assert np.abs(ref).max() > 65504  # FP16 would overflow: the Gemm must compute and output FP32
+
+    def gemm_output_type(model) -> int:
+        inferred = onnx.shape_inference.infer_shapes(model)
+        gemm = next(n for n in inferred.graph.node if n.op_type == "Gemm")
+        types = {v.name: v.type.tensor_type.elem_type for v in [*inferred.graph.value_info, *inferred.graph.output]}
+        return types[gemm.output[0]]
+
+    assert gemm_output_type(half) == onnx.TensorProto.FLOAT
+    assert gemm_output_type(convert_fp16(proto, set())) == onnx.TensorProto.FLOAT16
+
+
+def test_int8_tensorrt_flavour_places_symmetric_qdq_as_tensorrt_fuses_them(exported):
+    model = onnx.load(str(exported["onnx-int8"].file))
+    g = model.graph
+    inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for t in n.input:
+            consumers.setdefault(t, []).append(n)
+    for q in (n for n in g.node if n.op_type == "QuantizeLinear"):
+        assert inits[q.input[2]].dtype == np.int8 and not inits[q.input[2]].any()  # symmetric int8
+    weight_dqs = [n for n in g.node if n.op_type == "DequantizeLinear" and n.input[0] in inits]
+    convs = [n for n in g.node if n.op_type == "Conv"]
+    assert len(weight_dqs) >= len(convs)
+    for dq in weight_dqs:
+        if inits[dq.input[0]].ndim == 4:  # conv weights: one scale per output channel
+            assert inits[dq.input[1]].shape == (inits[dq.input[0]].shape[0],)
+    adds = [n for n in g.node if n.op_type == "Add"]
+    assert len(adds) == 9
+    for add in adds:
+        assert producer[add.input[0]].op_type == "Conv"  # the branch from the conv: fused, no Q/DQ
+        assert producer[add.input[1]].op_type == "DequantizeLinear"  # the skip input: quantized
+        assert [c.op_type for c in consumers[add.output[0]]] == ["Relu"]  # no Q/DQ on the Add's output
+
+
+def test_int8_cpu_flavour_uses_uint8_and_becomes_qlinear_ops_in_onnxruntime(exported, tmp_path):
+    import onnxruntime as ort
+
+    card = exported["onnx-int8-cpu"].card
+    assert card["int8"]["activation_dtype"] == "uint8"
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(exported["onnx-int8-cpu"].file), options, providers=["CPUExecutionProvider"])
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node}
+    assert "QLinearConv" in ops and "QLinearAdd" in ops
+
+
+@pytest.mark.parametrize("tag", ["resnet20.cifar10", "resnet56.cifar10"])
+@pytest.mark.parametrize("fmt", ["onnx-int8", "onnx-int8-cpu"])
+def test_int8_top1_is_within_half_a_point_of_fp32_on_the_full_cifar10_test_split(
+    tag, fmt, cifar_dir, tmp_path_factory
+):
+    from zoo import registry
+
+    if tag not in registry.pretrained_tags():
+        pytest.skip(f"{tag} is not shipped yet (trained weights needed for an accuracy bar)")
+    from serve.parity import check_artifacts
+
+    out = tmp_path_factory.mktemp(f"bar-{tag}-{fmt}")
+    results = export_model(tag, ExportOptions([fmt], out), log=lambda _m: None)
+    art = results[-1].artifact
+    report = check_artifacts(tag, [art.path], limit=None)[str(art.path)]
+    print(
+        f"{tag} {fmt}: fp32 {report['reference_top1']:.2f} int8 {report['top1']:.2f} "
+        f"agreement {report['top1_agreement']:.2f}% on {report['images']} images"
+    )
+    assert report["images"] == 10_000
+    assert report["reference_top1"] - report["top1"] <= 0.5
+    assert read_card(art.path)["parity"]["top1"] == report["top1"]  # written into the card
+
+
+def test_exporting_again_reuses_and_a_changed_input_rebuilds(exported, cifar_tag):
+    out = exported["onnx"].path.parent.parent
+    again = export_model(cifar_tag, ExportOptions(["onnx-int8"], out, calib_size=512), log=lambda _m: None)
+    assert [r.status for r in again] == ["reused", "reused"]
+    changed = export_model(cifar_tag, ExportOptions(["onnx-int8"], out, calib_size=128), log=lambda _m: None)
+    assert [r.status for r in changed] == ["reused", "built"]
+    assert read_card(changed[1].artifact.path)["calibration"]["size"] == 128
+
+
+def test_a_corrupt_or_foreign_artifact_is_rebuilt_not_loaded(tmp_path, cifar_tag, cifar_dir):
+    options = ExportOptions(["onnx"], tmp_path)
+    (art,) = export_model(cifar_tag, options, log=lambda _m: None)
+    art.artifact.file.write_bytes(b"garbage")
+    with pytest.raises(ZooError, match="ONNX Runtime cannot load"):
+        _session(art.artifact.file)
+    (again,) = export_model(cifar_tag, options, log=lambda _m: None)
+    assert again.status == "built" and onnx.load(str(again.artifact.file)).graph.node
+    card = json.loads((again.artifact.path / "card.json").read_text())
+    (again.artifact.path / "card.json").write_text(json.dumps({**card, "card_version": 0}))
+    with pytest.raises(ZooError, match="incompatible version"):
+        read_card(again.artifact.path)
+    (third,) = export_model(cifar_tag, options, log=lambda _m: None)
+    assert third.status == "built"
+
+
+def test_a_failed_build_leaves_nothing_half_written(tmp_path, cifar_tag, cifar_dir):
+    options = ExportOptions(["onnx-int8"], tmp_path, calib_method="median")
+    results = export_model(cifar_tag, options, log=lambda _m: None)
+    assert [r.status for r in results] == ["built", "failed"] and "calibration method" in results[1].message
+    tag_dir = tmp_path / cifar_tag
+    assert sorted(p.name for p in tag_dir.iterdir()) == ["onnx"]  # no onnx-int8, no temporary directory
+
+
+def test_calibration_data_of_the_wrong_dataset_is_refused(cifar_tag, imagenet_sample, tmp_path):
+    from export.calibration import calibration_images
+    from zoo import registry
+
+    spec = registry.resolve(cifar_tag)[1]
+    with pytest.raises(ZooError, match="1000 classes but .* has 10"):
+        calibration_images(spec, imagenet_sample, 16)
+    from PIL import Image
+
+    for cls in range(10):  # ten classes, but ImageNet-sized photos
+        (tmp_path / f"c{cls}").mkdir()
+        Image.new("RGB", (320, 256), (cls * 20, 0, 0)).save(tmp_path / f"c{cls}" / "a.jpg")
+    with pytest.raises(ZooError, match="256 px on their shorter side, but .* sees 32 px"):
+        calibration_images(spec, tmp_path, 16)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "zoo.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ},
+    )
+
+
+def test_cli_without_tensorrt_keeps_the_onnx_artifacts_and_says_what_is_missing(
+    tmp_path, cifar_tag, cifar_dir
+):
+    from export import tensorrt
+
+    if tensorrt.available():
+        pytest.skip("TensorRT is installed here")
+    done = _cli(
+        "export", cifar_tag, "--trt", "fp16", "--out", str(tmp_path), "--parity-images", "200", "--json"
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    rows = json.loads(done.stdout)
+    assert [(r["format"], r["status"]) for r in rows] == [
+        ("onnx", "built"),
+        ("onnx-fp16", "built"),
+        ("trt-fp16", "failed"),
+    ]
+    assert "TensorRT is not installed" in rows[2]["message"] and "pip install" in rows[2]["message"]
+    assert rows[1]["parity"]["verdict"]["passed"] and Path(rows[1]["file"]).is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["resnet05"], "unknown model"),
+        (["plain20"], "no pretrained weights"),
+        (["{tag}", "--format", "onnx-int8", "--calib-data", "/nonexistent"], "does not exist"),
+        (["{tag}", "--batch", "8:4:2"], "MIN <= OPT <= MAX"),
+        (["{tag}", "--opset", "99"], "opset 99 is not supported"),
+        (["{tag}", "--out", "/etc/passwd/sub"], "cannot write"),
+    ],
+    ids=["unknown-model", "no-weights", "missing-calib", "bad-batch", "bad-opset", "unwritable-out"],
+)
+def test_cli_bad_input_is_one_sentence_and_a_nonzero_exit(args, message, cifar_tag, tmp_path):
+    args = [a.replace("{tag}", cifar_tag) for a in args]
+    if "--out" not in args:
+        args += ["--out", str(tmp_path)]
+    result = runner.invoke(app, ["export", *args, "--parity-images", "0"])
+    assert result.exit_code == 1
+    assert message in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_pt2_package_runs_without_the_models_python_code(tmp_path, cifar_tag, cifar_dir):
+    (onnx_result, pt2) = export_model(
+        cifar_tag, ExportOptions(["onnx", "pt2"], tmp_path), log=lambda _m: None
+    )
+    assert pt2.status == "built", pt2.message
+    card = pt2.artifact.card
+    import torch
+
+    assert card["aoti"]["torch"] == torch.__version__ and card["aoti"]["device"] == "cpu"
+    x, _ = _cifar_batch(cifar_dir, cifar_tag, 3)
+    np.save(tmp_path / "x.npy", x)
+    code = (
+        "import sys, numpy as np, torch; m = torch._inductor.aoti_load_package(sys.argv[1]); "
+        "np.save(sys.argv[3], m(torch.from_numpy(np.load(sys.argv[2]))).numpy()); "
+        "assert 'zoo' not in sys.modules"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(pt2.artifact.file),
+            str(tmp_path / "x.npy"),
+            str(tmp_path / "y.npy"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-1500:]
+    ref = _session(onnx_result.artifact.file).run(None, {"input": x})[0]
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), ref, atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.tensorrt
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_tensorrt_engine_builds_runs_and_agrees(precision, tmp_path, cifar_tag, cifar_dir):
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed here")
+    from serve.parity import check_artifacts
+
+    results = export_model(
+        cifar_tag, ExportOptions([f"trt-{precision}"], tmp_path, batch=(1, 8, 64)), log=lambda _m: None
+    )
+    engine = results[-1]
+    assert engine.status == "built", engine.message
+    assert engine.artifact.card["fingerprint"]["tensorrt"]
+    report = check_artifacts(cifar_tag, [engine.artifact.path], limit=2000)[str(engine.artifact.path)]
+    assert report["verdict"]["passed"], report["verdict"]
+    again = export_model(
+        cifar_tag, ExportOptions([f"trt-{precision}"], tmp_path, batch=(1, 8, 64)), log=lambda _m: None
+    )
+    assert again[-1].status == "reused"

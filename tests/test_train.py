@@ -1,0 +1,190 @@
+"""The trainer on real CIFAR-10 images: recipes, a smoke run, exact resume, DDP, and `zoo eval`."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from zoo.cli import app
+from zoo.errors import ZooError
+from zoo.recipe import load_recipe, lr_at
+
+runner = CliRunner()
+SMOKE = ["--train-limit", "512", "--test-limit", "256", "--batch-size", "64", "--lr", "0.05"]
+
+
+def test_builtin_recipes_parse_and_say_how_they_differ_from_the_paper():
+    paper = load_recipe("cifar_paper")
+    assert paper.total_steps(391) == 64_000
+    assert [lr_at(paper, s, 64_000) for s in (0, 31_999, 32_000, 48_000)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.001]
+    )
+    zoo = load_recipe("cifar_zoo")
+    assert zoo.doc["changes"] and zoo.get("regularise", "label_smoothing") == 0.1
+    peak = max(lr_at(zoo, s, 1000) for s in range(1000))
+    assert peak == pytest.approx(0.2) and lr_at(zoo, 999, 1000) < 1e-3
+    assert load_recipe("imagenet_paper").get("augment", "scale") == [256, 480]
+    short = paper.with_overrides(epochs=2)
+    assert [lr_at(short, s, 100) for s in (49, 50, 75)] == pytest.approx([0.1, 0.01, 0.001])
+
+
+def test_bad_recipes_are_clear_errors(tmp_path):
+    with pytest.raises(ZooError, match="no recipe"):
+        load_recipe("nope")
+    bad = tmp_path / "r.toml"
+    bad.write_text("[train]\nbatch_size = 8\n[optimizer]\nlr = 0.1\n")
+    with pytest.raises(ZooError, match="epochs or iterations"):
+        load_recipe(bad)
+    bad.write_text('[train]\nepochs = 1\nbatch_size = 8\n[optimizer]\nlr = 0.1\n[schedule]\nname = "exp"\n')
+    with pytest.raises(ZooError, match="schedule"):
+        load_recipe(bad)
+
+
+def test_the_device_pipeline_normalises_exactly_as_the_preprocessing_contract(cifar_dir):
+    from zoo.data import CIFAR10
+    from zoo.pipeline import DeviceCifarLoader
+    from zoo.preprocess import PreprocessSpec, preprocess
+    from zoo.train import _preset
+
+    spec = PreprocessSpec.from_dict(_preset("cifar10"))
+    test = CIFAR10(cifar_dir, "test")
+    x, y = next(iter(DeviceCifarLoader(test.images[:8], test.labels[:8], 8, spec, train=False)))
+    ref = np.stack([preprocess(test[i][0], spec) for i in range(8)])
+    assert np.abs(x.numpy() - ref).max() < 1e-5 and y.tolist() == test.labels[:8].tolist()
+
+
+def test_augmentation_crops_within_the_padding_and_flips(cifar_dir):
+    from zoo.pipeline import crop_and_flip
+
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.uint8).view(2, 3, 8, 8)
+    g = torch.Generator().manual_seed(0)
+    out = crop_and_flip(x, 0, True, g)  # no padding: each image is itself or its mirror
+    for i in range(2):
+        assert torch.equal(out[i], x[i]) or torch.equal(out[i], x[i].flip(-1))
+    padded = crop_and_flip(x, 2, False, torch.Generator().manual_seed(1))
+    assert padded.shape == x.shape
+
+
+def _train(tmp: Path, *extra: str, epochs: int = 2, data: Path) -> dict:
+    args = [
+        "train",
+        "resnet20",
+        "--data",
+        str(data),
+        "--epochs",
+        str(epochs),
+        "--out",
+        str(tmp),
+        *SMOKE,
+        *extra,
+        "--json",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_smoke_run_loss_falls_and_the_checkpoint_round_trips_into_zoo_eval(tmp_path, data):
+    summary = _train(tmp_path / "run", epochs=3, data=data)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and rows[-1]["train_loss"] < rows[0]["train_loss"]
+    assert {"lr", "train_top1", "test_top1", "test_top5", "images_per_s", "wall_s"} <= set(rows[0])
+    assert summary["complete"] and summary["hardware"]["torch"] == torch.__version__
+    evaluated = runner.invoke(
+        app, ["eval", str(tmp_path / "run"), "--data", str(data), "--limit", "256", "--json"]
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    result = json.loads(evaluated.stdout)
+    assert result["n"] == 256 and result["top1"] == pytest.approx(summary["top1"], abs=1e-6)
+    if (tmp_path / "run" / "training_curves.png").exists():
+        assert (tmp_path / "run" / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_killed_run_resumes_exactly(tmp_path, data):
+    longer = ["--train-limit", "2048"]  # epochs long enough (seconds) for the kill to land part-way
+    straight = _train(tmp_path / "a", *longer, epochs=3, data=data)
+    out = tmp_path / "b"
+    args = ["train", "resnet20", "--data", str(data), "--epochs", "3", "--out", str(out), *SMOKE, *longer]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zoo.cli", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    metrics = tmp_path / "b" / "metrics.jsonl"
+    try:  # kill it (SIGKILL, no clean-up) once its first epoch is checkpointed
+        for _ in range(1200):
+            if metrics.is_file() and metrics.read_text().count("\n") >= 1:
+                break
+            if proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        proc.kill()
+    finally:
+        proc.wait()
+    done_before = metrics.read_text().count("\n")
+    assert 1 <= done_before < 3, "the run was not interrupted part-way"
+    resumed = _train(tmp_path / "b", "--resume", *longer, epochs=3, data=data)
+    a = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    b = [json.loads(x) for x in metrics.read_text().splitlines()]
+    assert resumed["steps"] == straight["steps"] and [r["epoch"] for r in b] == [1, 2, 3]
+    assert b[-1]["test_top1"] == a[-1]["test_top1"]
+    assert b[-1]["train_loss"] == pytest.approx(a[-1]["train_loss"], rel=1e-4)
+    from safetensors.torch import load_file
+
+    wa, wb = (
+        load_file(tmp_path / "a" / "weights.safetensors"),
+        load_file(tmp_path / "b" / "weights.safetensors"),
+    )
+    assert all(torch.allclose(wa[k].float(), wb[k].float(), atol=1e-5) for k in wa)
+
+
+def test_resume_without_a_checkpoint_is_an_error(tmp_path, data):
+    result = runner.invoke(
+        app, ["train", "resnet20", "--data", str(data), "--out", str(tmp_path), "--resume", *SMOKE]
+    )
+    assert result.exit_code == 1 and "nothing to resume" in result.output
+
+
+def test_two_process_ddp_with_gloo_gives_the_same_result_shape(tmp_path, data):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(port),
+        "-m",
+        "zoo.cli",
+        "train",
+        "resnet20",
+        "--data",
+        str(data),
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path / "ddp"),
+        *SMOKE,
+        "--json",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ddp = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    single = _train(tmp_path / "one", epochs=1, data=data)
+    assert ddp["world_size"] == 2 and single["world_size"] == 1
+    assert ddp["steps"] == single["steps"] // 2  # each process takes half of every epoch
+    assert set(ddp) == set(single) and ddp["test_images"] == single["test_images"]

@@ -1,0 +1,128 @@
+"""`zoo eval`: accuracy of a tag, a run or a checkpoint on a labelled dataset, under the paper's test
+protocols: single crop, flip averaging, 10-crop (Section 3.4), fully-convolutional multi-scale
+(shorter side in {224, 256, 384, 480, 640}) and ensembles (softmax averaged, Table 5)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from zoo.errors import ZooError
+from zoo.preprocess import PreprocessSpec, normalize, preprocess, resize_shorter_side
+
+PROTOCOLS = ("single", "flip", "10crop", "multiscale")
+SCALES = (224, 256, 384, 480, 640)
+
+
+def load_model(source: str) -> tuple[torch.nn.Module, PreprocessSpec, str, str]:
+    """(model in eval mode, its preprocessing, a name, its dataset) from a tag, a run folder or a file."""
+    from zoo import registry
+    from zoo.weights import read_checkpoint
+
+    path = Path(source)
+    if not path.exists():
+        _, spec = registry.resolve(source)
+        model = registry.create_model(source, pretrained=True)
+        return model, spec.preprocess, spec.name, spec.dataset
+    weights = path / "weights.safetensors" if path.is_dir() else path
+    summary_file = (path if path.is_dir() else path.parent) / "summary.json"
+    if not weights.is_file():
+        raise ZooError(
+            f"{path} holds no weights.safetensors (a `zoo train` run folder or a checkpoint file)."
+        )
+    meta: dict[str, Any] = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+    if not meta and weights.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(weights), "pt") as f:
+            meta = dict(f.metadata() or {})
+    arch, dataset = meta.get("arch"), meta.get("dataset", "cifar10")
+    if not arch:
+        raise ZooError(
+            f"cannot tell the architecture of {weights}; import it with `zoo import-weights` first."
+        )
+    from zoo.labels import load_labels
+    from zoo.train import _preset
+
+    model = registry.create_model(arch, num_classes=len(load_labels(dataset)))
+    registry.load_state(model, read_checkpoint(weights), str(weights), arch)
+    return model.eval(), PreprocessSpec.from_dict(_preset(dataset)), str(path), dataset
+
+
+def _views(img: Image.Image, spec: PreprocessSpec, protocol: str) -> list[np.ndarray]:
+    """The inputs one image contributes under a protocol, each CHW (sizes differ for multiscale)."""
+    if protocol in ("single", "flip"):
+        x = preprocess(img, spec)
+        return [x, np.ascontiguousarray(x[:, :, ::-1])] if protocol == "flip" else [x]
+    if protocol == "10crop":  # four corners and the centre of the resized image, and their flips
+        big = resize_shorter_side(img, spec.resize or spec.crop, spec)
+        w, h, c = *big.size, spec.crop
+        views = []
+        for left, top in ((0, 0), (w - c, 0), (0, h - c), (w - c, h - c), ((w - c) // 2, (h - c) // 2)):
+            x = normalize(big.crop((left, top, left + c, top + c)), spec)
+            views += [x, np.ascontiguousarray(x[:, :, ::-1])]
+        return views
+    # Fully convolutional: the whole resized image; the global pooling does the rest.
+    return [normalize(resize_shorter_side(img, s, spec), spec) for s in SCALES]
+
+
+@torch.no_grad()
+def evaluate(
+    sources: list[str],
+    data: str | None = None,
+    split: str = "test",
+    protocol: str = "single",
+    limit: int | None = None,
+    batch_size: int = 200,
+) -> dict[str, Any]:
+    """top-1/top-5 (%) and n of one model, or the softmax-averaged ensemble of several."""
+    from zoo.data import find_dataset
+
+    if protocol not in PROTOCOLS:
+        raise ZooError(f"protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}.")
+    loaded = [load_model(s) for s in sources]
+    datasets = {d for *_, d in loaded}
+    if len(datasets) > 1:
+        raise ZooError(f"an ensemble needs models of one dataset, not {', '.join(sorted(datasets))}.")
+    dataset = find_dataset(datasets.pop(), data, split)
+    n = min(len(dataset), limit or len(dataset))
+    probs = torch.zeros(n, loaded[0][0].fc.out_features)
+    labels = torch.zeros(n, dtype=torch.long)
+    for model, spec, *_ in loaded:
+        start = 0
+        for imgs, ys in _batches(dataset, n, batch_size):
+            views = [_views(img, spec, protocol) for img in imgs]
+            if protocol == "multiscale":  # one image and scale at a time: the shapes differ
+                p = torch.stack(
+                    [
+                        torch.cat([model(torch.from_numpy(v)[None]) for v in vs]).softmax(1).mean(0)
+                        for vs in views
+                    ]
+                )
+            else:
+                k = len(views[0])
+                logits = model(torch.from_numpy(np.stack([v for vs in views for v in vs])))
+                p = logits.softmax(1).view(len(imgs), k, -1).mean(1)
+            probs[start : start + len(ys)] += p
+            labels[start : start + len(ys)] = torch.tensor(ys)
+            start += len(ys)
+    top5 = probs.topk(5, dim=1).indices
+    return {
+        "models": [name for _, _, name, _ in loaded],
+        "protocol": protocol,
+        "split": split,
+        "n": n,
+        "top1": 100.0 * (top5[:, 0] == labels).float().mean().item(),
+        "top5": 100.0 * (top5 == labels[:, None]).any(1).float().mean().item(),
+    }
+
+
+def _batches(dataset, n: int, size: int):
+    for start in range(0, n, size):
+        items = [dataset[i] for i in range(start, min(n, start + size))]
+        yield [img for img, _ in items], [y for _, y in items]

@@ -1,0 +1,55 @@
+"""Ship a training run as a pretrained tag: its weights as safetensors plus a manifest entry that records
+the metrics, the recipe and its changes, the exact command, the wall time and the hardware."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from zoo.convert import import_checkpoint
+from zoo.errors import ZooError
+from zoo.evaluate import evaluate
+from zoo.weights import WeightSpec
+
+SPLITS = {"cifar10": "CIFAR-10 test, 10,000 images"}
+
+
+def publish_run(run: Path, name: str, weights_dir: Path | None = None) -> WeightSpec:
+    summary_file = run / "summary.json"
+    if not summary_file.is_file():
+        raise ZooError(f"{run} is not a finished `zoo train` run (no summary.json).")
+    s = json.loads(summary_file.read_text())
+    # The manifest's numbers are measured by `zoo eval` on the saved file, not taken from the training log.
+    result = evaluate([str(run)], split="test") if s["test_images"] else {}
+    from zoo import registry
+
+    arch = name.split(".")[0]
+    spec = import_checkpoint(
+        run / "weights.safetensors",
+        name,
+        dataset=s["dataset"],
+        preprocess=s["dataset"] if s["dataset"] == "cifar10" else "imagenet_256",
+        out_dir=weights_dir,
+        metrics={
+            "top1": round(result.get("top1", s["top1"]), 2),
+            "top5": round(result.get("top5", s["top5"]), 2),
+            "split": SPLITS.get(s["dataset"], "test"),
+            "source": "zoo eval (single crop)",
+        },
+        recipe=f"zoo/recipes/{s['recipe']}.toml" if not Path(s["recipe"]).suffix else s["recipe"],
+        command=s["command"],
+        default=registry.default_tag(arch) is None,
+        extra={
+            "epochs": s["epochs_done"],
+            "steps": s["steps"],
+            "complete_recipe": s["complete"],
+            "wall_time_min": round(s["wall_s"] / 60, 1),
+            "hardware": s["hardware"],
+            "changes_from_paper": s["recipe_doc"].get("changes", []),
+        },
+    )
+    for log in ("metrics.jsonl", "training_curves.png"):  # the training log ships beside the weights
+        if (run / log).is_file():
+            shutil.copyfile(run / log, spec.file.parent / f"{name}.{log}")
+    return spec

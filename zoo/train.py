@@ -1,0 +1,457 @@
+"""One trainer for every architecture, dataset and recipe.
+
+One CPU for tests, one GPU for real (bf16 autocast, channels_last, optional torch.compile, the CIFAR
+split resident on the device), many GPUs or nodes through `torchrun` (DDP). Checkpoints are written
+atomically every epoch and `resume=True` continues exactly; metrics go to JSON Lines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zoo.errors import ZooError
+from zoo.recipe import Recipe, lr_at
+from zoo.weights import atomic_path, save_safetensors
+
+CHECKPOINT = "last.pt"
+METRICS = "metrics.jsonl"
+SUMMARY = "summary.json"
+
+
+@dataclass
+class TrainConfig:
+    arch: str
+    data: str | None
+    recipe: Recipe
+    out: Path
+    device: str = "auto"
+    resume: bool = False
+    compile: bool = False
+    amp: str = "auto"  # auto: bf16 on CUDA, fp32 on CPU; or bf16 / fp32
+    train_limit: int | None = None  # use only the first N training images (smoke runs)
+    test_limit: int | None = None
+    max_steps: int | None = None  # stop after this many steps (a test kills a run this way)
+    progress: bool = True
+    command: str = field(default_factory=lambda: " ".join(["zoo", *sys.argv[1:]]))
+
+
+def hardware(device: torch.device) -> dict[str, Any]:
+    info = {
+        "device": str(device),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    if device.type == "cuda":
+        info |= {"gpu": torch.cuda.get_device_name(device), "cuda": torch.version.cuda}
+    return info
+
+
+def _dist() -> tuple[int, int, int]:
+    """(rank, local_rank, world size), initialising torch.distributed when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
+
+
+def _device(choice: str, local_rank: int) -> torch.device:
+    if choice == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    if choice.startswith("cuda") and not torch.cuda.is_available():
+        raise ZooError("--device cuda was asked for, but PyTorch sees no CUDA device here.")
+    return torch.device(choice)
+
+
+def _param_groups(model: nn.Module, recipe: Recipe) -> list[dict]:
+    wd = float(recipe.get("optimizer", "weight_decay", 0.0))
+    if not recipe.get("optimizer", "no_decay_on_norm_and_bias", False):
+        return [{"params": list(model.parameters()), "weight_decay": wd}]
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    other = [p for p in model.parameters() if p.ndim <= 1]
+    return [{"params": decay, "weight_decay": wd}, {"params": other, "weight_decay": 0.0}]
+
+
+def _loaders(cfg: TrainConfig, spec, device, rank: int, world: int, channels_last: bool):
+    from zoo.data import CIFAR10, find_dataset
+    from zoo.pipeline import DeviceCifarLoader, FolderDataset, ScaleAugment
+
+    r = cfg.recipe
+    bs = int(r.get("train", "batch_size"))
+    seed = int(r.get("train", "seed", 0))
+    train_ds, test_ds = find_dataset(r.dataset, cfg.data, "train"), find_dataset(r.dataset, cfg.data, "test")
+    if isinstance(train_ds, CIFAR10):
+        xs, ys = train_ds.images[: cfg.train_limit], train_ds.labels[: cfg.train_limit]
+        if len(ys) < bs * world:
+            raise ZooError(f"{len(ys)} training images are fewer than one batch of {bs} per process.")
+        pad, flip = int(r.get("augment", "pad", 4)), bool(r.get("augment", "hflip", True))
+        common = {"spec": spec, "device": device, "channels_last": channels_last}
+        train = DeviceCifarLoader(
+            xs, ys, bs, train=True, pad=pad, hflip=flip, seed=seed, rank=rank, world=world, **common
+        )
+        test = DeviceCifarLoader(
+            test_ds.images[: cfg.test_limit], test_ds.labels[: cfg.test_limit], 1000, train=False, **common
+        )
+        return train, test, len(ys)
+    # ImageFolder / ImageNet: decoded and augmented by DataLoader workers.
+    from zoo.preprocess import preprocess
+
+    aug = ScaleAugment(
+        spec,
+        tuple(r.get("augment", "scale", (256, 480))),
+        int(r.get("augment", "crop", 224)),
+        bool(r.get("augment", "hflip", True)),
+        float(r.get("augment", "color_jitter", 0.0)),
+        seed,
+    )
+    train_set = FolderDataset(train_ds, aug)
+    test_set = FolderDataset(test_ds, lambda img: torch.from_numpy(preprocess(img, spec)))
+    if cfg.train_limit:
+        train_set = torch.utils.data.Subset(train_set, range(min(cfg.train_limit, len(train_set))))
+    if cfg.test_limit:
+        test_set = torch.utils.data.Subset(test_set, range(min(cfg.test_limit, len(test_set))))
+    sampler = torch.utils.data.DistributedSampler(train_set, world, rank, seed=seed) if world > 1 else None
+    workers = min(8, os.cpu_count() or 1)
+    train = torch.utils.data.DataLoader(
+        train_set,
+        bs,
+        shuffle=sampler is None,
+        sampler=sampler,
+        num_workers=workers,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    test = torch.utils.data.DataLoader(test_set, 100, num_workers=workers)
+    return train, test, len(train_set)
+
+
+@torch.no_grad()
+def evaluate_loader(model: nn.Module, loader, device: torch.device) -> dict[str, float]:
+    """top-1, top-5 (in %) and mean loss of `model` in fp32 over a loader of (images, labels)."""
+    model.eval()
+    correct1 = correct5 = n = 0
+    loss = 0.0
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        logits = model(x).float()
+        loss += F.cross_entropy(logits, y, reduction="sum").item()
+        top5 = logits.topk(5, dim=1).indices
+        correct1 += (top5[:, 0] == y).sum().item()
+        correct5 += (top5 == y[:, None]).any(dim=1).sum().item()
+        n += len(y)
+    return {"top1": 100.0 * correct1 / n, "top5": 100.0 * correct5 / n, "loss": loss / n, "n": n}
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Train `cfg.arch` with `cfg.recipe`; returns the summary written to out/summary.json."""
+    from zoo import registry
+    from zoo.preprocess import PreprocessSpec
+
+    rank, local_rank, world = _dist()
+    device = _device(cfg.device, local_rank)
+    r = cfg.recipe
+    seed = int(r.get("train", "seed", 0))
+    torch.manual_seed(seed)
+    spec = PreprocessSpec.from_dict(_preset(r.dataset))
+    model_opts = {
+        k: v for k, v in r.doc.get("model", {}).items() if k in ("shortcut", "zero_init_residual", "variant")
+    }
+    if registry.archs()[cfg.arch.split(".")[0]]["family"] != (
+        "cifar" if r.dataset == "cifar10" else "imagenet"
+    ):
+        raise ZooError(f"{cfg.arch} is not a {r.dataset} architecture; recipe {r.name} trains {r.dataset}.")
+    model = registry.create_model(
+        cfg.arch.split(".")[0], num_classes=_num_classes(r.dataset), **model_opts
+    ).to(device)
+    channels_last = True  # faster for these convs on CUDA and on x86 CPUs alike
+    model = model.to(memory_format=torch.channels_last)
+    use_bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
+
+    def autocast():
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
+
+    train_loader, test_loader, n_train = _loaders(cfg, spec, device, rank, world, channels_last)
+    steps_per_epoch = len(train_loader)
+    total = r.total_steps(steps_per_epoch)
+    epochs = r.epochs(steps_per_epoch)
+    opt = torch.optim.SGD(
+        _param_groups(model, r),
+        lr=float(r.get("optimizer", "lr")),
+        momentum=float(r.get("optimizer", "momentum", 0.9)),
+        nesterov=bool(r.get("optimizer", "nesterov", False)),
+    )
+    ema_decay = r.get("regularise", "ema_decay")
+    ema = (
+        torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(float(ema_decay)), use_buffers=True
+        )
+        if ema_decay
+        else None
+    )
+    smoothing = float(r.get("regularise", "label_smoothing", 0.0))
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    start_epoch, step, wall, plateau = 0, 0, 0.0, {"best": float("inf"), "bad": 0, "scale": 1.0}
+    warm = _needs_warmup(cfg.arch, r)
+    ckpt = cfg.out / CHECKPOINT
+    if cfg.resume:
+        if not ckpt.is_file():
+            raise ZooError(f"nothing to resume: {ckpt} does not exist.")
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        start_epoch, step, wall, plateau, warm = (
+            state["epoch"] + 1,
+            state["step"],
+            state["wall"],
+            state["plateau"],
+            state["warm"],
+        )
+    elif rank == 0:
+        (cfg.out / METRICS).unlink(missing_ok=True)
+    net = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if cfg.compile:
+        net = torch.compile(net)
+
+    progress = _progress(cfg.progress and rank == 0 and sys.stderr.isatty())
+    stopped = False
+    for epoch in range(start_epoch, epochs):
+        if hasattr(train_loader, "set_epoch"):
+            train_loader.set_epoch(epoch)
+        elif isinstance(getattr(train_loader, "sampler", None), torch.utils.data.DistributedSampler):
+            train_loader.sampler.set_epoch(epoch)
+        net.train()
+        t0, seen, loss_sum, correct = (
+            time.perf_counter(),
+            0,
+            torch.zeros((), device=device),
+            torch.zeros((), device=device),
+        )
+        task = progress.add_task(f"epoch {epoch + 1}/{epochs}", total=steps_per_epoch) if progress else None
+        for x, y in train_loader:
+            if step >= total or (cfg.max_steps is not None and step >= cfg.max_steps):
+                stopped = step < total
+                break
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            lr = (float(r.get("schedule", "warmup_lr")) if warm else lr_at(r, step, total)) * plateau["scale"]
+            for g in opt.param_groups:
+                g["lr"] = lr
+            with autocast():
+                logits = net(x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
+            batch_correct = (logits.argmax(1) == y).sum()
+            loss_sum += loss.detach() * len(y)
+            correct += batch_correct
+            seen += len(y)
+            step += 1
+            if warm and 1 - batch_correct.item() / len(y) < float(
+                r.get("schedule", "warmup_until_train_error", 0.8)
+            ):
+                warm = False
+            if task is not None:
+                progress.update(
+                    task, advance=1, description=f"epoch {epoch + 1}/{epochs} loss {loss.item():.3f}"
+                )
+        if task is not None:
+            progress.remove_task(task)
+        if stopped:  # like a kill: the partial epoch is neither logged nor checkpointed
+            break
+        if world > 1:
+            for t in (loss_sum, correct):
+                torch.distributed.all_reduce(t)
+            seen *= world
+        if seen == 0:
+            break
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        epoch_time = time.perf_counter() - t0
+        wall += epoch_time
+        row = {
+            "epoch": epoch + 1,
+            "step": step,
+            "lr": opt.param_groups[0]["lr"],
+            "train_loss": loss_sum.item() / seen,
+            "train_top1": 100.0 * correct.item() / seen,
+            "images_per_s": seen / epoch_time,
+            "wall_s": wall,
+        }
+        if rank == 0:
+            row |= {f"test_{k}": v for k, v in evaluate_loader(ema or model, test_loader, device).items()}
+            if r.get("schedule", "name") == "plateau":
+                _plateau_step(plateau, row["test_loss"], r)
+            _append_jsonl(cfg.out / METRICS, row)
+            _save_checkpoint(ckpt, model, opt, ema, epoch, step, wall, plateau, warm, r)
+            _log(row, epochs, progress)
+    summary = _finish(cfg, model, ema, device, n_train, step, total, wall, rank, world)
+    if world > 1:
+        torch.distributed.barrier()
+    return summary
+
+
+def _finish(cfg, model, ema, device, n_train, step, total, wall, rank, world) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    if rank == 0:
+        final = ema.module if ema is not None else model
+        rows = (
+            [json.loads(line) for line in (cfg.out / METRICS).read_text().splitlines()]
+            if (cfg.out / METRICS).is_file()
+            else []
+        )
+        last = rows[-1] if rows else {}
+        summary = {
+            "arch": cfg.arch.split(".")[0],
+            "recipe": cfg.recipe.name,
+            "recipe_doc": cfg.recipe.doc,
+            "dataset": cfg.recipe.dataset,
+            "train_images": n_train,
+            "steps": step,
+            "total_steps": total,
+            "complete": step >= total,
+            "epochs_done": last.get("epoch", 0),
+            "top1": last.get("test_top1"),
+            "top5": last.get("test_top5"),
+            "test_images": last.get("test_n"),
+            "ema": ema is not None,
+            "wall_s": wall,
+            "world_size": world,
+            "hardware": hardware(device),
+            "command": cfg.command,
+        }
+        state = {k: v.detach().cpu() for k, v in final.state_dict().items()}
+        save_safetensors(
+            state,
+            cfg.out / "weights.safetensors",
+            metadata={"arch": summary["arch"], "recipe": cfg.recipe.name},
+        )
+        with atomic_path(cfg.out / SUMMARY) as tmp:
+            tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        _plot(cfg.out)
+    return summary
+
+
+def _preset(dataset: str) -> dict:
+    import tomllib
+
+    from zoo.paths import BUILTIN_WEIGHTS
+
+    presets = tomllib.loads((BUILTIN_WEIGHTS / "manifest.toml").read_text())["preprocess"]
+    return presets["cifar10" if dataset == "cifar10" else "imagenet_256"]
+
+
+def _num_classes(dataset: str) -> int:
+    from zoo.labels import load_labels
+
+    return len(load_labels(dataset))
+
+
+def _needs_warmup(arch: str, r: Recipe) -> bool:
+    return (
+        arch.split(".")[0] in (r.get("schedule", "warmup_archs") or [])
+        and r.get("schedule", "warmup_lr") is not None
+    )
+
+
+def _plateau_step(state: dict, value: float, r: Recipe) -> None:
+    if value < state["best"] - 1e-4:
+        state["best"], state["bad"] = value, 0
+    else:
+        state["bad"] += 1
+        if state["bad"] >= int(r.get("schedule", "patience", 5)):
+            state["scale"] *= float(r.get("schedule", "gamma", 0.1))
+            state["bad"] = 0
+
+
+def _save_checkpoint(path: Path, model, opt, ema, epoch, step, wall, plateau, warm, r: Recipe) -> None:
+    state = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "ema": ema.state_dict() if ema else None,
+        "epoch": epoch,
+        "step": step,
+        "wall": wall,
+        "plateau": plateau,
+        "warm": warm,
+        "recipe": r.doc,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _append_jsonl(path: Path, row: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    p.start()
+    return p
+
+
+def _log(row: dict, epochs: int, progress) -> None:
+    line = (
+        f"epoch {row['epoch']}/{epochs}  loss {row['train_loss']:.4f}  train {row['train_top1']:.2f}%  "
+        f"test {row['test_top1']:.2f}% / {row['test_top5']:.2f}%  lr {row['lr']:.4f}  "
+        f"{row['images_per_s']:.0f} img/s  {row['wall_s']:.0f}s"
+    )
+    if progress is not None:
+        progress.console.print(line)
+    else:  # stderr, so that `--json` leaves stdout to the one JSON document
+        print(line, file=sys.stderr, flush=True)
+
+
+def _plot(out: Path) -> None:
+    """training_curves.png from metrics.jsonl (needs matplotlib; skipped with a note otherwise)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(
+            "note: matplotlib is not installed, so no training_curves.png (pip install matplotlib).",
+            file=sys.stderr,
+        )
+        return
+    rows = [json.loads(line) for line in (out / METRICS).read_text().splitlines()]
+    if not rows:
+        return
+    ep = [r["epoch"] for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.plot(ep, [100 - r["train_top1"] for r in rows], label="train error")
+    a.plot(ep, [100 - r["test_top1"] for r in rows], label="test error")
+    a.set_xlabel("epoch"), a.set_ylabel("top-1 error (%)"), a.legend(), a.grid(alpha=0.3)
+    b.plot(ep, [r["train_loss"] for r in rows], label="train loss")
+    b.plot(ep, [r["test_loss"] for r in rows], label="test loss")
+    b.set_xlabel("epoch"), b.set_yscale("log"), b.legend(), b.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(out / "training_curves.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
