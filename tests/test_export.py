@@ -139,7 +139,9 @@ def test_fp16_keeps_out_of_range_nodes_in_fp32(tmp_path):
     def gemm_output_type(model) -> int:
         inferred = onnx.shape_inference.infer_shapes(model)
         gemm = next(n for n in inferred.graph.node if n.op_type == "Gemm")
-        types = {v.name: v.type.tensor_type.elem_type for v in [*inferred.graph.value_info, *inferred.graph.output]}
+        types = {
+            v.name: v.type.tensor_type.elem_type for v in [*inferred.graph.value_info, *inferred.graph.output]
+        }
         return types[gemm.output[0]]
 
     assert gemm_output_type(half) == onnx.TensorProto.FLOAT

@@ -58,7 +58,7 @@ def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
         )
     for r in rows:
         table.add_row(*r)
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 140).print(table)
 
 
 @command("list")
@@ -389,6 +389,207 @@ def _mark(row: dict) -> str:
     if row["status"] == "failed":
         return "❌"
     return {True: "✅", False: "❎"}.get(row["parity"].get("verdict", {}).get("passed"), "·")
+
+
+@command("predict")
+def predict_cmd(
+    images: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
+    model: Annotated[str | None, typer.Option(help="A pretrained tag (PyTorch eager).")] = None,
+    artifact: Annotated[Path | None, typer.Option(help="An artifact directory from `zoo export`.")] = None,
+    topk: Annotated[int, typer.Option(help="How many labels per image.")] = 5,
+    as_json: JsonOpt = False,
+) -> None:
+    """Classify images with a model or an exported artifact, through its own preprocessing."""
+    from serve.predict import predict
+    from serve.runtimes import open_runtime
+
+    if (model is None) == (artifact is None):
+        raise ZooError("give exactly one of --model NAME or --artifact DIR.")
+    with open_runtime(artifact or model) as rt:
+        results = predict(rt, images, topk)
+    if as_json:
+        emit_json(results)
+    else:
+        for r in results:
+            if "error" in r:
+                typer.echo(f"{r['image']}: error: {r['error']}", err=True)
+            else:
+                typer.echo(
+                    f"{r['image']}: " + ", ".join(f"{t['label']} {100 * t['prob']:.1f}%" for t in r["top"])
+                )
+    bad = [r for r in results if "error" in r]
+    if bad:
+        if not as_json:
+            typer.echo(
+                f"error: {len(bad)} of {len(results)} images could not be classified (named above).", err=True
+            )
+        raise typer.Exit(1)
+
+
+@command("parity")
+def parity_cmd(
+    model: Annotated[str, typer.Argument(help="The pretrained tag the artifacts were exported from.")],
+    artifacts: Annotated[
+        list[Path] | None, typer.Argument(help="Artifact directories (default: all under --out/TAG).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Artifacts folder searched when none are named.")] = Path(
+        "artifacts"
+    ),
+    data: Annotated[str | None, typer.Option(help="Dataset root (default: $ZOO_DATA).")] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Only the first N labelled images (default: all).")
+    ] = None,
+    fp32_bar: Annotated[float, typer.Option(help="Minimum top-1 agreement (%) of FP32 artifacts.")] = 99.9,
+    fp16_bar: Annotated[float, typer.Option(help="Minimum top-1 agreement (%) of FP16 artifacts.")] = 99.5,
+    int8_bar: Annotated[float, typer.Option(help="Minimum top-1 agreement (%) of INT8 artifacts.")] = 97.0,
+    int8_max_drop: Annotated[
+        float, typer.Option(help="Maximum top-1 accuracy drop (points) of INT8 artifacts.")
+    ] = 0.5,
+    as_json: JsonOpt = False,
+) -> None:
+    """Top-1/top-5 agreement and accuracy of artifacts against their PyTorch original on real images."""
+    import os
+
+    from serve.parity import check_artifacts
+    from zoo import registry
+
+    if data:
+        os.environ["ZOO_DATA"] = data
+    _, spec = registry.resolve(model)
+    if spec is None:
+        raise ZooError(f"{model} has no pretrained weights, so there is no original to compare with.")
+    dirs = artifacts or sorted(p.parent for p in (out / spec.name).glob("*/card.json"))
+    if not dirs:
+        raise ZooError(f"no artifacts of {spec.name} under {out}; run `zoo export {spec.name}` first.")
+    bars = {
+        "fp32": {"top1_agreement": fp32_bar},
+        "fp16": {"top1_agreement": fp16_bar},
+        "int8": {"top1_agreement": int8_bar, "accuracy_drop": int8_max_drop},
+    }
+    results = check_artifacts(spec.name, dirs, None, limit, bars)
+    if as_json:
+        emit_json(results)
+    else:
+        _table(
+            f"zoo parity {spec.name}",
+            [
+                "artifact",
+                "images",
+                "top-1 agr.",
+                "top-5 agr.",
+                "top-5 overlap",
+                "top-1",
+                "original",
+                "max |Δlogit|",
+                "",
+            ],
+            [
+                [
+                    Path(d).name,
+                    r["images"],
+                    f"{r['top1_agreement']:.2f}%",
+                    f"{r['top5_agreement']:.2f}%",
+                    f"{r['top5_overlap']:.2f}%",
+                    f"{r['top1']:.2f}",
+                    f"{r['reference_top1']:.2f}",
+                    f"{r['max_abs_logit_diff']:.4f}",
+                    "✅" if r["verdict"]["passed"] else "❎",
+                ]
+                if "verdict" in r
+                else [Path(d).name, "-", "-", "-", "-", "-", "-", "-", r.get("skipped", "")]
+                for d, r in results.items()
+            ],
+        )
+    failed = {d: r for d, r in results.items() if not r.get("verdict", {}).get("passed", False)}
+    for d, r in failed.items():
+        if not as_json:
+            typer.echo(
+                f"error: {d}: {'; '.join(r['verdict']['failures']) if 'verdict' in r else r.get('skipped')}",
+                err=True,
+            )
+    if failed:
+        raise typer.Exit(1)
+
+
+@command("bench")
+def bench_cmd(
+    model: Annotated[str, typer.Argument(help="A pretrained tag.")],
+    formats: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated: pytorch, pytorch-compiled, onnx, onnx-fp16, onnx-int8, onnx-int8-cpu, openvino, pt2, trt-*."
+        ),
+    ] = "pytorch,onnx,onnx-fp16,onnx-int8,onnx-int8-cpu",
+    batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8,32",
+    seconds: Annotated[float, typer.Option(help="Timed seconds per format and batch size.")] = 2.0,
+    threads: Annotated[
+        int | None, typer.Option(help="Threads for PyTorch and ONNX Runtime (default: all cores).")
+    ] = None,
+    parity_images: Annotated[int, typer.Option(help="Labelled images for the agreement column.")] = 1000,
+    out: Annotated[Path, typer.Option(help="Where the JSON, CSV and PNG go.")] = Path("bench"),
+    artifacts: Annotated[Path, typer.Option(help="Artifacts folder (missing ones are exported).")] = Path(
+        "artifacts"
+    ),
+    as_json: JsonOpt = False,
+) -> None:
+    """Latency (p50/p90/p99) and throughput per format and batch size, model-only and end-to-end."""
+    from serve.bench import BenchOptions, bench
+
+    try:
+        batches = [int(b) for b in batch.split(",")]
+    except ValueError:
+        raise ZooError(f"--batch {batch!r} is not a comma-separated list of integers.") from None
+    o = BenchOptions(
+        [f.strip() for f in formats.split(",") if f.strip()],
+        batches,
+        seconds,
+        threads=threads,
+        parity_images=parity_images,
+        out=out,
+        artifacts=artifacts,
+    )
+    report = bench(model, o, (lambda _m: None) if as_json else (lambda m: typer.echo(m, err=True)))
+    if as_json:
+        return emit_json(report)
+    rows = []
+    for e in report["summary"]:
+        one = e.get("by_batch", {}).get(1) or next(iter(e.get("by_batch", {}).values()), {})
+        rows.append(
+            [
+                e["format"],
+                {"ok": "✅", "parity failed": "❎", "failed": "❌"}.get(e["status"], "·"),
+                f"{e['size_mb']:.2f}" if e.get("size_mb") else "-",
+                f"{e['parity']['top1']:.2f}" if e.get("parity", {}).get("top1") is not None else "-",
+                f"{e['parity']['top1_agreement']:.2f}%"
+                if e.get("parity", {}).get("top1_agreement") is not None
+                else "-",
+                f"{one.get('model_p50_ms', 0):.3f}" if one else "-",
+                f"{one.get('e2e_p50_ms', 0):.3f}" if one else "-",
+                f"{max(r['model_images_per_s'] for r in e['by_batch'].values()):.0f}"
+                if e.get("by_batch")
+                else "-",
+                f"{e['speedup_vs_eager_b1']:.1f}×" if e.get("speedup_vs_eager_b1") else "-",
+            ]
+        )
+    _table(
+        f"zoo bench {report['model']} on {report['hardware']['cpu']}",
+        [
+            "format",
+            "",
+            "size MB",
+            "top-1",
+            "agreement",
+            "p50 ms b1",
+            "e2e p50 ms b1",
+            "best img/s",
+            "vs eager b1",
+        ],
+        rows,
+    )
+    typer.echo(f"wrote {out}/bench-{report['model']}.json, .csv and .png")
+    for e in report["summary"]:
+        if e["status"] == "failed":
+            typer.echo(f"note: {e['format']}: {e['message']}", err=True)
 
 
 def main() -> None:

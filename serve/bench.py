@@ -1,0 +1,275 @@
+"""`zoo bench`: a model x formats x batch sizes, measured honestly in one run.
+
+Warm-up first (memory first touched is slow), device synchronisation around every timed call, p50/p90/p99
+latency and throughput per batch size, model-only next to end-to-end (image decode and preprocessing
+included), peak memory, and the hardware, versions and thread counts recorded with the numbers. Writes
+JSON, CSV and a PNG plot. Nothing here is a stored constant: every figure is measured in the run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from serve.runtimes import Runtime
+from zoo.errors import ZooError
+
+EAGER = "pytorch"
+
+
+@dataclass
+class BenchOptions:
+    formats: list[str] = field(default_factory=lambda: ["pytorch", "onnx", "onnx-int8-cpu"])
+    batches: list[int] = field(default_factory=lambda: [1, 8, 32])
+    seconds: float = 2.0  # timed per (format, batch), after warm-up
+    warmup: float = 0.5
+    min_runs: int = 10
+    e2e_images: int = 64
+    parity_images: int = 1000
+    threads: int | None = None
+    out: Path = Path("bench")
+    artifacts: Path = Path("artifacts")
+
+
+def hardware() -> dict[str, Any]:
+    from export.pipeline import versions
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "versions": versions(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+    }
+    try:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            p = torch.cuda.get_device_properties(0)
+            info |= {"gpu": p.name, "compute_capability": f"{p.major}.{p.minor}", "cuda": torch.version.cuda}
+    except ImportError:
+        pass
+    return info
+
+
+def time_calls(fn, sync, seconds: float, warmup: float, min_runs: int) -> np.ndarray:
+    """Per-call wall times in ms, after `warmup` seconds of untimed calls; each call synchronised."""
+    end = time.perf_counter() + warmup
+    while time.perf_counter() < end:
+        fn()
+        sync()
+    times: list[float] = []
+    stop = time.perf_counter() + seconds
+    while len(times) < min_runs or time.perf_counter() < stop:
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return np.asarray(times)
+
+
+def summarise(times_ms: np.ndarray, batch: int) -> dict[str, float]:
+    p50, p90, p99 = np.percentile(times_ms, [50, 90, 99])
+    return {
+        "runs": int(len(times_ms)),
+        "p50_ms": float(p50),
+        "p90_ms": float(p90),
+        "p99_ms": float(p99),
+        "images_per_s": float(batch * len(times_ms) / (times_ms.sum() / 1e3)),
+    }
+
+
+def encoded_images(dataset, n: int) -> list[bytes]:
+    """Real test images as the bytes a deployment receives: the files themselves, or PNG for CIFAR arrays."""
+    out = []
+    for i in range(min(n, len(dataset))):
+        sample = getattr(dataset, "samples", None)
+        if sample is not None:
+            out.append(Path(sample[i][0]).read_bytes())
+        else:
+            buf = io.BytesIO()
+            dataset[i][0].save(buf, "PNG")
+            out.append(buf.getvalue())
+    return out
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench_runtime(
+    rt: Runtime, batches: list[int], images: list[bytes], o: BenchOptions
+) -> list[dict[str, Any]]:
+    from zoo.preprocess import load_image, preprocess
+
+    c, h, w = rt.input_shape
+    rows = []
+    for b in batches:
+        x = np.random.default_rng(0).standard_normal((b, c, h, w)).astype(np.float32)
+        model = summarise(
+            time_calls(lambda x=x: rt.run(x), rt.synchronize, o.seconds, o.warmup, o.min_runs), b
+        )
+        picks = [images[i % len(images)] for i in range(b)] if images else []
+
+        def end_to_end(picks=picks) -> None:
+            rt.run(np.stack([preprocess(load_image(p), rt.preprocess) for p in picks]))
+
+        e2e = (
+            summarise(time_calls(end_to_end, rt.synchronize, o.seconds, o.warmup, o.min_runs), b)
+            if picks
+            else {}
+        )
+        rows.append(
+            {
+                "format": rt.format,
+                "backend": rt.backend,
+                "device": rt.device,
+                "precision": rt.precision,
+                "batch": b,
+                **{f"model_{k}": v for k, v in model.items()},
+                **{f"e2e_{k}": v for k, v in e2e.items()},
+                "peak_rss_mb": _rss_mb(),
+            }
+        )
+    return rows
+
+
+def bench(tag: str, o: BenchOptions, log=print) -> dict[str, Any]:
+    """Export what is missing (reusing what exists), check parity, time every format; write the report."""
+    from export.pipeline import ExportOptions, export_model
+    from serve.parity import check_artifacts
+    from serve.runtimes import TorchRuntime, open_runtime
+    from zoo import registry
+    from zoo.data import find_dataset
+
+    _, spec = registry.resolve(tag)
+    if spec is None:
+        raise ZooError(f"{tag} has no pretrained weights to benchmark.")
+    if o.threads:
+        import torch
+
+        torch.set_num_threads(o.threads)
+    exported = [f for f in o.formats if f not in (EAGER, "pytorch-compiled", "openvino")]
+    if "openvino" in o.formats and "onnx" not in exported:
+        exported.append("onnx")
+    results = (
+        {r.format: r for r in export_model(tag, ExportOptions(exported, o.artifacts), log)}
+        if exported
+        else {}
+    )
+    dataset = find_dataset(spec.dataset, None, "test")
+    images = encoded_images(dataset, o.e2e_images)
+    checks = check_artifacts(
+        tag, [r.artifact.path for r in results.values() if r.artifact], None, o.parity_images
+    )
+    rows, summary = [], []
+    for fmt in o.formats:
+        entry: dict[str, Any] = {"format": fmt}
+        try:
+            if fmt in (EAGER, "pytorch-compiled"):
+                rt = TorchRuntime(tag, compiled=fmt == "pytorch-compiled")
+                entry |= {"status": "ok", "size_mb": None, "parity": {"top1_agreement": 100.0}}
+            else:
+                art = results["onnx" if fmt == "openvino" else fmt]
+                if art.artifact is None:
+                    raise ZooError(art.message)
+                rt = open_runtime(
+                    art.artifact.path, backend="openvino" if fmt == "openvino" else None, threads=o.threads
+                )
+                rt.format = fmt
+                p = checks.get(str(art.artifact.path), {})
+                passed = p.get("verdict", {}).get("passed")
+                entry |= {
+                    "status": {True: "ok", False: "parity failed"}.get(passed, "not validated"),
+                    "size_mb": art.artifact.card["size_bytes"] / 1e6,
+                    "parity": {k: p.get(k) for k in ("top1", "reference_top1", "top1_agreement", "images")},
+                }
+            log(f"timing {fmt} ...")
+            with rt:
+                timed = bench_runtime(rt, o.batches, images, o)
+            rows += timed
+            entry["by_batch"] = {r["batch"]: r for r in timed}
+        except ZooError as e:
+            entry |= {"status": "failed", "message": str(e)}
+        summary.append(entry)
+    reference = next((c["reference_top1"] for c in checks.values() if "reference_top1" in c), None)
+    for entry in summary:
+        if entry["format"] in (EAGER, "pytorch-compiled"):
+            entry["parity"]["top1"] = reference
+    eager1 = next((r["model_p50_ms"] for r in rows if r["format"] == EAGER and r["batch"] == 1), None)
+    for entry in summary:
+        one = entry.get("by_batch", {}).get(1)
+        if one and eager1:
+            entry["speedup_vs_eager_b1"] = eager1 / one["model_p50_ms"]
+    report = {
+        "model": spec.name,
+        "hardware": hardware(),
+        "options": {k: str(v) if isinstance(v, Path) else v for k, v in o.__dict__.items()},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "rows": rows,
+        "summary": summary,
+    }
+    write_report(report, Path(o.out))
+    return report
+
+
+def write_report(report: dict[str, Any], out: Path) -> None:
+    from zoo.weights import atomic_path
+
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"bench-{report['model']}"
+    with atomic_path(out / f"{stem}.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    if report["rows"]:
+        with atomic_path(out / f"{stem}.csv") as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=sorted({k for r in report["rows"] for k in r}))
+            writer.writeheader()
+            writer.writerows(report["rows"])
+        plot(report, out / f"{stem}.png")
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    from zoo.weights import atomic_path
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    for fmt in dict.fromkeys(r["format"] for r in report["rows"]):
+        rs = [r for r in report["rows"] if r["format"] == fmt]
+        a.plot([r["batch"] for r in rs], [r["model_p50_ms"] for r in rs], marker="o", label=fmt)
+        b.plot([r["batch"] for r in rs], [r["model_images_per_s"] for r in rs], marker="o", label=fmt)
+    a.set(xscale="log", yscale="log", xlabel="batch", ylabel="p50 latency (ms, model only)")
+    b.set(xscale="log", yscale="log", xlabel="batch", ylabel="images/s (model only)")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{report['model']} on {report['hardware']['cpu']}", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)

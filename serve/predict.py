@@ -1,0 +1,79 @@
+"""`zoo predict`: images -> the artifact's own preprocessing -> top-k labels with probabilities.
+Files, folders and globs; batched; a bad image is reported by name and the others still processed."""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from serve.runtimes import Runtime
+from zoo.data import IMAGE_SUFFIXES
+from zoo.errors import ZooError
+from zoo.preprocess import load_image, preprocess
+
+
+def expand(items: list[str]) -> list[tuple[str, str | None]]:
+    """(path, error) for every image named by files, folders (recursively) and glob patterns."""
+    found: list[tuple[str, str | None]] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            found += [(str(p), None) for p in files] or [(item, "the folder holds no images")]
+        elif any(c in item for c in "*?["):
+            matches = sorted(glob.glob(item, recursive=True))
+            found += [(m, None) for m in matches if Path(m).is_file()] or [
+                (item, "the pattern matches no file")
+            ]
+        else:
+            found.append((item, None if path.exists() else "no such file"))
+    return found
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def top_k(logits: np.ndarray, labels: list[str], k: int) -> list[list[dict[str, Any]]]:
+    """The one top-k: [{index, label, prob}] per row, best first."""
+    probs = softmax(logits.astype(np.float64))
+    k = min(k, probs.shape[1])
+    order = np.argsort(-probs, axis=1)[:, :k]
+    return [
+        [{"index": int(i), "label": labels[i], "prob": float(p[i])} for i in row]
+        for row, p in zip(order, probs, strict=True)
+    ]
+
+
+def predict(runtime: Runtime, items: list[str], topk: int = 5, batch_size: int = 32) -> list[dict[str, Any]]:
+    """One result per image: {"image", "top": [...]}, or {"image", "error"} for one that could not be read."""
+    if topk < 1:
+        raise ZooError("--topk must be at least 1.")
+    results: list[dict[str, Any]] = []
+    pending: list[tuple[int, np.ndarray]] = []
+
+    def flush() -> None:
+        if pending:
+            logits = runtime.run(np.stack([x for _, x in pending]))
+            for (slot, _), top in zip(pending, top_k(logits, runtime.labels, topk), strict=True):
+                results[slot]["top"] = top
+            pending.clear()
+
+    for path, error in expand(items):
+        results.append({"image": path})
+        if error:
+            results[-1]["error"] = error
+            continue
+        try:
+            pending.append((len(results) - 1, preprocess(load_image(path), runtime.preprocess)))
+        except ZooError as e:
+            results[-1]["error"] = str(e)
+        if len(pending) >= batch_size:
+            flush()
+    flush()
+    return results
