@@ -173,6 +173,7 @@ def test_bench_writes_json_csv_and_a_plot_with_the_hardware_record(artifacts, ci
         assert r["e2e_p50_ms"] > 0 and r["model_images_per_s"] > 0 and r["peak_rss_mb"] > 0
     eager = next(e for e in report["summary"] if e["format"] == "pytorch")
     assert eager["speedup_vs_eager_b1"] == pytest.approx(1.0)
+
     def written(ext: str) -> Path:  # the tag holds a dot, so no with_suffix
         return tmp_path / f"bench-{cifar_tag}.{ext}"
 

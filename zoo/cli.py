@@ -592,6 +592,27 @@ def bench_cmd(
             typer.echo(f"note: {e['format']}: {e['message']}", err=True)
 
 
+@command("serve")
+def serve_cmd(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 7860,
+    share: Annotated[bool, typer.Option(help="Ask Gradio for a public share link.")] = False,
+    model: Annotated[
+        list[str] | None, typer.Option(help="Tags to offer (repeatable; default: the local ones).")
+    ] = None,
+    artifacts: Annotated[Path, typer.Option(help="Artifacts folder to pick from.")] = Path("artifacts"),
+) -> None:
+    """Start the web demo: an artifact's top-5 next to its PyTorch original's, with latency and the crop."""
+    try:
+        from serve.demo import build_demo
+    except ImportError:
+        raise ZooError("the web demo needs Gradio: pip install 'resnet-zoo[app]'.") from None
+    try:
+        build_demo(model, artifacts).launch(server_name=host, server_port=port, share=share)
+    except ImportError:
+        raise ZooError("the web demo needs Gradio: pip install 'resnet-zoo[app]'.") from None
+
+
 def main() -> None:
     try:
         app()

@@ -64,16 +64,35 @@ def _openvino() -> str:
     return "devices: " + ", ".join(ov.Core().available_devices)
 
 
+def _aoti() -> str:
+    import torch._inductor  # noqa: F401
+
+    return "AOTInductor packages (.pt2) compile and load with this torch"
+
+
+def _gradio() -> str:
+    import gradio
+
+    return f"web demo: gradio {gradio.__version__}"
+
+
 def diagnose() -> dict[str, Any]:
     backends = [
         _probe("pytorch", _torch),
         _probe("onnxruntime", _onnxruntime),
         _probe("tensorrt", _tensorrt),
         _probe("openvino", _openvino),
+        _probe("aoti", _aoti),
+        _probe("gradio", _gradio),
     ]
     for b in backends:
-        if b["name"] == "tensorrt" and not b["usable"]:
-            b["detail"] = "not installed: pip install 'resnet-zoo[trt]' on a machine with an NVIDIA GPU"
+        hint = {
+            "tensorrt": "pip install 'resnet-zoo[trt]' on a machine with an NVIDIA GPU",
+            "openvino": "pip install 'resnet-zoo[openvino]'",
+            "gradio": "pip install 'resnet-zoo[app]'",
+        }
+        if not b["usable"] and b["name"] in hint and "No module named" in b["detail"]:
+            b["detail"] = f"not installed: {hint[b['name']]}"
     data = os.environ.get("ZOO_DATA")
     return {
         "python": platform.python_version(),

@@ -1,0 +1,213 @@
+"""The web demo: classify an image with an exported artifact, side by side with its PyTorch original.
+
+The handlers are plain functions (tested directly); `build_demo` wires them into a Gradio Blocks app.
+Runtimes are opened once and reused; a bad input gives a visible message and the app keeps serving.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from serve.predict import top_k
+from serve.runtimes import Runtime, open_runtime
+from zoo.errors import ZooError
+from zoo.preprocess import load_image, preprocess, resize_and_crop
+
+PYTORCH = "pytorch"
+DEMO_FORMATS = ["onnx", "onnx-fp16", "onnx-int8", "onnx-int8-cpu"]
+
+
+class RuntimeCache:
+    """Each (model, format) runtime is opened once, on first use, and shared by every request."""
+
+    def __init__(self, artifacts: Path) -> None:
+        self.artifacts = Path(artifacts)
+        self._runtimes: dict[tuple[str, str], Runtime] = {}
+        self._lock = threading.Lock()
+
+    def formats(self, tag: str) -> list[str]:
+        found = sorted(p.parent.name for p in (self.artifacts / tag).glob("*/card.json"))
+        return [PYTORCH, *found]
+
+    def get(self, tag: str, fmt: str) -> Runtime:
+        key = (tag, fmt)
+        with self._lock:
+            if key not in self._runtimes:
+                source = tag if fmt == PYTORCH else self.artifacts / tag / fmt
+                self._runtimes[key] = open_runtime(source)
+            return self._runtimes[key]
+
+
+def _timed_top5(rt: Runtime, batch: np.ndarray) -> tuple[list[dict[str, Any]], float]:
+    t0 = time.perf_counter()
+    logits = rt.run(batch)
+    rt.synchronize()
+    return top_k(logits, rt.labels, 5)[0], (time.perf_counter() - t0) * 1e3
+
+
+def _as_label(top: list[dict[str, Any]]) -> dict[str, float]:
+    return {t["label"]: t["prob"] for t in top}
+
+
+def badge(candidate: list[dict[str, Any]], original: list[dict[str, Any]]) -> str:
+    """Same top-1 / top-1 within the original's top-5 / disagree."""
+    if candidate[0]["index"] == original[0]["index"]:
+        return "✅ same top-1"
+    if candidate[0]["index"] in {t["index"] for t in original}:
+        return "🟡 top-1 within the original's top-5"
+    return "❌ disagree"
+
+
+def classify(
+    cache: RuntimeCache, image: Any, tag: str, fmt: str
+) -> tuple[dict, dict, str, Image.Image | None]:
+    """(artifact top-5, PyTorch top-5, status markdown, the exact crop the model saw); never raises."""
+    try:
+        if image is None or (isinstance(image, str) and not image):
+            raise ZooError("no image: upload, paste or drop one, or pick an example.")
+        if not tag:
+            raise ZooError("choose a model first.")
+        img = load_image(image if not isinstance(image, np.ndarray) else Image.fromarray(image))
+        candidate = cache.get(tag, fmt or PYTORCH)
+        original = cache.get(tag, PYTORCH)
+        batch = preprocess(img, candidate.preprocess)[None]
+        top_c, ms_c = _timed_top5(candidate, batch)
+        top_o, ms_o = _timed_top5(original, batch)
+        status = (
+            f"**{badge(top_c, top_o)}** — {fmt}: {top_c[0]['label']} ({ms_c:.2f} ms) · "
+            f"PyTorch: {top_o[0]['label']} ({ms_o:.2f} ms)"
+        )
+        return _as_label(top_c), _as_label(top_o), status, resize_and_crop(img, candidate.preprocess)
+    except ZooError as e:
+        return {}, {}, f"⚠️ {e}", None
+    except Exception as e:  # the app keeps serving whatever a request does; the user sees why
+        return {}, {}, f"⚠️ could not classify this input ({type(e).__name__}: {str(e)[:200]}).", None
+
+
+def enlarged(crop: Image.Image | None, at_least: int = 224) -> Image.Image | None:
+    """The crop scaled up by a whole factor with nearest-neighbour, so every model pixel stays exact."""
+    if crop is None or min(crop.size) >= at_least:
+        return crop
+    k = -(-at_least // min(crop.size))
+    return crop.resize((crop.width * k, crop.height * k), Image.Resampling.NEAREST)
+
+
+def export_missing(cache: RuntimeCache, tag: str) -> str:
+    """Export the ONNX artifacts of `tag` that are not there yet (calibrated on its own dataset)."""
+    from export.pipeline import ExportOptions, export_model
+
+    try:
+        missing = [f for f in DEMO_FORMATS if f not in cache.formats(tag)]
+        if not missing:
+            return f"all ONNX artifacts of {tag} are exported."
+        results = export_model(tag, ExportOptions(missing, cache.artifacts), log=lambda _m: None)
+        failed = [f"{r.format}: {r.message}" for r in results if r.status == "failed"]
+        return "⚠️ " + "; ".join(failed) if failed else f"exported {', '.join(missing)} of {tag}."
+    except ZooError as e:
+        return f"⚠️ {e}"
+
+
+def example_images(tag: str, folder: Path, n: int = 6) -> list[str]:
+    """Real test images of the tag's dataset when $ZOO_DATA has it, else images the project draws."""
+    from zoo import registry
+    from zoo.data import find_dataset
+
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        spec = registry.resolve(tag)[1]
+        dataset = find_dataset(spec.dataset, None, "test")
+        picks = np.linspace(0, len(dataset) - 1, n).astype(int)
+        paths = []
+        for i in picks:
+            img, label = dataset[int(i)]
+            path = folder / f"{spec.dataset}-{int(i)}-{label}.png"
+            if not path.exists():
+                img.save(path)
+            paths.append(str(path))
+        return paths
+    except ZooError:
+        return [str(p) for p in drawn_images(folder, n)]
+
+
+def drawn_images(folder: Path, n: int) -> list[Path]:
+    """Simple pictures drawn here (no third-party images are committed): sky, sea, shapes."""
+    out = []
+    for i in range(n):
+        img = Image.new("RGB", (256, 256), (70 + 30 * i % 180, 130, 200))
+        draw = ImageDraw.Draw(img)
+        draw.rectangle((0, 170, 256, 256), fill=(40, 90 + 20 * i % 120, 60))
+        draw.ellipse((60 + 10 * i, 60, 150 + 10 * i, 150), fill=(240, 200 - 20 * i % 150, 40))
+        path = folder / f"drawn-{i}.png"
+        img.save(path)
+        out.append(path)
+    return out
+
+
+def _default(cache: RuntimeCache, tag: str) -> str:
+    """The first exported artifact (so the page compares something), else PyTorch itself."""
+    formats = cache.formats(tag)
+    return formats[1] if len(formats) > 1 else PYTORCH
+
+
+def build_demo(models: list[str] | None = None, artifacts: Path = Path("artifacts"), concurrency: int = 2):
+    """The Gradio Blocks app. `models`: the tags offered (default: every tag whose weights are local)."""
+    import gradio as gr
+
+    from zoo import registry
+    from zoo.paths import cache_dir
+
+    tags = (
+        models
+        or [s.name for s in registry.pretrained_tags().values() if s.file is not None]
+        or list(registry.pretrained_tags())
+    )
+    cache = RuntimeCache(artifacts)
+    examples = example_images(tags[0], cache_dir() / "demo-examples")
+    with gr.Blocks(title="resnet-zoo") as demo:
+        gr.Markdown(
+            "# resnet-zoo\nClassify an image with an exported artifact, next to its PyTorch original."
+        )
+        with gr.Row():
+            with gr.Column():
+                image = gr.Image(type="filepath", sources=["upload", "clipboard", "webcam"], label="image")
+                model = gr.Dropdown(tags, value=tags[0], label="model")
+                fmt = gr.Dropdown(
+                    cache.formats(tags[0]), value=_default(cache, tags[0]), label="artifact / backend"
+                )
+                with gr.Row():
+                    run = gr.Button("Classify", variant="primary")
+                    export = gr.Button("Export missing ONNX artifacts")
+                gr.Examples(examples, inputs=image)
+            with gr.Column():
+                status = gr.Markdown(elem_id="status")
+                with gr.Row():
+                    candidate = gr.Label(num_top_classes=5, label="artifact top-5", elem_id="artifact-top5")
+                    original = gr.Label(
+                        num_top_classes=5, label="PyTorch original top-5", elem_id="original-top5"
+                    )
+                crop = gr.Image(label="what the model saw (the exact crop, enlarged)", interactive=False)
+
+        def refresh(tag: str):
+            return gr.update(choices=cache.formats(tag), value=_default(cache, tag))
+
+        def run_classify(img, tag, fmt_):
+            cand, orig, status_, seen = classify(cache, img, tag, fmt_)
+            return cand, orig, status_, enlarged(seen)
+
+        model.change(refresh, model, fmt)
+        run.click(
+            lambda img, t, f: classify(cache, img, t, f),
+            [image, model, fmt],
+            [candidate, original, status, crop],
+            api_name="classify",
+        )
+        export.click(lambda t: export_missing(cache, t), model, status).then(refresh, model, fmt)
+    demo.queue(default_concurrency_limit=concurrency, max_size=128)
+    demo.zoo_cache = cache
+    return demo

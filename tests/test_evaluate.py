@@ -1,0 +1,88 @@
+"""`zoo eval`: the paper's test protocols (single crop, flip, 10-crop, multi-scale) and ensembles."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from zoo.cli import app
+from zoo.evaluate import SCALES, _views, evaluate
+from zoo.preprocess import PreprocessSpec, load_image, normalize, resize_shorter_side
+
+runner = CliRunner()
+SPEC = PreprocessSpec(resize=256, crop=224)
+
+
+def test_ten_crop_views_are_the_four_corners_the_centre_and_their_flips(imagenet_sample):
+    img = load_image(next((imagenet_sample / "images").glob("*.jpg")))
+    views = _views(img, SPEC, "10crop")
+    assert len(views) == 10 and all(v.shape == (3, 224, 224) for v in views)
+    big = normalize(resize_shorter_side(img, 256, SPEC), SPEC)
+    h, w = big.shape[1:]
+    np.testing.assert_array_equal(views[0], big[:, :224, :224])  # top-left
+    np.testing.assert_array_equal(views[6], big[:, h - 224 :, w - 224 :])  # bottom-right
+    np.testing.assert_array_equal(views[1], views[0][:, :, ::-1])  # its flip
+    np.testing.assert_array_equal(
+        views[8], big[:, (h - 224) // 2 : (h - 224) // 2 + 224, (w - 224) // 2 : (w - 224) // 2 + 224]
+    )
+
+
+def test_multiscale_views_resize_the_shorter_side_to_each_scale(imagenet_sample):
+    img = load_image(next((imagenet_sample / "images").glob("*.jpg")))
+    views = _views(img, SPEC, "multiscale")
+    assert [min(v.shape[1:]) for v in views] == list(SCALES)
+
+
+@pytest.fixture()
+def random_imagenet_tag(tmp_path, zoo_cache):
+    """A resnet18 tag with random weights: the protocols' mechanics need no trained ImageNet model."""
+    from zoo import create_model
+    from zoo.convert import import_checkpoint
+
+    torch.manual_seed(0)
+    pth = tmp_path / "r18.pth"
+    torch.save(create_model("resnet18").state_dict(), pth)
+    return import_checkpoint(pth, "resnet18.random", preprocess="imagenet_256").name
+
+
+@pytest.mark.parametrize("protocol", ["single", "flip", "10crop", "multiscale"])
+def test_every_protocol_runs_on_the_imagenet_sample(protocol, random_imagenet_tag, imagenet_sample):
+    result = evaluate([random_imagenet_tag], str(imagenet_sample), protocol=protocol, limit=3, batch_size=2)
+    assert (
+        result["n"] == 3 and result["protocol"] == protocol and 0 <= result["top1"] <= result["top5"] <= 100
+    )
+
+
+def test_an_ensemble_averages_softmax_and_of_one_model_with_itself_equals_the_model(
+    random_imagenet_tag, imagenet_sample
+):
+    one = evaluate([random_imagenet_tag], str(imagenet_sample), limit=20)
+    two = evaluate([random_imagenet_tag, random_imagenet_tag], str(imagenet_sample), limit=20)
+    assert (one["top1"], one["top5"]) == (two["top1"], two["top5"]) and len(two["models"]) == 2
+
+
+def test_eval_cli_json_and_bad_protocol(cifar_tag, data):
+    result = runner.invoke(app, ["eval", cifar_tag, "--limit", "200", "--protocol", "flip", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert {"top1", "top5", "n"} <= set(doc) and doc["n"] == 200
+    bad = runner.invoke(app, ["eval", cifar_tag, "--protocol", "5crop"])
+    assert bad.exit_code == 1 and "protocol" in bad.output
+
+
+def test_shipped_tags_reproduce_their_manifest_top1_on_the_full_test_split(cifar_dir):
+    from zoo import registry
+
+    shipped = [
+        s for s in registry.pretrained_tags().values() if s.file is not None and s.dataset == "cifar10"
+    ]
+    if not shipped:
+        pytest.skip("no CIFAR-10 weights are shipped yet")
+    for spec in shipped:
+        result = evaluate([spec.name], split="test")
+        assert result["n"] == 10_000
+        assert abs(result["top1"] - spec.metrics["top1"]) <= 0.05, spec.name
