@@ -98,6 +98,26 @@ def enlarged(crop: Image.Image | None, at_least: int = 224) -> Image.Image | Non
     return crop.resize((crop.width * k, crop.height * k), Image.Resampling.NEAREST)
 
 
+def crop_file(crop: Image.Image | None, folder: Path) -> str | None:
+    """The crop as a PNG file named by its content and written atomically. Gradio copies a returned file
+    atomically into its cache, whereas it rewrites a returned PIL image in place, so concurrent requests
+    with the same picture could be served a half-written file."""
+    import hashlib
+    import io
+
+    from zoo.weights import atomic_path
+
+    if crop is None:
+        return None
+    buf = io.BytesIO()
+    crop.save(buf, "PNG")
+    path = folder / f"{hashlib.sha256(buf.getvalue()).hexdigest()[:24]}.png"
+    if not path.exists():
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(buf.getvalue())
+    return str(path)
+
+
 def export_missing(cache: RuntimeCache, tag: str) -> str:
     """Export the ONNX artifacts of `tag` that are not there yet (calibrated on its own dataset)."""
     from export.pipeline import ExportOptions, export_model
@@ -169,6 +189,7 @@ def build_demo(models: list[str] | None = None, artifacts: Path = Path("artifact
     )
     cache = RuntimeCache(artifacts)
     examples = example_images(tags[0], cache_dir() / "demo-examples")
+    crops = cache_dir() / "demo-crops"
     with gr.Blocks(title="resnet-zoo") as demo:
         gr.Markdown(
             "# resnet-zoo\nClassify an image with an exported artifact, next to its PyTorch original."
@@ -191,18 +212,20 @@ def build_demo(models: list[str] | None = None, artifacts: Path = Path("artifact
                     original = gr.Label(
                         num_top_classes=5, label="PyTorch original top-5", elem_id="original-top5"
                     )
-                crop = gr.Image(label="what the model saw (the exact crop, enlarged)", interactive=False)
+                crop = gr.Image(
+                    label="what the model saw (the exact crop, enlarged)", interactive=False, type="filepath"
+                )
 
         def refresh(tag: str):
             return gr.update(choices=cache.formats(tag), value=_default(cache, tag))
 
         def run_classify(img, tag, fmt_):
             cand, orig, status_, seen = classify(cache, img, tag, fmt_)
-            return cand, orig, status_, enlarged(seen)
+            return cand, orig, status_, crop_file(enlarged(seen), crops)
 
         model.change(refresh, model, fmt)
         run.click(
-            lambda img, t, f: classify(cache, img, t, f),
+            run_classify,
             [image, model, fmt],
             [candidate, original, status, crop],
             api_name="classify",
