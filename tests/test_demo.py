@@ -201,3 +201,13 @@ def test_headless_chromium_uploads_an_image_and_reads_the_top_label(
     assert label.strip() == max(original, key=original.get)
     assert (tmp_path / "demo.png").stat().st_size > 10_000
     shutil.copyfile(tmp_path / "demo.png", Path(__file__).parent / "last-demo-screenshot.png")
+
+
+def test_the_export_button_exports_the_missing_onnx_artifacts(cifar_tag, tmp_path, cifar_dir):
+    from serve.demo import DEMO_FORMATS, export_missing
+
+    cache = RuntimeCache(tmp_path)
+    assert cache.formats(cifar_tag) == ["pytorch"]
+    message = export_missing(cache, cifar_tag)
+    assert message.startswith("exported") and cache.formats(cifar_tag) == ["pytorch", *sorted(DEMO_FORMATS)]
+    assert export_missing(cache, cifar_tag) == f"all ONNX artifacts of {cifar_tag} are exported."

@@ -192,3 +192,10 @@ def test_bad_input_to_the_serving_commands(tmp_path, cifar_tag):
     assert r.exit_code == 1 and "no artifacts" in r.output
     r = runner.invoke(app, ["bench", cifar_tag, "--batch", "1,x"])
     assert r.exit_code == 1 and "comma-separated" in r.output
+
+
+def test_the_compiled_pytorch_runtime_matches_eager(cifar_tag, cifar_dir):
+    x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    with open_runtime(cifar_tag) as eager, open_runtime(cifar_tag, backend="pytorch-compiled") as compiled:
+        assert compiled.format == "pytorch-compiled"
+        np.testing.assert_allclose(compiled.run(x), eager.run(x), atol=1e-4, rtol=1e-4)

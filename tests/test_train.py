@@ -188,3 +188,31 @@ def test_two_process_ddp_with_gloo_gives_the_same_result_shape(tmp_path, data):
     assert ddp["world_size"] == 2 and single["world_size"] == 1
     assert ddp["steps"] == single["steps"] // 2  # each process takes half of every epoch
     assert set(ddp) == set(single) and ddp["test_images"] == single["test_images"]
+
+
+def test_the_degradation_experiment_trains_four_nets_and_draws_figure_6(tmp_path, data):
+    args = [
+        "degradation",
+        "--data",
+        str(data),
+        "--depths",
+        "20,32",
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path),
+        "--train-limit",
+        "256",
+        "--test-limit",
+        "128",
+        "--batch-size",
+        "64",
+        "--json",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(result.stdout)) == {"plain20", "plain32", "resnet20", "resnet32"}
+    doc = json.loads((tmp_path / "degradation.json").read_text())
+    assert all(len(r["test_error"]) == 1 for r in doc["runs"].values())
+    if (tmp_path / "degradation.png").exists():
+        assert (tmp_path / "degradation.png").read_bytes()[:4] == b"\x89PNG"

@@ -243,6 +243,51 @@ def train_cmd(
         )
 
 
+@command("degradation")
+def degradation_cmd(
+    data: Annotated[str | None, typer.Option(help="Dataset root (default: $ZOO_DATA).")] = None,
+    depths: Annotated[str, typer.Option(help="Two depths, e.g. 20,56.")] = "20,56",
+    recipe: Annotated[
+        str, typer.Option(help="Recipe name or TOML file, the same for all four runs.")
+    ] = "cifar_paper",
+    epochs: Annotated[int | None, typer.Option(help="Override the recipe's length.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for the four runs, degradation.json and .png.")] = Path(
+        "runs/degradation"
+    ),
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda ...")] = "auto",
+    train_limit: Annotated[int | None, typer.Option(help="Use only the first N training images.")] = None,
+    test_limit: Annotated[int | None, typer.Option(help="Evaluate on only the first N test images.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Override the recipe's batch size.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The paper's degradation experiment: plain vs residual nets at two depths, Figure 6's curves."""
+    from zoo.degradation import degradation
+    from zoo.recipe import load_recipe
+
+    try:
+        a, b = (int(d) for d in depths.split(","))
+    except ValueError:
+        raise ZooError(f"--depths {depths!r} must be two depths, e.g. 20,56.") from None
+    r = load_recipe(recipe).with_overrides(epochs, batch_size)
+    result = degradation(
+        (a, b),
+        r,
+        data,
+        out,
+        device=device,
+        train_limit=train_limit,
+        test_limit=test_limit,
+        progress=not as_json,
+    )
+    if as_json:
+        return emit_json({k: {"test_top1": v["test_top1"]} for k, v in result["runs"].items()})
+    for arch, run in result["runs"].items():
+        typer.echo(
+            f"{arch}: test top-1 {run['test_top1']:.2f}%  final training error {run['train_error'][-1]:.2f}%"
+        )
+    typer.echo(f"wrote {out / 'degradation.png'}")
+
+
 @command("eval")
 def eval_cmd(
     models: Annotated[

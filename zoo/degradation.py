@@ -1,0 +1,74 @@
+"""The paper's degradation experiment (Section 4.2, Figure 6): plain nets get worse with depth, residual
+nets get better. Trains plain and residual twins at two depths with one recipe and plots their curves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from zoo.recipe import Recipe
+from zoo.train import METRICS, TrainConfig, train
+
+
+def degradation(
+    depths: tuple[int, int], recipe: Recipe, data: str | None, out: Path, **train_kwargs: Any
+) -> dict:
+    """Train plainD and resnetD for both depths; write out/degradation.json and out/degradation.png."""
+    runs: dict[str, dict[str, Any]] = {}
+    for family in ("plain", "resnet"):
+        for depth in depths:
+            arch = f"{family}{depth}"
+            cfg = TrainConfig(arch, data, recipe, out / arch, **train_kwargs)
+            summary = train(cfg)
+            rows = [json.loads(line) for line in (out / arch / METRICS).read_text().splitlines()]
+            runs[arch] = {
+                "test_top1": summary["top1"],
+                "train_error": [100 - r["train_top1"] for r in rows],
+                "test_error": [100 - r["test_top1"] for r in rows],
+                "epochs": [r["epoch"] for r in rows],
+            }
+    result = {"recipe": recipe.name, "depths": list(depths), "runs": runs}
+    from zoo.weights import atomic_path
+
+    with atomic_path(out / "degradation.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    plot(result, out / "degradation.png")
+    return result
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    """Figure 6 style: training error dashed, test error bold, plain on the left, ResNets on the right."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    from zoo.weights import atomic_path
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, family in zip(axes, ("plain", "resnet"), strict=True):
+        for depth in result["depths"]:
+            run = result["runs"][f"{family}{depth}"]
+            line = ax.plot(run["epochs"], run["train_error"], "--", linewidth=1)[0]
+            ax.plot(
+                run["epochs"],
+                run["test_error"],
+                "-",
+                linewidth=2,
+                color=line.get_color(),
+                label=f"{family}-{depth}",
+            )
+        ax.set(
+            title=f"{'plain' if family == 'plain' else 'ResNet'} (dashed: training, bold: test)",
+            xlabel="epoch",
+        )
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[0].set_ylabel("error (%)")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
