@@ -12,7 +12,6 @@ import csv
 import io
 import json
 import os
-import platform
 import resource
 import time
 from dataclasses import dataclass, field
@@ -43,23 +42,9 @@ class BenchOptions:
 
 def hardware() -> dict[str, Any]:
     from export.pipeline import versions
+    from zoo.doctor import machine
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": versions(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-    }
+    info = {**machine(), "versions": versions(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
     try:
         import torch
 

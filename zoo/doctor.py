@@ -32,6 +32,22 @@ def version(dist: str) -> str | None:
         return None
 
 
+def machine() -> dict[str, Any]:
+    """The CPU (model name from /proc/cpuinfo where there is one), its cores, the OS and Python."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
 def _probe(name: str, fn) -> dict[str, Any]:
     try:
         return {"name": name, "usable": True, "detail": fn()}
@@ -95,10 +111,7 @@ def diagnose() -> dict[str, Any]:
             b["detail"] = f"not installed: {hint[b['name']]}"
     data = os.environ.get("ZOO_DATA")
     return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
+        **machine(),
         "versions": {p: version(p) for p in PACKAGES},
         "backends": backends,
         "paths": {

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass, field
@@ -47,12 +46,13 @@ class TrainConfig:
 
 
 def hardware(device: torch.device) -> dict[str, Any]:
+    from zoo.doctor import machine
+
     info = {
         "device": str(device),
-        "cpu": platform.processor() or platform.machine(),
+        **machine(),
         "cpu_threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "python": platform.python_version(),
     }
     if device.type == "cuda":
         info |= {"gpu": torch.cuda.get_device_name(device), "cuda": torch.version.cuda}
