@@ -57,8 +57,9 @@ def hardware() -> dict[str, Any]:
     return info
 
 
-def time_calls(fn, sync, seconds: float, warmup: float, min_runs: int) -> np.ndarray:
-    """Per-call wall times in ms, after `warmup` seconds of untimed calls; each call synchronised."""
+def time_calls(fn, sync, seconds: float, warmup: float, min_runs: int, cuda: bool = False) -> np.ndarray:
+    """Per-call times in ms after `warmup` seconds of untimed calls; each call synchronised. On a GPU the
+    time is taken by CUDA events recorded on the stream around the call."""
     end = time.perf_counter() + warmup
     while time.perf_counter() < end:
         fn()
@@ -66,10 +67,20 @@ def time_calls(fn, sync, seconds: float, warmup: float, min_runs: int) -> np.nda
     times: list[float] = []
     stop = time.perf_counter() + seconds
     while len(times) < min_runs or time.perf_counter() < stop:
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append((time.perf_counter() - t0) * 1e3)
+        if cuda:
+            import torch
+
+            start, done = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            done.record()
+            done.synchronize()
+            times.append(start.elapsed_time(done))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            times.append((time.perf_counter() - t0) * 1e3)
     return np.asarray(times)
 
 
