@@ -42,8 +42,17 @@ class Recipe:
         """The same recipe with the command line's overrides (recorded in the run's summary)."""
         doc = copy.deepcopy(self.doc)
         if epochs is not None:
+            was = (
+                f"{self.get('train', 'iterations')} iterations"
+                if self.get("train", "iterations")
+                else f"{self.get('train', 'epochs')} epochs"
+            )
             doc["train"].pop("iterations", None)
             doc["train"]["epochs"] = epochs
+            doc["changes"] = [
+                *doc.get("changes", []),
+                f"shortened by --epochs to {epochs} epochs (the recipe says {was})",
+            ]
             if doc.get("schedule", {}).get("name") == "multistep":  # keep milestones at the same fractions
                 old = self.get("train", "iterations")
                 if old:
