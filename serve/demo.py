@@ -6,6 +6,7 @@ Runtimes are opened once and reused; a bad input gives a visible message and the
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -189,7 +190,7 @@ def build_demo(models: list[str] | None = None, artifacts: Path = Path("artifact
     )
     cache = RuntimeCache(artifacts)
     examples = example_images(tags[0], cache_dir() / "demo-examples")
-    crops = cache_dir() / "demo-crops"
+    crops = Path(tempfile.gettempdir()) / "resnet-zoo-demo-crops"  # Gradio serves files from the temp dir
     with gr.Blocks(title="resnet-zoo") as demo:
         gr.Markdown(
             "# resnet-zoo\nClassify an image with an exported artifact, next to its PyTorch original."

@@ -48,7 +48,7 @@ def test_info_json_describes_weights_and_preprocessing():
     info = json.loads(result.stdout)
     assert info["weights"]["preprocess"]["resize"] == 256 and info["weights"]["metrics"]["top5"] == 92.862
     assert info["gmacs"] == pytest.approx(4.09, abs=0.01)
-    human = runner.invoke(app, ["info", "resnet20"])
+    human = runner.invoke(app, ["info", "plain20"])
     assert human.exit_code == 0 and "params 269,722" in human.stdout and "tags: none yet" in human.stdout
 
 

@@ -115,7 +115,9 @@ def _free_port() -> int:
 def server(artifacts, cifar_tag):
     demo = build_demo([cifar_tag], artifacts, concurrency=2)
     port = _free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    demo.launch(
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, show_error=True
+    )
     yield f"http://127.0.0.1:{port}/"
     demo.close()
 
