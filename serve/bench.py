@@ -150,11 +150,70 @@ def bench_runtime(
     return rows
 
 
+def time_in_fresh_process(tag: str, fmt: str, artifact: Path | None, o: BenchOptions) -> list[dict[str, Any]]:
+    """Time one format in a new Python process: runtimes sharing a process disturb each other's thread
+    pools (ONNX Runtime measured 2x slower after eager PyTorch had run), and peak memory is per format."""
+    import subprocess
+    import sys
+
+    job = {
+        "tag": tag,
+        "format": fmt,
+        "artifact": str(artifact) if artifact else None,
+        "batches": o.batches,
+        "seconds": o.seconds,
+        "warmup": o.warmup,
+        "min_runs": o.min_runs,
+        "e2e_images": o.e2e_images,
+        "threads": o.threads,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "serve.bench", json.dumps(job)],
+        capture_output=True,
+        text=True,
+        timeout=600 + 20 * o.seconds * len(o.batches),
+    )
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ZooError(f"timing {fmt} failed: {last}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _worker(job: dict[str, Any]) -> list[dict[str, Any]]:
+    from serve.runtimes import TorchRuntime, open_runtime
+    from zoo import registry
+    from zoo.data import find_dataset
+
+    if job["threads"]:
+        import torch
+
+        torch.set_num_threads(job["threads"])
+    o = BenchOptions(
+        batches=job["batches"],
+        seconds=job["seconds"],
+        warmup=job["warmup"],
+        min_runs=job["min_runs"],
+        e2e_images=job["e2e_images"],
+        threads=job["threads"],
+    )
+    fmt = job["format"]
+    if job["artifact"] is None:
+        rt = TorchRuntime(job["tag"], compiled=fmt == "pytorch-compiled")
+    else:
+        rt = open_runtime(
+            job["artifact"], backend="openvino" if fmt == "openvino" else None, threads=job["threads"]
+        )
+    rt.format = fmt
+    spec = registry.resolve(job["tag"])[1]
+    images = encoded_images(find_dataset(spec.dataset, None, "test"), o.e2e_images)
+    with rt:
+        return bench_runtime(rt, o.batches, images, o)
+
+
 def bench(tag: str, o: BenchOptions, log=print) -> dict[str, Any]:
     """Export what is missing (reusing what exists), check parity, time every format; write the report."""
     from export.pipeline import ExportOptions, export_model
     from serve.parity import check_artifacts
-    from serve.runtimes import TorchRuntime, open_runtime
     from zoo import registry
     from zoo.data import find_dataset
 
@@ -173,8 +232,7 @@ def bench(tag: str, o: BenchOptions, log=print) -> dict[str, Any]:
         if exported
         else {}
     )
-    dataset = find_dataset(spec.dataset, None, "test")
-    images = encoded_images(dataset, o.e2e_images)
+    find_dataset(spec.dataset, None, "test")  # one clear sentence now if the data is missing
     checks = check_artifacts(
         tag, [r.artifact.path for r in results.values() if r.artifact], None, o.parity_images
     )
@@ -182,27 +240,23 @@ def bench(tag: str, o: BenchOptions, log=print) -> dict[str, Any]:
     for fmt in o.formats:
         entry: dict[str, Any] = {"format": fmt}
         try:
+            artifact = None
             if fmt in (EAGER, "pytorch-compiled"):
-                rt = TorchRuntime(tag, compiled=fmt == "pytorch-compiled")
                 entry |= {"status": "ok", "size_mb": None, "parity": {"top1_agreement": 100.0}}
             else:
-                art = results["onnx" if fmt == "openvino" else fmt]
-                if art.artifact is None:
-                    raise ZooError(art.message)
-                rt = open_runtime(
-                    art.artifact.path, backend="openvino" if fmt == "openvino" else None, threads=o.threads
-                )
-                rt.format = fmt
-                p = checks.get(str(art.artifact.path), {})
+                made = results["onnx" if fmt == "openvino" else fmt]
+                if made.artifact is None:
+                    raise ZooError(made.message)
+                artifact = made.artifact
+                p = checks.get(str(artifact.path), {})
                 passed = p.get("verdict", {}).get("passed")
                 entry |= {
                     "status": {True: "ok", False: "parity failed"}.get(passed, "not validated"),
-                    "size_mb": art.artifact.card["size_bytes"] / 1e6,
+                    "size_mb": artifact.card["size_bytes"] / 1e6,
                     "parity": {k: p.get(k) for k in ("top1", "reference_top1", "top1_agreement", "images")},
                 }
             log(f"timing {fmt} ...")
-            with rt:
-                timed = bench_runtime(rt, o.batches, images, o)
+            timed = time_in_fresh_process(tag, fmt, artifact.path if artifact else None, o)
             rows += timed
             entry["by_batch"] = {r["batch"]: r for r in timed}
         except ZooError as e:
@@ -269,3 +323,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
+
+
+if __name__ == "__main__":  # one format timed in this fresh process: python -m serve.bench JOB_JSON
+    import sys
+
+    print(json.dumps(_worker(json.loads(sys.argv[1]))))

@@ -576,10 +576,18 @@ def bench_cmd(
     artifacts: Annotated[Path, typer.Option(help="Artifacts folder (missing ones are exported).")] = Path(
         "artifacts"
     ),
+    data: Annotated[
+        str | None, typer.Option(help="Dataset root for calibration, parity and images (default: $ZOO_DATA).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Latency (p50/p90/p99) and throughput per format and batch size, model-only and end-to-end."""
+    import os
+
     from serve.bench import BenchOptions, bench
+
+    if data:
+        os.environ["ZOO_DATA"] = data
 
     try:
         batches = [int(b) for b in batch.split(",")]
