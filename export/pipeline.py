@@ -220,7 +220,10 @@ class _Context:
             )
             return {"int8": info, "calibration": calib | {"images": sum(len(b) for b in self.calibration())}}
 
-        return self.key(fmt, parent, calibration=calib), {"opset": parent.card["opset"]}, build
+        from export.int8 import REVISION
+
+        key = self.key(fmt, parent, calibration=calib, int8_revision=REVISION)
+        return key, {"opset": parent.card["opset"]}, build
 
     def _onnx_int8(self, parent):
         return self._int8(parent, "trt", "onnx-int8")

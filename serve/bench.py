@@ -8,6 +8,7 @@ JSON, CSV and a PNG plot. Nothing here is a stored constant: every figure is mea
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -36,15 +37,21 @@ class BenchOptions:
     e2e_images: int = 64
     parity_images: int = 1000
     threads: int | None = None
+    repeats: int = 3  # fresh processes per format, taken in turns
+    untrained: bool = False  # time the architecture with seeded random weights (zoo.convert.untrained)
     out: Path = Path("bench")
     artifacts: Path = Path("artifacts")
 
 
 def hardware() -> dict[str, Any]:
+    from importlib import metadata
+
     from export.pipeline import versions
     from zoo.doctor import machine
 
     info = {**machine(), "versions": versions(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+    with contextlib.suppress(metadata.PackageNotFoundError):
+        info["versions"]["openvino"] = metadata.version("openvino")
     try:
         import torch
 
@@ -210,16 +217,45 @@ def _worker(job: dict[str, Any]) -> list[dict[str, Any]]:
         return bench_runtime(rt, o.batches, images, o)
 
 
+def combine(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per batch size from the rows of several fresh-process runs of one format: each timing is
+    the median over the runs, and every run's p50 is kept, so the spread between processes shows."""
+    out = []
+    for same_batch in zip(*runs, strict=True):
+        row = dict(same_batch[0])
+        for key in row:
+            if key.startswith(("model_", "e2e_")):
+                row[key] = float(np.median([r[key] for r in same_batch]))
+        row["peak_rss_mb"] = max(r["peak_rss_mb"] for r in same_batch)
+        row["repeats"] = len(same_batch)
+        row["model_p50_ms_runs"] = [r["model_p50_ms"] for r in same_batch]
+        out.append(row)
+    return out
+
+
 def bench(tag: str, o: BenchOptions, log=print) -> dict[str, Any]:
-    """Export what is missing (reusing what exists), check parity, time every format; write the report."""
+    """Export what is missing (reusing what exists), check parity, time every format; write the report.
+
+    Each format is timed in `o.repeats` fresh processes, taken in turns (format A, B, C, A, B, C, ...), so
+    that a slow spell of a shared machine falls on every format alike; the figures are medians over them."""
+    from export.artifact import update_card
     from export.pipeline import ExportOptions, export_model
     from serve.parity import check_artifacts
     from zoo import registry
     from zoo.data import find_dataset
 
-    _, spec = registry.resolve(tag)
+    if o.untrained:
+        from zoo.convert import untrained
+
+        spec = untrained(registry.resolve(tag)[0])
+    else:
+        spec = registry.resolve(tag)[1]
     if spec is None:
-        raise ZooError(f"{tag} has no pretrained weights to benchmark.")
+        raise ZooError(
+            f"{tag} has no pretrained weights to benchmark; time its architecture with --untrained."
+        )
+    tag = spec.name
+    is_untrained = bool(spec.extra.get("untrained"))
     if o.threads:
         import torch
 
@@ -233,54 +269,116 @@ def bench(tag: str, o: BenchOptions, log=print) -> dict[str, Any]:
         else {}
     )
     find_dataset(spec.dataset, None, "test")  # one clear sentence now if the data is missing
-    checks = check_artifacts(
-        tag, [r.artifact.path for r in results.values() if r.artifact], None, o.parity_images
-    )
-    rows, summary = [], []
+    built = [r.artifact.path for r in results.values() if r.artifact]
+    checks = {(str(d), None): c for d, c in check_artifacts(tag, built, None, o.parity_images).items()}
+    if "openvino" in o.formats and results["onnx"].artifact:
+        onnx_dir = [results["onnx"].artifact.path]
+        found = check_artifacts(tag, onnx_dir, None, o.parity_images, backend="openvino")
+        checks |= {(d, "openvino"): c for d, c in found.items()}
+    summary: dict[str, dict[str, Any]] = {}
+    artifacts: dict[str, Path | None] = {}
     for fmt in o.formats:
         entry: dict[str, Any] = {"format": fmt}
-        try:
-            artifact = None
-            if fmt in (EAGER, "pytorch-compiled"):
-                entry |= {"status": "ok", "size_mb": None, "parity": {"top1_agreement": 100.0}}
-            else:
-                made = results["onnx" if fmt == "openvino" else fmt]
-                if made.artifact is None:
-                    raise ZooError(made.message)
-                artifact = made.artifact
-                p = checks.get(str(artifact.path), {})
-                passed = p.get("verdict", {}).get("passed")
-                entry |= {
-                    "status": {True: "ok", False: "parity failed"}.get(passed, "not validated"),
-                    "size_mb": artifact.card["size_bytes"] / 1e6,
-                    "parity": {k: p.get(k) for k in ("top1", "reference_top1", "top1_agreement", "images")},
-                }
-            log(f"timing {fmt} ...")
-            timed = time_in_fresh_process(tag, fmt, artifact.path if artifact else None, o)
-            rows += timed
-            entry["by_batch"] = {r["batch"]: r for r in timed}
-        except ZooError as e:
-            entry |= {"status": "failed", "message": str(e)}
-        summary.append(entry)
+        summary[fmt] = entry
+        if fmt in (EAGER, "pytorch-compiled"):
+            entry |= {"status": "ok", "size_mb": None, "parity": {"top1_agreement": 100.0}}
+            artifacts[fmt] = None
+            continue
+        made = results["onnx" if fmt == "openvino" else fmt]
+        if made.artifact is None:
+            entry |= {"status": "failed", "message": made.message}
+            continue
+        artifacts[fmt] = made.artifact.path
+        p = checks.get((str(made.artifact.path), "openvino" if fmt == "openvino" else None), {})
+        passed = p.get("verdict", {}).get("passed")
+        entry |= {
+            "status": {True: "ok", False: "parity failed"}.get(passed, "not validated"),
+            "size_mb": made.artifact.card["size_bytes"] / 1e6,
+            "parity": {k: p.get(k) for k in ("top1", "reference_top1", "top1_agreement", "images")},
+        }
+        if "skipped" in p:
+            entry["message"] = p["skipped"]
+    runs: dict[str, list[list[dict[str, Any]]]] = {fmt: [] for fmt in artifacts}
+    for r in range(o.repeats):
+        for fmt in [f for f in artifacts if summary[f]["status"] != "failed"]:
+            log(f"timing {fmt} (process {r + 1} of {o.repeats}) ...")
+            try:
+                runs[fmt].append(time_in_fresh_process(tag, fmt, artifacts[fmt], o))
+            except ZooError as e:
+                summary[fmt] |= {"status": "failed", "message": str(e)}
+    rows = []
+    for fmt, done in runs.items():
+        if summary[fmt]["status"] == "failed" or not done:
+            continue
+        combined = combine(done)
+        rows += combined
+        summary[fmt]["by_batch"] = {row["batch"]: row for row in combined}
     reference = next((c["reference_top1"] for c in checks.values() if "reference_top1" in c), None)
-    for entry in summary:
+    for entry in summary.values():
         if entry["format"] in (EAGER, "pytorch-compiled"):
             entry["parity"]["top1"] = reference
+        if is_untrained and entry["status"] in ("ok", "not validated"):
+            entry["status"] = "timing only"  # agreement with random weights says little; accuracy nothing
     eager1 = next((r["model_p50_ms"] for r in rows if r["format"] == EAGER and r["batch"] == 1), None)
-    for entry in summary:
+    for entry in summary.values():
         one = entry.get("by_batch", {}).get(1)
         if one and eager1:
             entry["speedup_vs_eager_b1"] = eager1 / one["model_p50_ms"]
     report = {
         "model": spec.name,
+        "untrained": is_untrained,
         "hardware": hardware(),
         "options": {k: str(v) if isinstance(v, Path) else v for k, v in o.__dict__.items()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "rows": rows,
-        "summary": summary,
+        "summary": list(summary.values()),
     }
+    for fmt, path in artifacts.items():
+        if path is not None and "by_batch" in summary[fmt]:
+            key = "bench_openvino" if fmt == "openvino" else "bench"
+            record = {k: report[k] for k in ("created", "hardware")} | {"rows": summary[fmt]["by_batch"]}
+            update_card(path, **{key: record})
     write_report(report, Path(o.out))
     return report
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The summary as a Markdown table (what the README shows), with the run's hardware under it."""
+
+    def num(v: Any, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    lines = [
+        "| format | status | size MB | top-1 | agreement | p50 ms b1 (per process) | p99 ms b1 "
+        "| e2e p50 ms b1 | best img/s | vs eager b1 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for e in report["summary"]:
+        by_batch = {int(b): r for b, r in e.get("by_batch", {}).items()}  # keys are strings once in JSON
+        one = by_batch.get(1, {})
+        runs = one.get("model_p50_ms_runs") or []
+        spread = f" ({'–'.join(format(r, '.3f') for r in (min(runs), max(runs)))})" if len(runs) > 1 else ""
+        best = max((r["model_images_per_s"] for r in by_batch.values()), default=None)
+        parity = e.get("parity") or {}
+        agreement = parity.get("top1_agreement")
+        lines.append(
+            f"| {e['format']} | {e['status']} | {num(e.get('size_mb'), '.2f')} | {num(parity.get('top1'), '.2f')} "
+            f"| {num(agreement, '.2f')}{'%' if agreement is not None else ''} "
+            f"| {num(one.get('model_p50_ms'), '.3f')}{spread} | {num(one.get('model_p99_ms'), '.3f')} "
+            f"| {num(one.get('e2e_p50_ms'), '.3f')} | {num(best, '.0f')} "
+            f"| {num(e.get('speedup_vs_eager_b1'), '.1f')}{'×' if e.get('speedup_vs_eager_b1') else ''} |"
+        )
+    hw, o = report["hardware"], report["options"]
+    v = hw.get("versions", {})
+    lines += [
+        "",
+        f"{report['model']}{' (untrained: timing only)' if report.get('untrained') else ''} on "
+        f"{hw.get('gpu') or hw.get('cpu')} ({hw.get('cpu_count')} CPUs), torch {v.get('torch')}, "
+        f"onnxruntime {v.get('onnxruntime')}, {report['created']}; each format in {o.get('repeats')} fresh "
+        f"processes taken in turns, medians over them; {o.get('seconds')} s timed per batch size; "
+        f"parity on {o.get('parity_images')} labelled test images.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def write_report(report: dict[str, Any], out: Path) -> None:
@@ -290,6 +388,8 @@ def write_report(report: dict[str, Any], out: Path) -> None:
     stem = f"bench-{report['model']}"
     with atomic_path(out / f"{stem}.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    with atomic_path(out / f"{stem}.md") as tmp:
+        tmp.write_text(markdown(report))
     if report["rows"]:
         with atomic_path(out / f"{stem}.csv") as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=sorted({k for r in report["rows"] for k in r}))

@@ -18,6 +18,7 @@ BARS = {
     "fp16": {"top1_agreement": 99.5},
     "int8": {"top1_agreement": 97.0, "accuracy_drop": 0.5},
 }
+HALF = {"bf16": "fp16"}  # bf16 compute (OpenVINO's default on CPUs with it) is judged by the FP16 bar
 
 
 @dataclass
@@ -72,7 +73,9 @@ def verdict(
     metrics: dict[str, Any], precision: str, bars: dict[str, dict[str, float]] | None = None
 ) -> dict[str, Any]:
     """Whether the metrics pass the bars of this precision; the failures say which bar and by how much."""
-    bar = (bars or BARS)[precision.split()[0]]
+    bars = bars or BARS
+    precision = precision.split()[0]
+    bar = bars.get(precision) or bars[HALF[precision]]
     failures = []
     if metrics["nonfinite"]:
         failures.append(f"{metrics['nonfinite']} non-finite logits")
@@ -103,10 +106,16 @@ def parity(
 
 
 def check_artifacts(
-    tag: str, directories: list, data: str | None = None, limit: int | None = 1000, bars: dict | None = None
+    tag: str,
+    directories: list,
+    data: str | None = None,
+    limit: int | None = 1000,
+    bars: dict | None = None,
+    backend: str | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Parity of each artifact directory against the PyTorch original of `tag` on the tag's own labelled
-    test images; each result is also written into the artifact's card. Keyed by directory."""
+    """Parity of each artifact directory, run by `backend` (default: the artifact's own runtime), against
+    the PyTorch original of `tag` on the tag's own labelled test images. Each result is also written into
+    the artifact's card, as `parity` (or `parity_BACKEND` for another backend). Keyed by directory."""
     from export.artifact import update_card
     from serve.runtimes import TorchRuntime, open_runtime
     from zoo.data import find_dataset
@@ -127,11 +136,11 @@ def check_artifacts(
     out: dict[str, dict[str, Any]] = {}
     for d in directories:
         try:
-            with open_runtime(d) as rt:
+            with open_runtime(d, backend=backend) as rt:
                 result = parity(reference, rt, images, ref, bars)
         except ZooError as e:
             out[str(d)] = {"skipped": str(e)}
             continue
-        update_card(d, parity=result)
+        update_card(d, **{f"parity_{backend}" if backend else "parity": result})
         out[str(d)] = result
     return out

@@ -181,8 +181,50 @@ def test_int8_cpu_flavour_uses_uint8_and_becomes_qlinear_ops_in_onnxruntime(expo
     options = ort.SessionOptions()
     options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
     ort.InferenceSession(str(exported["onnx-int8-cpu"].file), options, providers=["CPUExecutionProvider"])
-    ops = {n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node}
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
     assert "QLinearConv" in ops and "QLinearAdd" in ops
+    # the two option-A shortcuts run quantized too: no float Slice/Pad detour, one Q in and one DQ out
+    # before the pooling (ReduceMean), one Q/DQ around the classifier
+    assert "Slice" not in ops and "Pad" not in ops and card["int8"]["shortcuts_as_convs"] == 2
+    assert ops.count("QLinearConv") == 21 and ops.count("QuantizeLinear") == 2
+
+
+def test_option_a_shortcuts_rewritten_as_convs_compute_the_same(exported, cifar_tag, cifar_dir, tmp_path):
+    """The rewrite that lets ONNX Runtime keep the CIFAR shortcuts in INT8 changes no result: same
+    logits as the exported graph on real images, and the same as the PyTorch model."""
+    import torch
+
+    from export.int8 import shortcuts_as_convs
+    from zoo import registry
+
+    proto = onnx.load(str(exported["onnx"].file))
+    before = [n.op_type for n in proto.graph.node]
+    assert shortcuts_as_convs(proto) == 2 == before.count("Pad")
+    after = [n.op_type for n in proto.graph.node]
+    assert "Slice" not in after and "Pad" not in after and after.count("Conv") == before.count("Conv") + 2
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(tmp_path / "rewritten.onnx"))
+    x, _ = _cifar_batch(cifar_dir, cifar_tag, n=64)
+    rewritten = _session(tmp_path / "rewritten.onnx").run(None, {"input": x})[0]
+    original = _session(exported["onnx"].file).run(None, {"input": x})[0]
+    with torch.inference_mode():
+        reference = registry.create_model(cifar_tag, pretrained=True)(torch.from_numpy(x)).numpy()
+    assert np.abs(rewritten - original).max() < 1e-4 and np.abs(rewritten - reference).max() < 1e-4
+    assert (rewritten.argmax(1) == reference.argmax(1)).all()
+
+
+def test_the_shortcut_rewrite_leaves_other_graphs_alone(tmp_path):
+    """ImageNet nets (projection shortcuts) have no Slice/Pad pattern: nothing is rewritten."""
+    from export.int8 import shortcuts_as_convs
+    from export.onnx import export_onnx
+    from zoo import registry
+
+    model = registry.create_model("resnet18", num_classes=10)
+    x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    export_onnx(model, x, tmp_path / "r18.onnx", 20, 2, {})
+    proto = onnx.load(str(tmp_path / "r18.onnx"))
+    count = len(proto.graph.node)
+    assert shortcuts_as_convs(proto) == 0 and len(proto.graph.node) == count
 
 
 @pytest.mark.parametrize("tag", ["resnet20.cifar10", "resnet56.cifar10"])

@@ -21,6 +21,12 @@ from zoo.errors import ZooError
 runner = CliRunner()
 
 
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory, cifar_tag, cifar_dir):
     out = tmp_path_factory.mktemp("serve-artifacts")
@@ -142,16 +148,19 @@ def test_zoo_parity_writes_each_result_into_the_card_and_fails_on_a_bar(artifact
 
 
 def test_bench_writes_json_csv_and_a_plot_with_the_hardware_record(artifacts, cifar_tag, tmp_path):
-    out, _ = artifacts
+    out, made = artifacts
+    formats = ["pytorch", "onnx", "onnx-int8-cpu"] + (["openvino"] if _has("openvino") else [])
     args = [
         "bench",
         cifar_tag,
         "--formats",
-        "pytorch,onnx,onnx-int8-cpu",
+        ",".join(formats),
         "--batch",
         "1,4",
         "--seconds",
         "0.2",
+        "--repeats",
+        "2",
         "--parity-images",
         "200",
         "--out",
@@ -164,21 +173,33 @@ def test_bench_writes_json_csv_and_a_plot_with_the_hardware_record(artifacts, ci
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["hardware"]["cpu_count"] and report["hardware"]["versions"]["onnxruntime"]
+    assert report["untrained"] is False
     rows = report["rows"]
-    assert {(r["format"], r["batch"]) for r in rows} == {
-        (f, b) for f in ("pytorch", "onnx", "onnx-int8-cpu") for b in (1, 4)
-    }
+    assert {(r["format"], r["batch"]) for r in rows} == {(f, b) for f in formats for b in (1, 4)}
     for r in rows:
         assert 0 < r["model_p50_ms"] <= r["model_p90_ms"] <= r["model_p99_ms"] and r["model_runs"] >= 10
         assert r["e2e_p50_ms"] > 0 and r["model_images_per_s"] > 0 and r["peak_rss_mb"] > 0
+        # two fresh processes per format; the figure is the median of their two p50s
+        assert r["repeats"] == 2 and len(r["model_p50_ms_runs"]) == 2
+        assert r["model_p50_ms"] == pytest.approx(float(np.mean(r["model_p50_ms_runs"])))
     eager = next(e for e in report["summary"] if e["format"] == "pytorch")
     assert eager["speedup_vs_eager_b1"] == pytest.approx(1.0)
+    assert all(e["status"] == "ok" for e in report["summary"]), report["summary"]
+    card = json.loads((made["onnx-int8-cpu"].path / "card.json").read_text())
+    assert {int(b) for b in card["bench"]["rows"]} == {1, 4}  # the timings are written into the card too
+    if "openvino" in formats:  # OpenVINO's parity is its own, measured through OpenVINO, not ONNX Runtime's
+        onnx_card = json.loads((made["onnx"].path / "card.json").read_text())
+        assert onnx_card["parity_openvino"]["candidate"]["backend"] == "openvino"
+        ov = next(e for e in report["summary"] if e["format"] == "openvino")
+        assert ov["parity"]["top1_agreement"] == onnx_card["parity_openvino"]["top1_agreement"]
 
     def written(ext: str) -> Path:  # the tag holds a dot, so no with_suffix
         return tmp_path / f"bench-{cifar_tag}.{ext}"
 
     assert json.loads(written("json").read_text())["model"] == cifar_tag
     assert written("csv").read_text().count("\n") == len(rows) + 1
+    table = written("md").read_text().splitlines()  # the README's table, one row per format
+    assert [line.split(" | ")[0].strip("| ") for line in table[2 : 2 + len(formats)]] == formats
     png = written("png")
     if png.exists():
         assert Image.open(io.BytesIO(png.read_bytes())).size[0] > 500
@@ -192,6 +213,10 @@ def test_bad_input_to_the_serving_commands(tmp_path, cifar_tag):
     assert r.exit_code == 1 and "no artifacts" in r.output
     r = runner.invoke(app, ["bench", cifar_tag, "--batch", "1,x"])
     assert r.exit_code == 1 and "comma-separated" in r.output
+    r = runner.invoke(app, ["bench", cifar_tag, "--repeats", "0"])
+    assert r.exit_code == 1 and "at least 1" in r.output
+    r = runner.invoke(app, ["parity", cifar_tag, "--backend", "tpu", "--out", str(tmp_path)])
+    assert r.exit_code == 1 and "unknown backend" in r.output
 
 
 def test_the_compiled_pytorch_runtime_matches_eager(cifar_tag, cifar_dir):
@@ -199,3 +224,71 @@ def test_the_compiled_pytorch_runtime_matches_eager(cifar_tag, cifar_dir):
     with open_runtime(cifar_tag) as eager, open_runtime(cifar_tag, backend="pytorch-compiled") as compiled:
         assert compiled.format == "pytorch-compiled"
         np.testing.assert_allclose(compiled.run(x), eager.run(x), atol=1e-4, rtol=1e-4)
+
+
+def test_openvino_runs_an_onnx_artifact_and_is_held_to_the_bar_of_what_it_computes_in(
+    artifacts, cifar_tag, cifar_dir
+):
+    """OpenVINO computes an FP32 artifact in bf16 on CPUs that have it: the runtime says so, its logits
+    stay close to ONNX Runtime's, and parity through OpenVINO on 1000 real test images passes the bar of
+    that precision and lands in the card under its own key."""
+    pytest.importorskip(
+        "openvino", reason="OpenVINO is an optional backend (pip install 'resnet-zoo[openvino]')"
+    )
+    from serve.parity import BARS, check_artifacts
+
+    _, made = artifacts
+    onnx_dir = made["onnx"].path
+    x = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    with open_runtime(onnx_dir, backend="openvino") as ov, open_runtime(onnx_dir) as ort:
+        assert ov.backend == "openvino" and ov.device == "cpu" and ov.precision in ("fp32", "bf16", "fp16")
+        a, b = ov.run(x), ort.run(x)
+    tolerance = 1e-3 if ov.precision == "fp32" else 0.1 * float(np.abs(b).max())
+    assert np.abs(a - b).max() < tolerance
+    own = check_artifacts(cifar_tag, [onnx_dir], None, 1000)[str(onnx_dir)]
+    result = check_artifacts(cifar_tag, [onnx_dir], None, 1000, backend="openvino")[str(onnx_dir)]
+    bar = BARS["fp16" if ov.precision in ("bf16", "fp16") else "fp32"]["top1_agreement"]
+    assert result["images"] == 1000 and result["verdict"]["bars"]["top1_agreement"] == bar
+    assert result["top1_agreement"] >= bar and result["verdict"]["passed"]
+    card = json.loads((onnx_dir / "card.json").read_text())
+    assert card["parity_openvino"]["top1_agreement"] == result["top1_agreement"]
+    assert card["parity"] == own and own["candidate"]["backend"] == "onnxruntime"  # both results kept
+
+
+def test_a_missing_backend_is_one_sentence(artifacts, monkeypatch):
+    import sys
+
+    _, made = artifacts
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if it were not installed
+    with pytest.raises(ZooError, match="OpenVINO is not installed"):
+        open_runtime(made["onnx"].path, backend="openvino")
+
+
+def test_bench_untrained_times_an_architecture_without_weights_and_says_so(
+    zoo_cache, tmp_path, cifar_dir, monkeypatch
+):
+    """resnet32 has no trained weights here: `zoo bench` says how to time it anyway; --untrained registers
+    seeded random weights in the user's cache (reproducibly), and the report marks every row timing-only."""
+    from zoo import registry
+    from zoo.convert import untrained
+    from zoo.weights import read_checkpoint
+
+    r = runner.invoke(app, ["bench", "resnet32", "--out", str(tmp_path)])
+    assert r.exit_code == 1 and "--untrained" in r.output
+    args = ["bench", "resnet32", "--untrained", "--formats", "pytorch,onnx-int8-cpu", "--batch", "1"]
+    args += ["--seconds", "0.1", "--repeats", "1", "--parity-images", "100", "--out", str(tmp_path / "b")]
+    result = runner.invoke(app, [*args, "--artifacts", str(tmp_path / "a"), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["model"] == "resnet32.untrained" and report["untrained"] is True
+    assert [e["status"] for e in report["summary"]] == ["timing only", "timing only"]
+    assert {r["format"] for r in report["rows"]} == {"pytorch", "onnx-int8-cpu"}
+    spec = registry.pretrained_tags()["resnet32.untrained"]
+    assert spec.extra["untrained"] is True and spec.file.parent == zoo_cache / "weights"
+    assert registry.resolve("resnet32")[1] is None  # a bare name never means random weights
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "another-cache"))
+    registry.reload()
+    again = untrained("resnet32")  # the same seed gives the same weights on another machine
+    assert again.file != spec.file
+    a, b = read_checkpoint(spec.file), read_checkpoint(again.file)
+    assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)

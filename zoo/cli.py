@@ -423,6 +423,12 @@ def export_cmd(
         typer.echo(
             "✅ exported and validated   ❎ exported, failed its parity bar   ❌ failed   · not validated"
         )
+        if model.endswith(".untrained"):
+            typer.echo(
+                "note: untrained weights: agreement says how closely the artifacts follow them; "
+                "their accuracy means nothing.",
+                err=True,
+            )
     failed = [r for r in rows if not r["ok"]]
     for r in [] if as_json else failed:
         reason = r["message"] or "failed its parity bar: " + "; ".join(r["parity"]["verdict"]["failures"])
@@ -491,9 +497,16 @@ def parity_cmd(
     int8_max_drop: Annotated[
         float, typer.Option(help="Maximum top-1 accuracy drop (points) of INT8 artifacts.")
     ] = 0.5,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            help="Run ONNX artifacts with this backend: openvino, cuda or tensorrt (ORT providers)."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Top-1/top-5 agreement and accuracy of artifacts against their PyTorch original on real images."""
+    """Top-1/top-5 agreement and accuracy of artifacts against their PyTorch original on real images.
+    BF16 compute (OpenVINO's default on CPUs with it) is held to the FP16 bar."""
     import os
 
     from serve.parity import check_artifacts
@@ -501,6 +514,8 @@ def parity_cmd(
 
     if data:
         os.environ["ZOO_DATA"] = data
+    if backend not in (None, "openvino", "cuda", "tensorrt"):
+        raise ZooError(f"unknown backend {backend!r}; choose openvino, cuda or tensorrt.")
     _, spec = registry.resolve(model)
     if spec is None:
         raise ZooError(f"{model} has no pretrained weights, so there is no original to compare with.")
@@ -512,7 +527,7 @@ def parity_cmd(
         "fp16": {"top1_agreement": fp16_bar},
         "int8": {"top1_agreement": int8_bar, "accuracy_drop": int8_max_drop},
     }
-    results = check_artifacts(spec.name, dirs, None, limit, bars)
+    results = check_artifacts(spec.name, dirs, None, limit, bars, backend)
     if as_json:
         emit_json(results)
     else:
@@ -579,9 +594,17 @@ def bench_cmd(
     data: Annotated[
         str | None, typer.Option(help="Dataset root for calibration, parity and images (default: $ZOO_DATA).")
     ] = None,
+    repeats: Annotated[
+        int, typer.Option(help="Fresh processes per format, taken in turns; figures are their medians.")
+    ] = 3,
+    untrained: Annotated[
+        bool,
+        typer.Option(help="Time the architecture with seeded random weights (for models not trained here)."),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Latency (p50/p90/p99) and throughput per format and batch size, model-only and end-to-end."""
+    """Latency (p50/p90/p99) and throughput per format and batch size, model-only and end-to-end.
+    Each format runs in fresh processes, in turns with the others; the figures are medians over them."""
     import os
 
     from serve.bench import BenchOptions, bench
@@ -593,12 +616,16 @@ def bench_cmd(
         batches = [int(b) for b in batch.split(",")]
     except ValueError:
         raise ZooError(f"--batch {batch!r} is not a comma-separated list of integers.") from None
+    if repeats < 1 or any(b < 1 for b in batches):
+        raise ZooError("--repeats and every --batch size must be at least 1.")
     o = BenchOptions(
         [f.strip() for f in formats.split(",") if f.strip()],
         batches,
         seconds,
         threads=threads,
         parity_images=parity_images,
+        repeats=repeats,
+        untrained=untrained,
         out=out,
         artifacts=artifacts,
     )
@@ -611,7 +638,7 @@ def bench_cmd(
         rows.append(
             [
                 e["format"],
-                {"ok": "✅", "parity failed": "❎", "failed": "❌"}.get(e["status"], "·"),
+                {"ok": "✅", "parity failed": "❎", "failed": "❌", "timing only": "⏱"}.get(e["status"], "·"),
                 f"{e['size_mb']:.2f}" if e.get("size_mb") else "-",
                 f"{e['parity']['top1']:.2f}" if e.get("parity", {}).get("top1") is not None else "-",
                 f"{e['parity']['top1_agreement']:.2f}%"
@@ -641,6 +668,8 @@ def bench_cmd(
         rows,
     )
     typer.echo(f"wrote {out}/bench-{report['model']}.json, .csv and .png")
+    if report["untrained"]:
+        typer.echo("note: untrained weights: the timings hold, accuracy and agreement mean little.", err=True)
     for e in report["summary"]:
         if e["status"] == "failed":
             typer.echo(f"note: {e['format']}: {e['message']}", err=True)

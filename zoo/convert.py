@@ -79,3 +79,41 @@ def import_checkpoint(
         raise
     registry.reload()
     return registry.pretrained_tags()[name]
+
+
+UNTRAINED = "untrained"
+_FAMILY = {"imagenet": ("imagenet1k", "imagenet_256"), "cifar": ("cifar10", "cifar10")}
+
+
+def untrained(arch: str, seed: int = 0, out_dir: Path | None = None) -> WeightSpec:
+    """`ARCH.untrained`: the architecture with seeded random weights, registered (once) in the user's
+    weights folder, so that `zoo export` and `zoo bench` can time an architecture that has no trained
+    weights here, as timm's benchmark does. Its accuracy means nothing; its speed, and how closely its
+    artifacts follow it, do. The entry says `untrained = true`, and reports built on it say so."""
+    import tempfile
+
+    import torch
+
+    from zoo import registry
+
+    name = f"{arch}.{UNTRAINED}"
+    existing = registry.pretrained_tags().get(name)
+    if existing is not None:
+        return existing
+    if arch not in registry.archs():
+        registry.resolve(arch)  # raises the unknown-model sentence with suggestions
+    dataset, preprocess = _FAMILY[registry.archs()[arch]["family"]]
+    torch.manual_seed(seed)
+    model = registry.create_model(arch, num_classes=1000 if dataset == "imagenet1k" else 10)
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = save_safetensors(model.state_dict(), Path(tmp) / f"{name}.safetensors")
+        return import_checkpoint(
+            checkpoint,
+            name,
+            dataset=dataset,
+            preprocess=preprocess,
+            out_dir=out_dir,
+            metrics={"note": "untrained: seeded random weights, for timing only"},
+            command=f"zoo bench {arch} --untrained (torch.manual_seed({seed}))",
+            extra={"untrained": True, "seed": seed},
+        )

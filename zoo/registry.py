@@ -51,7 +51,8 @@ def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
 
 
 def default_tag(arch: str) -> WeightSpec | None:
-    tags = [s for s in pretrained_tags().values() if s.arch == arch]
+    """The tag a bare arch name means: the one marked default, or the only one; never untrained weights."""
+    tags = [s for s in pretrained_tags().values() if s.arch == arch and not s.extra.get("untrained")]
     return next((s for s in tags if s.default), tags[0] if len(tags) == 1 else None)
 
 
