@@ -36,7 +36,7 @@ def test_list_json_has_every_architecture_with_its_size_and_accuracy():
     assert by_name["resnet50"]["top1"] == 80.858 and by_name["resnet50"]["dataset"] == "imagenet1k"
 
 
-def test_list_pretrained_and_a_pattern():
+def test_list_pretrained_and_a_pattern(zoo_cache):
     result = runner.invoke(app, ["list", "resnet50", "--pretrained", "--json"])
     assert [r["name"] for r in json.loads(result.stdout)] == ["resnet50.tv_in1k", "resnet50.tv2_in1k"]
     table = runner.invoke(app, ["list", "resnet1*"])

@@ -124,6 +124,15 @@ def test_predict_agrees_between_pytorch_and_the_onnx_artifact(artifacts, cifar_p
     assert [r["top"][0]["label"] for r in json.loads(a.stdout)] == [
         r["top"][0]["label"] for r in json.loads(b.stdout)
     ]
+    if _has("openvino"):  # the same artifact run by OpenVINO predicts the same
+        args = ["predict", "--artifact", str(arts["onnx"].path), "--backend", "openvino", str(cifar_pngs)]
+        c = runner.invoke(app, [*args, "--json", "--topk", "1"])
+        assert c.exit_code == 0, c.output
+        assert [r["top"][0]["label"] for r in json.loads(c.stdout)] == [
+            r["top"][0]["label"] for r in json.loads(a.stdout)
+        ]
+    r = runner.invoke(app, ["predict", "--model", cifar_tag, "--backend", "openvino", str(cifar_pngs)])
+    assert r.exit_code == 1 and "needs one" in r.output  # OpenVINO runs artifacts, not tags
 
 
 def test_expand_finds_images_in_folders_and_by_pattern(cifar_pngs):
@@ -286,6 +295,7 @@ def test_bench_untrained_times_an_architecture_without_weights_and_says_so(
     spec = registry.pretrained_tags()["resnet32.untrained"]
     assert spec.extra["untrained"] is True and spec.file.parent == zoo_cache / "weights"
     assert registry.resolve("resnet32")[1] is None  # a bare name never means random weights
+    assert "resnet32.untrained" not in registry.list_models(pretrained=True)  # nor are they "pretrained"
     monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "another-cache"))
     registry.reload()
     again = untrained("resnet32")  # the same seed gives the same weights on another machine

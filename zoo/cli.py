@@ -443,12 +443,24 @@ def _mark(row: dict) -> str:
     return {True: "✅", False: "❎"}.get(row["parity"].get("verdict", {}).get("passed"), "·")
 
 
+BackendOpt = Annotated[
+    str | None,
+    typer.Option(help="Run ONNX artifacts with openvino, or ONNX Runtime's cuda or tensorrt provider."),
+]
+
+
+def _check_backend(backend: str | None) -> None:
+    if backend not in (None, "openvino", "cuda", "tensorrt"):
+        raise ZooError(f"unknown backend {backend!r}; choose openvino, cuda or tensorrt.")
+
+
 @command("predict")
 def predict_cmd(
     images: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
     model: Annotated[str | None, typer.Option(help="A pretrained tag (PyTorch eager).")] = None,
     artifact: Annotated[Path | None, typer.Option(help="An artifact directory from `zoo export`.")] = None,
     topk: Annotated[int, typer.Option(help="How many labels per image.")] = 5,
+    backend: BackendOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Classify images with a model or an exported artifact, through its own preprocessing."""
@@ -457,7 +469,8 @@ def predict_cmd(
 
     if (model is None) == (artifact is None):
         raise ZooError("give exactly one of --model NAME or --artifact DIR.")
-    with open_runtime(artifact or model) as rt:
+    _check_backend(backend)
+    with open_runtime(artifact or model, backend=backend) as rt:
         results = predict(rt, images, topk)
     if as_json:
         emit_json(results)
@@ -514,8 +527,7 @@ def parity_cmd(
 
     if data:
         os.environ["ZOO_DATA"] = data
-    if backend not in (None, "openvino", "cuda", "tensorrt"):
-        raise ZooError(f"unknown backend {backend!r}; choose openvino, cuda or tensorrt.")
+    _check_backend(backend)
     _, spec = registry.resolve(model)
     if spec is None:
         raise ZooError(f"{model} has no pretrained weights, so there is no original to compare with.")

@@ -43,9 +43,11 @@ def reload() -> None:
 
 
 def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
-    """Architecture names matching a shell-style pattern; with pretrained=True, the `arch.tag` names."""
+    """Architecture names matching a shell-style pattern; with pretrained=True, the `arch.tag` names
+    (untrained timing weights, `zoo bench --untrained`, are not pretrained and are left out)."""
     order = {a: i for i, a in enumerate(archs())}  # the order of archs.toml: ImageNet, CIFAR, plain
-    names = list(pretrained_tags() if pretrained else archs())  # tags keep their manifest order
+    tags = [n for n, s in pretrained_tags().items() if not s.extra.get("untrained")]
+    names = tags if pretrained else list(archs())  # tags keep their manifest order
     matches = [n for n in names if fnmatch.fnmatch(n, pattern)]
     return sorted(matches, key=lambda n: (order[n.split(".")[0]], names.index(n)))
 
