@@ -247,7 +247,7 @@ def bench(tag: str, o: BenchOptions, log=print) -> dict[str, Any]:
     if o.untrained:
         from zoo.convert import untrained
 
-        spec = untrained(registry.resolve(tag)[0])
+        spec = untrained(tag)
     else:
         spec = registry.resolve(tag)[1]
     if spec is None:
@@ -269,12 +269,11 @@ def bench(tag: str, o: BenchOptions, log=print) -> dict[str, Any]:
         else {}
     )
     find_dataset(spec.dataset, None, "test")  # one clear sentence now if the data is missing
-    built = [r.artifact.path for r in results.values() if r.artifact]
-    checks = {(str(d), None): c for d, c in check_artifacts(tag, built, None, o.parity_images).items()}
-    if "openvino" in o.formats and results["onnx"].artifact:
-        onnx_dir = [results["onnx"].artifact.path]
-        found = check_artifacts(tag, onnx_dir, None, o.parity_images, backend="openvino")
-        checks |= {(d, "openvino"): c for d, c in found.items()}
+    targets: list = [r.artifact.path for r in results.values() if r.artifact]
+    if "openvino" in o.formats and results["onnx"].artifact:  # OpenVINO's own parity, not ORT's
+        targets.append((results["onnx"].artifact.path, "openvino"))
+    found = check_artifacts(tag, targets, None, o.parity_images)
+    checks = {key if isinstance(key, tuple) else (key, None): c for key, c in found.items()}
     summary: dict[str, dict[str, Any]] = {}
     artifacts: dict[str, Path | None] = {}
     for fmt in o.formats:
@@ -342,32 +341,58 @@ def bench(tag: str, o: BenchOptions, log=print) -> dict[str, Any]:
     return report
 
 
-def markdown(report: dict[str, Any]) -> str:
-    """The summary as a Markdown table (what the README shows), with the run's hardware under it."""
+SUMMARY_COLUMNS = [
+    "format",
+    "status",
+    "size MB",
+    "top-1",
+    "agreement",
+    "p50 ms b1 (per process)",
+    "p99 ms b1",
+    "e2e p50 ms b1",
+    "best img/s",
+    "vs eager b1",
+]
 
-    def num(v: Any, fmt: str) -> str:
-        return "-" if v is None else format(v, fmt)
 
-    lines = [
-        "| format | status | size MB | top-1 | agreement | p50 ms b1 (per process) | p99 ms b1 "
-        "| e2e p50 ms b1 | best img/s | vs eager b1 |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
+def summary_cells(report: dict[str, Any]) -> list[list[str]]:
+    """The summary table in the style of Ultralytics' benchmark, one row of text cells per format:
+    the one rendering of it, for the terminal and for Markdown."""
+
+    def num(v: Any, fmt: str, unit: str = "") -> str:
+        return "-" if v is None else format(v, fmt) + unit
+
+    rows = []
     for e in report["summary"]:
         by_batch = {int(b): r for b, r in e.get("by_batch", {}).items()}  # keys are strings once in JSON
         one = by_batch.get(1, {})
         runs = one.get("model_p50_ms_runs") or []
         spread = f" ({'–'.join(format(r, '.3f') for r in (min(runs), max(runs)))})" if len(runs) > 1 else ""
-        best = max((r["model_images_per_s"] for r in by_batch.values()), default=None)
         parity = e.get("parity") or {}
-        agreement = parity.get("top1_agreement")
-        lines.append(
-            f"| {e['format']} | {e['status']} | {num(e.get('size_mb'), '.2f')} | {num(parity.get('top1'), '.2f')} "
-            f"| {num(agreement, '.2f')}{'%' if agreement is not None else ''} "
-            f"| {num(one.get('model_p50_ms'), '.3f')}{spread} | {num(one.get('model_p99_ms'), '.3f')} "
-            f"| {num(one.get('e2e_p50_ms'), '.3f')} | {num(best, '.0f')} "
-            f"| {num(e.get('speedup_vs_eager_b1'), '.1f')}{'×' if e.get('speedup_vs_eager_b1') else ''} |"
+        rows.append(
+            [
+                e["format"],
+                e["status"],
+                num(e.get("size_mb"), ".2f"),
+                num(parity.get("top1"), ".2f"),
+                num(parity.get("top1_agreement"), ".2f", "%"),
+                num(one.get("model_p50_ms"), ".3f") + spread,
+                num(one.get("model_p99_ms"), ".3f"),
+                num(one.get("e2e_p50_ms"), ".3f"),
+                num(max((r["model_images_per_s"] for r in by_batch.values()), default=None), ".0f"),
+                num(e.get("speedup_vs_eager_b1"), ".1f", "×"),
+            ]
         )
+    return rows
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The summary as a Markdown table (what the README shows), with the run's hardware under it."""
+    lines = [
+        "| " + " | ".join(SUMMARY_COLUMNS) + " |",
+        "|" + " --- |" * len(SUMMARY_COLUMNS),
+        *("| " + " | ".join(row) + " |" for row in summary_cells(report)),
+    ]
     hw, o = report["hardware"], report["options"]
     v = hw.get("versions", {})
     lines += [

@@ -112,35 +112,41 @@ def check_artifacts(
     limit: int | None = 1000,
     bars: dict | None = None,
     backend: str | None = None,
-) -> dict[str, dict[str, Any]]:
-    """Parity of each artifact directory, run by `backend` (default: the artifact's own runtime), against
-    the PyTorch original of `tag` on the tag's own labelled test images. Each result is also written into
-    the artifact's card, as `parity` (or `parity_BACKEND` for another backend). Keyed by directory."""
+) -> dict:
+    """Parity of each artifact directory against the PyTorch original of `tag` on the tag's own labelled
+    test images; the original runs once for all of them. An item is a directory, run by `backend`
+    (default: the artifact's own runtime), or a `(directory, backend)` pair. Each result is also written
+    into the artifact's card, as `parity` (or `parity_BACKEND` for another backend). Keyed by the
+    directory as a string, or by `(directory string, backend)` for a pair."""
     from export.artifact import update_card
     from serve.runtimes import TorchRuntime, open_runtime
+    from zoo import registry
     from zoo.data import find_dataset
     from zoo.errors import ZooError
 
+    runs = [
+        (d, None, backend) if not isinstance(d, tuple) else (d[0], (str(d[0]), d[1]), d[1])
+        for d in directories
+    ]
+    keys = [key or str(d) for d, key, _ in runs]
     reference = TorchRuntime(tag)
-    from zoo import registry
-
     _, spec = registry.resolve(tag)
     try:
         dataset = find_dataset(spec.dataset, data, "test")
     except ZooError as e:
-        return {str(d): {"skipped": f"no labelled {spec.dataset} images: {e}"} for d in directories}
+        return {key: {"skipped": f"no labelled {spec.dataset} images: {e}"} for key in keys}
     images = labelled_images(
         spec.preprocess, dataset, limit, source=f"{spec.dataset} test ({type(dataset).__name__})"
     )
     ref = logits_of(reference, images)
-    out: dict[str, dict[str, Any]] = {}
-    for d in directories:
+    out: dict = {}
+    for (d, _, run_by), key in zip(runs, keys, strict=True):
         try:
-            with open_runtime(d, backend=backend) as rt:
+            with open_runtime(d, backend=run_by) as rt:
                 result = parity(reference, rt, images, ref, bars)
         except ZooError as e:
-            out[str(d)] = {"skipped": str(e)}
+            out[key] = {"skipped": str(e)}
             continue
-        update_card(d, **{f"parity_{backend}" if backend else "parity": result})
-        out[str(d)] = result
+        update_card(d, **{f"parity_{run_by}" if run_by else "parity": result})
+        out[key] = result
     return out

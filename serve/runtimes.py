@@ -188,22 +188,34 @@ class OpenVINORuntime(Runtime):
         self.request = self.compiled.create_infer_request()
         computes = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         super().__init__(device="cpu", **kw)
-        if self.precision == "fp32" and computes in ("bf16", "f16"):
-            self.precision = {"bf16": "bf16", "f16": "fp16"}[computes]
+        if self.precision == "fp32":  # an FP32 artifact runs in whatever OpenVINO computes in
+            self.precision = {"bf16": "bf16", "f16": "fp16"}.get(computes, "fp32")
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self.request.infer([batch])[0]
 
 
+ARTIFACT_BACKENDS = ("openvino", "cuda", "tensorrt")  # what else may run an ONNX artifact
+TAG_BACKENDS = ("pytorch", "pytorch-compiled")  # what may run a tag
+
+
+def check_backend(backend: str | None) -> None:
+    """One sentence for a backend name `open_runtime` does not know."""
+    if backend is not None and backend not in ARTIFACT_BACKENDS + TAG_BACKENDS:
+        raise ZooError(f"unknown backend {backend!r}; choose {', '.join(ARTIFACT_BACKENDS)}.")
+
+
 def open_runtime(
     source: str | Path, backend: str | None = None, device: str = "cpu", threads: int | None = None
 ) -> Runtime:
-    """A runtime for an artifact directory (its card says what it is) or a model name (PyTorch eager)."""
+    """A runtime for an artifact directory (its card says what it is) or a model name (PyTorch eager).
+    `backend` runs an ONNX artifact with OpenVINO or ONNX Runtime's CUDA / TensorRT provider."""
     from export.artifact import read_card
 
+    check_backend(backend)
     path = Path(source)
     if not path.exists():
-        if backend not in (None, "pytorch", "pytorch-compiled"):
+        if backend not in (None, *TAG_BACKENDS):
             raise ZooError(f"{source} is not an artifact directory; the {backend} backend needs one.")
         return TorchRuntime(str(source), device, compiled=backend == "pytorch-compiled")
     card = read_card(path)

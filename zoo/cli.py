@@ -449,11 +449,6 @@ BackendOpt = Annotated[
 ]
 
 
-def _check_backend(backend: str | None) -> None:
-    if backend not in (None, "openvino", "cuda", "tensorrt"):
-        raise ZooError(f"unknown backend {backend!r}; choose openvino, cuda or tensorrt.")
-
-
 @command("predict")
 def predict_cmd(
     images: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
@@ -469,7 +464,6 @@ def predict_cmd(
 
     if (model is None) == (artifact is None):
         raise ZooError("give exactly one of --model NAME or --artifact DIR.")
-    _check_backend(backend)
     with open_runtime(artifact or model, backend=backend) as rt:
         results = predict(rt, images, topk)
     if as_json:
@@ -510,12 +504,7 @@ def parity_cmd(
     int8_max_drop: Annotated[
         float, typer.Option(help="Maximum top-1 accuracy drop (points) of INT8 artifacts.")
     ] = 0.5,
-    backend: Annotated[
-        str | None,
-        typer.Option(
-            help="Run ONNX artifacts with this backend: openvino, cuda or tensorrt (ORT providers)."
-        ),
-    ] = None,
+    backend: BackendOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Top-1/top-5 agreement and accuracy of artifacts against their PyTorch original on real images.
@@ -523,11 +512,12 @@ def parity_cmd(
     import os
 
     from serve.parity import check_artifacts
+    from serve.runtimes import check_backend
     from zoo import registry
 
     if data:
         os.environ["ZOO_DATA"] = data
-    _check_backend(backend)
+    check_backend(backend)  # before looking for artifacts
     _, spec = registry.resolve(model)
     if spec is None:
         raise ZooError(f"{model} has no pretrained weights, so there is no original to compare with.")
@@ -619,7 +609,7 @@ def bench_cmd(
     Each format runs in fresh processes, in turns with the others; the figures are medians over them."""
     import os
 
-    from serve.bench import BenchOptions, bench
+    from serve.bench import SUMMARY_COLUMNS, BenchOptions, bench, summary_cells
 
     if data:
         os.environ["ZOO_DATA"] = data
@@ -644,42 +634,13 @@ def bench_cmd(
     report = bench(model, o, (lambda _m: None) if as_json else (lambda m: typer.echo(m, err=True)))
     if as_json:
         return emit_json(report)
-    rows = []
-    for e in report["summary"]:
-        one = e.get("by_batch", {}).get(1) or next(iter(e.get("by_batch", {}).values()), {})
-        rows.append(
-            [
-                e["format"],
-                {"ok": "✅", "parity failed": "❎", "failed": "❌", "timing only": "⏱"}.get(e["status"], "·"),
-                f"{e['size_mb']:.2f}" if e.get("size_mb") else "-",
-                f"{e['parity']['top1']:.2f}" if e.get("parity", {}).get("top1") is not None else "-",
-                f"{e['parity']['top1_agreement']:.2f}%"
-                if e.get("parity", {}).get("top1_agreement") is not None
-                else "-",
-                f"{one.get('model_p50_ms', 0):.3f}" if one else "-",
-                f"{one.get('e2e_p50_ms', 0):.3f}" if one else "-",
-                f"{max(r['model_images_per_s'] for r in e['by_batch'].values()):.0f}"
-                if e.get("by_batch")
-                else "-",
-                f"{e['speedup_vs_eager_b1']:.1f}×" if e.get("speedup_vs_eager_b1") else "-",
-            ]
-        )
+    marks = {"ok": "✅", "parity failed": "❎", "failed": "❌", "timing only": "⏱"}
     _table(
         f"zoo bench {report['model']} on {report['hardware']['cpu']}",
-        [
-            "format",
-            "",
-            "size MB",
-            "top-1",
-            "agreement",
-            "p50 ms b1",
-            "e2e p50 ms b1",
-            "best img/s",
-            "vs eager b1",
-        ],
-        rows,
+        SUMMARY_COLUMNS,
+        [[c[0], f"{marks.get(c[1], '·')} {c[1]}", *c[2:]] for c in summary_cells(report)],
     )
-    typer.echo(f"wrote {out}/bench-{report['model']}.json, .csv and .png")
+    typer.echo(f"wrote {out}/bench-{report['model']}.json, .csv, .md and .png")
     if report["untrained"]:
         typer.echo("note: untrained weights: the timings hold, accuracy and agreement mean little.", err=True)
     for e in report["summary"]:

@@ -96,12 +96,11 @@ def untrained(arch: str, seed: int = 0, out_dir: Path | None = None) -> WeightSp
 
     from zoo import registry
 
+    arch = registry.resolve(arch)[0]  # an unknown name gets its one sentence, with suggestions
     name = f"{arch}.{UNTRAINED}"
     existing = registry.pretrained_tags().get(name)
     if existing is not None:
         return existing
-    if arch not in registry.archs():
-        registry.resolve(arch)  # raises the unknown-model sentence with suggestions
     dataset, preprocess = _FAMILY[registry.archs()[arch]["family"]]
     torch.manual_seed(seed)
     model = registry.create_model(arch, num_classes=1000 if dataset == "imagenet1k" else 10)
