@@ -129,12 +129,14 @@ def check_artifacts(
         for d in directories
     ]
     keys = [key or str(d) for d, key, _ in runs]
-    reference = TorchRuntime(tag)
+    if not runs:
+        return {}
     _, spec = registry.resolve(tag)
     try:
         dataset = find_dataset(spec.dataset, data, "test")
     except ZooError as e:
         return {key: {"skipped": f"no labelled {spec.dataset} images: {e}"} for key in keys}
+    reference = TorchRuntime(tag)
     images = labelled_images(
         spec.preprocess, dataset, limit, source=f"{spec.dataset} test ({type(dataset).__name__})"
     )

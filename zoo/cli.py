@@ -46,6 +46,14 @@ def emit_json(doc: Any) -> None:
     typer.echo(json.dumps(doc, indent=2, default=str))
 
 
+def _use_data(data: str | None) -> None:
+    """--data, for code deeper down and for `zoo bench`'s fresh processes, which look in $ZOO_DATA."""
+    if data:
+        import os
+
+        os.environ["ZOO_DATA"] = data
+
+
 def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
     from rich.console import Console
     from rich.markup import escape
@@ -350,13 +358,10 @@ def export_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Export a pretrained model to ONNX, FP16/INT8 ONNX, TensorRT engines or AOTInductor, with parity."""
-    import os
-
     from export.pipeline import TRT_PRESET, ExportOptions, export_model
     from export.tensorrt import parse_profile
 
-    if data:
-        os.environ["ZOO_DATA"] = data
+    _use_data(data)
     formats = [f.strip() for f in format.split(",") if f.strip()] if format else []
     if trt:
         if trt not in TRT_PRESET:
@@ -509,14 +514,11 @@ def parity_cmd(
 ) -> None:
     """Top-1/top-5 agreement and accuracy of artifacts against their PyTorch original on real images.
     BF16 compute (OpenVINO's default on CPUs with it) is held to the FP16 bar."""
-    import os
-
     from serve.parity import check_artifacts
     from serve.runtimes import check_backend
     from zoo import registry
 
-    if data:
-        os.environ["ZOO_DATA"] = data
+    _use_data(data)
     check_backend(backend)  # before looking for artifacts
     _, spec = registry.resolve(model)
     if spec is None:
@@ -607,12 +609,9 @@ def bench_cmd(
 ) -> None:
     """Latency (p50/p90/p99) and throughput per format and batch size, model-only and end-to-end.
     Each format runs in fresh processes, in turns with the others; the figures are medians over them."""
-    import os
-
     from serve.bench import SUMMARY_COLUMNS, BenchOptions, bench, summary_cells
 
-    if data:
-        os.environ["ZOO_DATA"] = data
+    _use_data(data)
 
     try:
         batches = [int(b) for b in batch.split(",")]
