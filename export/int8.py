@@ -161,10 +161,12 @@ def shortcuts_as_convs(proto) -> int:
         pads = const[node.input[1]].tolist()
         source = strided_source(node.input[0])
         channels = shapes.get(source, [0, 0])[1]
-        if source is None or not channels or len(pads) != 8 or pads[:5] != [0] * 5 or any(pads[6:]):
+        # pads = [N, C, H, W begins, N, C, H, W ends]: only the channels may be padded, on either side
+        if source is None or not channels or len(pads) != 8 or any(pads[i] for i in (0, 2, 3, 4, 6, 7)):
             continue
-        weight = np.zeros((channels + pads[5], channels, 1, 1), np.float32)
-        weight[np.arange(channels), np.arange(channels)] = 1.0
+        before, after = pads[1], pads[5]
+        weight = np.zeros((before + channels + after, channels, 1, 1), np.float32)
+        weight[before + np.arange(channels), np.arange(channels)] = 1.0
         name = f"{node.output[0]}_shortcut_weight"
         g.initializer.append(numpy_helper.from_array(weight, name))
         g.node[i].CopyFrom(

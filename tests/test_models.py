@@ -83,14 +83,18 @@ def test_option_a_has_no_shortcut_parameters_and_b_and_c_add_projections():
     assert all(blk.downsample is not None for blk in c_blocks)
 
 
-def test_option_a_pads_zeros_and_subsamples():
+def test_option_a_subsamples_and_pads_zeros_on_both_sides_as_the_reference_checkpoints_do():
+    import torch.nn.functional as F
+
     model = create_model("resnet20")
-    block = model.layer2[0]
-    x = torch.randn(1, 16, 32, 32)
-    short = block.downsample(x)
-    assert short.shape == (1, 32, 16, 16)
-    torch.testing.assert_close(short[:, :16], x[:, :, ::2, ::2])
-    assert short[:, 16:].abs().sum() == 0
+    for stage, planes in ((model.layer2, 32), (model.layer3, 64)):
+        x = torch.randn(2, planes // 2, 16, 16)
+        short = stage[0].downsample(x)
+        # akamaster/pytorch_resnet_cifar10's LambdaLayer, verbatim: the identity lands in the middle
+        theirs = F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes // 4, planes // 4), "constant", 0)
+        assert short.shape == (2, planes, 8, 8)
+        assert torch.equal(short, theirs)
+        assert short[:, : planes // 4].abs().sum() == 0 and short[:, -planes // 4 :].abs().sum() == 0
 
 
 def test_imagenet_nets_accept_every_shortcut_option():

@@ -192,3 +192,66 @@ def test_every_local_file_in_the_builtin_manifest_matches_its_hash():
     for spec in read_manifest(BUILTIN_WEIGHTS / "manifest.toml").values():
         if spec.file is not None:
             assert verify_hash(spec.file, spec.sha256) == spec.sha256
+
+
+REFERENCE_TOP1 = {"resnet20.akamaster": 91.73, "resnet56.akamaster": 93.39}  # their 8.27% / 6.61% error
+
+
+@pytest.fixture()
+def reference_mirror(http_root, data, monkeypatch):
+    """The two shared reference checkpoints, served under their published file names at $ZOO_MIRROR."""
+    import shutil
+
+    root, url = http_root
+    folder = data / "reference-weights"
+    if not (folder / "resnet20-12fca82f.th").is_file():
+        pytest.skip(f"the reference checkpoints are not under {folder}")
+    for f in folder.glob("*.th"):
+        shutil.copyfile(f, root / f.name)
+    monkeypatch.setenv("ZOO_MIRROR", url)
+    return root
+
+
+def test_every_reference_tag_names_its_published_file_hash_and_preprocessing():
+    tags = {n: s for n, s in registry.pretrained_tags().items() if n.endswith(".akamaster")}
+    assert sorted(s.arch for s in tags.values()) == sorted(
+        f"resnet{d}" for d in (20, 32, 44, 56, 110, 1202)
+    )
+    for spec in tags.values():
+        name = spec.url.rsplit("/", 1)[-1]
+        assert spec.url.startswith("https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/")
+        assert (spec.sha256 or spec.sha256_prefix)[:8] == name.split("-")[1].removesuffix(".th")
+        assert spec.preprocess.mean == (0.485, 0.456, 0.406) and spec.preprocess.crop == 32
+        assert not spec.default and spec.metrics["top1"] > 91
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(REFERENCE_TOP1))
+def test_reference_checkpoints_download_verify_and_reproduce_their_published_accuracy(
+    name, reference_mirror, zoo_cache, cifar_dir
+):
+    """Through the real download path (a loopback mirror), with plain load_state_dict semantics."""
+    from zoo.evaluate import evaluate
+
+    spec = registry.pretrained_tags()[name]
+    raw = torch.load(reference_mirror / spec.url.rsplit("/", 1)[-1], map_location="cpu", weights_only=True)
+    model = create_model(name, pretrained=True)
+    theirs = {k.removeprefix("module.").replace("linear.", "fc."): v for k, v in raw["state_dict"].items()}
+    plain = create_model(spec.arch)
+    plain.load_state_dict(theirs)  # what users do with the state dict in their own code
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, plain.state_dict()[k]), k
+    result = evaluate([name], split="test")
+    assert result["n"] == 10_000
+    assert result["top1"] == pytest.approx(REFERENCE_TOP1[name], abs=0.005)
+    assert result["top1"] == pytest.approx(spec.metrics["top1"], abs=0.005)
+    assert (zoo_cache / "downloads" / spec.url.rsplit("/", 1)[-1]).is_file()
+
+
+def test_a_mirror_serving_another_file_is_refused(http_root, zoo_cache, monkeypatch):
+    root, url = http_root
+    spec = registry.pretrained_tags()["resnet20.akamaster"]
+    torch.save({"state_dict": create_model("resnet20").state_dict()}, root / spec.url.rsplit("/", 1)[-1])
+    monkeypatch.setenv("ZOO_MIRROR", url)
+    with pytest.raises(ZooError, match="not the published"):
+        create_model("resnet20.akamaster", pretrained=True)

@@ -208,8 +208,8 @@ def train_cmd(
     arch: Annotated[str, typer.Argument(help="Architecture to train, e.g. resnet20.")],
     data: Annotated[str | None, typer.Option(help="Dataset root (default: $ZOO_DATA).")] = None,
     recipe: Annotated[
-        str, typer.Option(help="Recipe name (cifar_zoo, cifar_paper, imagenet_paper) or TOML file.")
-    ] = "cifar_zoo",
+        str, typer.Option(help="Recipe name (cifar_budget, cifar_zoo, cifar_paper, imagenet_paper) or TOML file.")
+    ] = "cifar_budget",
     epochs: Annotated[int | None, typer.Option(help="Override the recipe's length.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Override the recipe's batch size.")] = None,
     lr: Annotated[float | None, typer.Option(help="Override the recipe's peak learning rate.")] = None,
@@ -233,7 +233,7 @@ def train_cmd(
     from zoo.recipe import load_recipe
     from zoo.train import TrainConfig, train
 
-    r = load_recipe(recipe).with_overrides(epochs, batch_size, lr)
+    r = load_recipe(recipe).for_arch(arch).with_overrides(epochs, batch_size, lr)
     out = out or Path("runs") / f"{arch}-{r.name}"
     cfg = TrainConfig(
         arch, data, r, out, device, resume, compile, amp, train_limit, test_limit, max_steps, not as_json

@@ -19,13 +19,14 @@ def degradation(
     for family in ("plain", "resnet"):
         for depth in depths:
             arch = f"{family}{depth}"
-            cfg = TrainConfig(arch, data, recipe, out / arch, **train_kwargs)
+            cfg = TrainConfig(arch, data, recipe.for_arch(arch), out / arch, **train_kwargs)
             summary = train(cfg)
             rows = [json.loads(line) for line in (out / arch / METRICS).read_text().splitlines()]
             runs[arch] = {
                 "test_top1": summary["top1"],
                 "train_error": [100 - r["train_top1"] for r in rows],
-                "test_error": [100 - r["test_top1"] for r in rows],
+                "test_error": [100 - r["test_top1"] for r in rows if "test_top1" in r],
+                "test_epochs": [r["epoch"] for r in rows if "test_top1" in r],
                 "epochs": [r["epoch"] for r in rows],
             }
     result = {"recipe": recipe.name, "depths": list(depths), "runs": runs}
@@ -54,7 +55,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
             run = result["runs"][f"{family}{depth}"]
             line = ax.plot(run["epochs"], run["train_error"], "--", linewidth=1)[0]
             ax.plot(
-                run["epochs"],
+                run.get("test_epochs", run["epochs"]),
                 run["test_error"],
                 "-",
                 linewidth=2,

@@ -32,6 +32,7 @@ class DeviceCifarLoader:
         train: bool = True,
         pad: int = 4,
         hflip: bool = True,
+        cutout: int = 0,
         seed: int = 0,
         rank: int = 0,
         world: int = 1,
@@ -42,7 +43,7 @@ class DeviceCifarLoader:
             torch.from_numpy(np.ascontiguousarray(images)).to(self.device).permute(0, 3, 1, 2).contiguous()
         )
         self.y = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(self.device)
-        self.batch_size, self.train, self.pad, self.hflip = batch_size, train, pad, hflip
+        self.batch_size, self.train, self.pad, self.hflip, self.cutout = batch_size, train, pad, hflip, cutout
         self.seed, self.rank, self.world, self.epoch = seed, rank, world, 0
         self.channels_last = channels_last
         self.mean = torch.tensor(spec.mean, device=self.device).view(1, 3, 1, 1) * 255
@@ -73,6 +74,8 @@ class DeviceCifarLoader:
             if self.train:
                 x = crop_and_flip(x, self.pad, self.hflip, g)
             x = (x.float() - self.mean) / self.std
+            if self.train and self.cutout:
+                x = x * cutout_mask(len(x), x.shape[-2:], self.cutout, g).to(x.device)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, self.y[sel]
@@ -93,6 +96,19 @@ def crop_and_flip(x: torch.Tensor, pad: int, hflip: bool, g: torch.Generator) ->
     bi = torch.arange(b, device=dev)[:, None, None, None]
     ci = torch.arange(c, device=dev)[None, :, None, None]
     return xp[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def cutout_mask(n: int, size: tuple[int, int], side: int, g: torch.Generator) -> torch.Tensor:
+    """(n, 1, H, W) float mask that zeroes one side x side square per image, centred on a uniformly drawn
+    pixel and clipped at the border (DeVries & Taylor 2017). Applied after normalisation, so the square
+    holds the dataset mean, as in their code."""
+    h, w = size
+    cy = torch.randint(0, h, (n,), generator=g)
+    cx = torch.randint(0, w, (n,), generator=g)
+    rows, cols = torch.arange(h), torch.arange(w)
+    inside_y = (rows[None, :] >= (cy - side // 2)[:, None]) & (rows[None, :] < (cy - side // 2 + side)[:, None])
+    inside_x = (cols[None, :] >= (cx - side // 2)[:, None]) & (cols[None, :] < (cx - side // 2 + side)[:, None])
+    return (~(inside_y[:, :, None] & inside_x[:, None, :])).float()[:, None]
 
 
 class ScaleAugment:

@@ -39,7 +39,9 @@ def publish_run(run: Path, name: str, weights_dir: Path | None = None) -> Weight
         },
         recipe=f"zoo/recipes/{s['recipe']}.toml" if not Path(s["recipe"]).suffix else s["recipe"],
         command=s["command"],
-        default=registry.default_tag(arch) is None,
+        # the first tag of the zoo's own for this arch becomes what the bare name means (imported
+        # reference checkpoints are never marked default, so they step aside)
+        default=not any(t.default for t in registry.pretrained_tags().values() if t.arch == arch),
         extra={
             "epochs": s["epochs_done"],
             "steps": s["steps"],

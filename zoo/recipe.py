@@ -36,6 +36,17 @@ class Recipe:
     def epochs(self, steps_per_epoch: int) -> int:
         return math.ceil(self.total_steps(steps_per_epoch) / steps_per_epoch)
 
+    def for_arch(self, arch: str) -> Recipe:
+        """The recipe as it trains `arch`: its `[arch.ARCH.*]` sections merged over the general ones."""
+        arch = arch.split(".")[0]
+        per_arch = self.doc.get("arch", {})
+        doc = {k: copy.deepcopy(v) for k, v in self.doc.items() if k != "arch"}
+        for section, values in per_arch.get(arch, {}).items():
+            doc.setdefault(section, {}).update(copy.deepcopy(values))
+        if arch in per_arch:
+            doc["changes"] = [*doc.get("changes", []), f"for {arch}: {_flat(per_arch[arch])}"]
+        return Recipe(self.name, self.source, doc)
+
     def with_overrides(
         self, epochs: int | None = None, batch_size: int | None = None, lr: float | None = None
     ) -> Recipe:
@@ -103,9 +114,16 @@ def lr_at(recipe: Recipe, step: int, total: int) -> float:
         return base * recipe.get("schedule", "gamma", 0.1) ** sum(step >= m for m in milestones)
     if name in ("onecycle", "cosine"):
         warm = int(total * recipe.get("schedule", "warmup_fraction", 0.15 if name == "onecycle" else 0.0))
+        if recipe.get("schedule", "warmup_epochs") and recipe.get("train", "epochs"):
+            warm = int(total * recipe.get("schedule", "warmup_epochs") / recipe.get("train", "epochs"))
         final = base * recipe.get("schedule", "final_lr_fraction", 0.0)
         if step < warm:
             return base * (step + 1) / warm
         t = (step - warm) / max(1, total - warm)
         return final + (base - final) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
     return base
+
+
+def _flat(section: dict) -> str:
+    """`{"train": {"epochs": 120}}` -> "train.epochs = 120", for the changes list."""
+    return ", ".join(f"{k}.{kk} = {vv}" for k, v in section.items() for kk, vv in v.items())

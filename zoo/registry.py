@@ -109,7 +109,12 @@ def load_weights(model: nn.Module, spec: WeightSpec) -> None:
 
 def load_state(model: nn.Module, state: dict, what: str, arch: str) -> None:
     """Load a state dict strictly, or raise one sentence saying how `what` does not fit `arch`."""
-    own = set(model.state_dict())
+    import torch
+
+    own = model.state_dict()
+    # Checkpoints saved before PyTorch 0.4.1 have no BatchNorm step counters; like PyTorch, count from 0.
+    state = {**{k: torch.zeros_like(v) for k, v in own.items() if k.endswith("num_batches_tracked")}, **state}
+    own = set(own)
     missing, unexpected = sorted(own - set(state)), sorted(set(state) - own)
     if missing or unexpected:
         raise ZooError(

@@ -26,16 +26,23 @@ def conv1x1(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
 
 
 class PadShortcut(nn.Module):
-    """Option A: identity, subsampled by the stride, with zero channels appended. Has no parameters."""
+    """Option A: identity, subsampled by the stride, zero-padded to the new width. Has no parameters.
+
+    The new channels are split around the identity (half before, half after), so the identity sits in
+    the middle, as in the most used PyTorch reproduction (akamaster/pytorch_resnet_cifar10, whose
+    checkpoints therefore load unchanged). The original Torch code appends them instead: the two differ
+    only by a fixed permutation of the channels, so either trains to the same accuracy.
+    """
 
     def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
         super().__init__()
-        self.extra, self.stride = out_ch - in_ch, stride
+        extra = out_ch - in_ch
+        self.before, self.after, self.stride = extra // 2, extra - extra // 2, stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride > 1:
             x = x[:, :, :: self.stride, :: self.stride]
-        return F.pad(x, (0, 0, 0, 0, 0, self.extra)) if self.extra else x
+        return F.pad(x, (0, 0, 0, 0, self.before, self.after)) if self.before or self.after else x
 
 
 def make_shortcut(option: str, in_ch: int, out_ch: int, stride: int) -> nn.Module | None:

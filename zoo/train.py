@@ -98,9 +98,10 @@ def _loaders(cfg: TrainConfig, spec, device, rank: int, world: int, channels_las
         if len(ys) < bs * world:
             raise ZooError(f"{len(ys)} training images are fewer than one batch of {bs} per process.")
         pad, flip = int(r.get("augment", "pad", 4)), bool(r.get("augment", "hflip", True))
+        cutout = int(r.get("augment", "cutout", 0))
         common = {"spec": spec, "device": device, "channels_last": channels_last}
         train = DeviceCifarLoader(
-            xs, ys, bs, train=True, pad=pad, hflip=flip, seed=seed, rank=rank, world=world, **common
+            xs, ys, bs, train=True, pad=pad, hflip=flip, cutout=cutout, seed=seed, rank=rank, world=world, **common
         )
         test = DeviceCifarLoader(
             test_ds.images[: cfg.test_limit], test_ds.labels[: cfg.test_limit], 1000, train=False, **common
@@ -299,7 +300,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             "wall_s": wall,
         }
         if rank == 0:
-            row |= {f"test_{k}": v for k, v in evaluate_loader(ema or model, test_loader, device).items()}
+            every = int(r.get("train", "eval_every", 1))
+            if (epoch + 1) % every == 0 or epoch + 1 == epochs or r.get("schedule", "name") == "plateau":
+                row |= {f"test_{k}": v for k, v in evaluate_loader(ema or model, test_loader, device).items()}
             if r.get("schedule", "name") == "plateau":
                 _plateau_step(plateau, row["test_loss"], r)
             _append_jsonl(cfg.out / METRICS, row)
@@ -416,10 +419,10 @@ def _progress(enabled: bool):
 
 
 def _log(row: dict, epochs: int, progress) -> None:
+    test = f"test {row['test_top1']:.2f}% / {row['test_top5']:.2f}%  " if "test_top1" in row else ""
     line = (
         f"epoch {row['epoch']}/{epochs}  loss {row['train_loss']:.4f}  train {row['train_top1']:.2f}%  "
-        f"test {row['test_top1']:.2f}% / {row['test_top5']:.2f}%  lr {row['lr']:.4f}  "
-        f"{row['images_per_s']:.0f} img/s  {row['wall_s']:.0f}s"
+        f"{test}lr {row['lr']:.4f}  {row['images_per_s']:.0f} img/s  {row['wall_s']:.0f}s"
     )
     if progress is not None:
         progress.console.print(line)
@@ -446,10 +449,11 @@ def _plot(out: Path) -> None:
     ep = [r["epoch"] for r in rows]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     a.plot(ep, [100 - r["train_top1"] for r in rows], label="train error")
-    a.plot(ep, [100 - r["test_top1"] for r in rows], label="test error")
+    tested = [r for r in rows if "test_top1" in r]
+    a.plot([r["epoch"] for r in tested], [100 - r["test_top1"] for r in tested], label="test error")
     a.set_xlabel("epoch"), a.set_ylabel("top-1 error (%)"), a.legend(), a.grid(alpha=0.3)
     b.plot(ep, [r["train_loss"] for r in rows], label="train loss")
-    b.plot(ep, [r["test_loss"] for r in rows], label="test loss")
+    b.plot([r["epoch"] for r in tested], [r["test_loss"] for r in tested], label="test loss")
     b.set_xlabel("epoch"), b.set_yscale("log"), b.legend(), b.grid(alpha=0.3)
     fig.tight_layout()
     with atomic_path(out / "training_curves.png") as tmp:

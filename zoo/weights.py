@@ -43,6 +43,7 @@ class WeightSpec:
     metrics: dict[str, Any] = field(default_factory=dict)
     recipe: str = ""
     command: str = ""
+    rename: dict[str, str] = field(default_factory=dict)  # key prefixes of a foreign checkpoint -> ours
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -69,6 +70,7 @@ class WeightSpec:
             "metrics": self.metrics,
             "recipe": self.recipe,
             "command": self.command,
+            "rename": self.rename or None,
             **self.extra,
         }
 
@@ -113,6 +115,7 @@ def _spec_from_entry(name: str, e: dict, presets: dict, base: Path) -> WeightSpe
         "metrics",
         "recipe",
         "command",
+        "rename",
     }
     return WeightSpec(
         name=name,
@@ -128,6 +131,7 @@ def _spec_from_entry(name: str, e: dict, presets: dict, base: Path) -> WeightSpe
         metrics=dict(e.get("metrics", {})),
         recipe=e.get("recipe", ""),
         command=e.get("command", ""),
+        rename=dict(e.get("rename", {})),
         extra={k: v for k, v in e.items() if k not in known},
     )
 
@@ -169,6 +173,13 @@ def atomic_path(dest: Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def mirrored(url: str) -> str:
+    """`url`, or the same file name under $ZOO_MIRROR (a base URL: a company mirror, an offline copy
+    served over HTTP). The hash checked is the manifest's either way, so a mirror cannot change a file."""
+    mirror = os.environ.get("ZOO_MIRROR")
+    return f"{mirror.rstrip('/')}/{url.rsplit('/', 1)[-1]}" if mirror else url
+
+
 def download(url: str, dest: Path, sha256: str | None = None, sha256_prefix: str | None = None) -> Path:
     """Fetch `url` to `dest`, verifying its hash before it appears under that name."""
     with atomic_path(dest) as tmp:
@@ -208,7 +219,7 @@ def weights_file(spec: WeightSpec) -> Path:
     if fetched.is_file():
         verify_hash(fetched, spec.sha256, spec.sha256_prefix)
     else:
-        download(spec.url, fetched, spec.sha256, spec.sha256_prefix)
+        download(mirrored(spec.url), fetched, spec.sha256, spec.sha256_prefix)
     if fetched.suffix == ".safetensors":
         return fetched
     return _converted(fetched, spec)
@@ -221,7 +232,7 @@ def _converted(pth: Path, spec: WeightSpec) -> Path:
     if out.is_file() and sidecar.is_file():
         verify_hash(out, sidecar.read_text().strip())
         return out
-    save_safetensors(read_checkpoint(pth), out)
+    save_safetensors(renamed(read_checkpoint(pth), spec.rename), out)
     with atomic_path(sidecar) as tmp:
         tmp.write_text(sha256_file(out) + "\n")
     return out
@@ -246,6 +257,15 @@ def read_checkpoint(path: Path) -> dict:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ZooError(f"{path} does not hold a state dict of tensors.")
     return {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in obj.items()}
+
+
+def renamed(state: dict, prefixes: dict[str, str]) -> dict:
+    """`state` with each key's leading `old` prefix replaced by `new` (e.g. {"linear.": "fc."})."""
+    out = {}
+    for key, value in state.items():
+        old = next((p for p in prefixes if key.startswith(p)), None)
+        out[prefixes[old] + key.removeprefix(old) if old is not None else key] = value
+    return out
 
 
 def save_safetensors(state: dict, dest: Path, metadata: dict[str, str] | None = None) -> Path:
