@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,38 +53,68 @@ class Artifact:
         return self.card["format"]
 
 
+REQUIRED = ("format", "precision", "file", "sha256", "source", "preprocess", "labels")
+
+
 def read_card(directory: Path) -> dict[str, Any]:
     """The card of an artifact directory, or one clear sentence saying why it is not one."""
     card_path = Path(directory) / CARD
     if not card_path.is_file():
         raise ZooError(f"{directory} is not an artifact directory (no {CARD}); create one with `zoo export`.")
     try:
-        card = json.loads(card_path.read_text())
-    except json.JSONDecodeError:
-        raise ZooError(f"{card_path} is not valid JSON; export the artifact again.") from None
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ZooError(f"{card_path} is not valid UTF-8 JSON; export the artifact again.") from None
+    if not isinstance(card, dict):
+        raise ZooError(f"{card_path} is not a card (a JSON object); export the artifact again.")
     if card.get("card_version") != CARD_VERSION:
         raise ZooError(
             f"{directory} was written by an incompatible version of resnet-zoo "
             f"(card version {card.get('card_version')}, this one reads {CARD_VERSION}); export it again."
         )
-    if not (Path(directory) / card.get("file", "")).is_file():
-        raise ZooError(f"{directory} is missing its model file {card.get('file')!r}; export it again.")
+    missing = [k for k in REQUIRED if k not in card]
+    if missing or not isinstance(card["file"], str) or "/" in card["file"] or card["file"].startswith("."):
+        raise ZooError(
+            f"{card_path} lacks {', '.join(missing) or 'a plain file name'}; export the artifact again."
+        )
+    if not (Path(directory) / card["file"]).is_file():
+        raise ZooError(f"{directory} is missing its model file {card['file']!r}; export it again.")
     return card
+
+
+def verify_file(directory: Path, card: dict[str, Any]) -> None:
+    """The model file must be the one its card describes: nothing edited after export runs."""
+    from zoo.weights import sha256_file
+
+    if sha256_file(Path(directory) / card["file"]) != card["sha256"]:
+        raise ZooError(
+            f"{Path(directory) / card['file']} does not match the sha256 in its card: it was changed "
+            "after export; export it again."
+        )
 
 
 def open_artifact(directory: Path) -> Artifact:
     return Artifact(Path(directory), read_card(directory))
 
 
+def artifact_dirs(folder: Path) -> list[Path]:
+    """The artifact directories in `folder` (OUT/TAG): never the hidden temporary ones of an export."""
+    return sorted(p.parent for p in Path(folder).glob("*/card.json") if not p.parent.name.startswith("."))
+
+
 def find_reusable(directory: Path, key: dict[str, Any]) -> Artifact | None:
     """The artifact already in `directory` if it was built from the same inputs, with its file intact."""
     from zoo.weights import sha256_file
 
+    _clean_leftovers(Path(directory).parent, Path(directory).name)
     try:
         card = read_card(directory)
-    except ZooError:
+    except ZooError:  # a broken card is a missing artifact: rebuild
         return None
-    if card.get("key") != key or sha256_file(directory / card["file"]) != card.get("sha256"):
+    # the key, and the identity fields the card repeats at the top level for its readers
+    if card.get("key") != key or any(card.get(k) != key.get(k) for k in ("format", "weights_sha256")):
+        return None
+    if sha256_file(directory / card["file"]) != card["sha256"]:
         return None
     return Artifact(directory, card, reused=True)
 
@@ -102,9 +131,12 @@ def build_artifact(
 
     directory = Path(directory)
     parent = directory.parent
+    _clean_leftovers(parent, directory.name)
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=parent))
+        from zoo.weights import temp_dir
+
+        tmp = temp_dir(parent, f"{directory.name}.{os.getpid()}")
     except OSError as e:
         raise ZooError(f"cannot write to {parent}: {e.strerror or e}.") from None
     try:
@@ -125,7 +157,7 @@ def build_artifact(
         write_card(tmp, full)
         old = None
         if directory.exists():  # swap: the old artifact disappears only once the new one is complete
-            old = parent / f".{directory.name}.old-{os.getpid()}"
+            old = parent / f".{directory.name}.{os.getpid()}.old"
             os.replace(directory, old)
         os.replace(tmp, directory)
         if old is not None:
@@ -133,6 +165,21 @@ def build_artifact(
         return Artifact(directory, full)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _clean_leftovers(parent: Path, name: str) -> None:
+    """Remove what killed exports of `name` left behind (`.NAME.PID.*.tmp`, `.NAME.PID.old`): only those
+    whose process is gone, so a concurrent export keeps its own."""
+    for p in Path(parent).glob(f".{name}.*"):
+        parts = p.name[len(name) + 2 :].split(".")
+        if not (p.is_dir() and parts[0].isdigit() and p.suffix in (".tmp", ".old")):
+            continue
+        try:
+            os.kill(int(parts[0]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(p, ignore_errors=True)
+        except (PermissionError, OverflowError):
+            pass
 
 
 def write_card(directory: Path, card: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import warnings
 from contextlib import redirect_stdout
 from pathlib import Path
@@ -47,14 +48,21 @@ def export_onnx(
         "dynamic_shapes": {"x": {0: batch}},
         "external_data": False,
     }
-    with warnings.catch_warnings(), redirect_stdout(io.StringIO()):  # the exporter narrates its steps
+    # The exporter narrates its steps on stdout, and logs one warning per torchvision operator it skips
+    # when torchvision is absent (the zoo has none): the user's screen carries only the zoo's own words.
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
+        registration.setLevel(logging.ERROR)
         try:
             program = torch.onnx.export(model.eval(), (x,), None, **kwargs)
         except Exception as e:  # the exporter raises many types; the user needs the first line
             raise ZooError(
                 f"torch.onnx.export failed for opset {opset}: {str(e).splitlines()[0][:300]}"
             ) from None
+        finally:
+            registration.setLevel(level)
     proto = program.model_proto
     annotate(proto, metadata or {})
     finish(proto, path)
@@ -131,14 +139,22 @@ def io_spec(path: Path) -> dict[str, Any]:
     }
 
 
-def ort_session(path: Path | bytes, threads: int | None = None, providers: list[str] | None = None):
-    """An ONNX Runtime session with full graph optimisation; the one place sessions are made."""
+def ort_session(
+    path: Path | bytes, threads: int | None = None, providers: list[str] | None = None, spinning: bool = True
+):
+    """An ONNX Runtime session with full graph optimisation; the one place sessions are made.
+
+    spinning=False stops its worker threads from spinning after each run: they would otherwise keep the
+    cores busy and starve whatever else runs in the process (PyTorch beside it in the demo ran 2-3x
+    slower). A process that runs ONNX Runtime alone (a benchmark) keeps the spin, which lowers latency."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
         options.intra_op_num_threads = threads
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     source = path if isinstance(path, bytes) else str(path)
     try:
         return ort.InferenceSession(source, options, providers=providers or ["CPUExecutionProvider"])

@@ -35,7 +35,7 @@ class BenchOptions:
     warmup: float = 0.5
     min_runs: int = 10
     e2e_images: int = 64
-    parity_images: int = 1000
+    parity_images: int | None = None  # None: the whole labelled split
     threads: int | None = None
     repeats: int = 3  # fresh processes per format, taken in turns
     untrained: bool = False  # time the architecture with seeded random weights (zoo.convert.untrained)
@@ -401,9 +401,14 @@ def markdown(report: dict[str, Any]) -> str:
         f"{hw.get('gpu') or hw.get('cpu')} ({hw.get('cpu_count')} CPUs), torch {v.get('torch')}, "
         f"onnxruntime {v.get('onnxruntime')}, {report['created']}; each format in {o.get('repeats')} fresh "
         f"processes taken in turns, medians over them; {o.get('seconds')} s timed per batch size; "
-        f"parity on {o.get('parity_images')} labelled test images.",
+        f"parity on {_parity_count(report)} labelled test images, bars judged on 95% confidence intervals.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _parity_count(report: dict[str, Any]) -> str:
+    counts = {(e.get("parity") or {}).get("images") for e in report.get("summary", [])} - {None}
+    return ", ".join(str(c) for c in sorted(counts)) or str(report["options"].get("parity_images") or "all")
 
 
 def write_report(report: dict[str, Any], out: Path) -> None:

@@ -6,7 +6,9 @@ the two top-5 sets), the accuracy of both, and the max / mean absolute logit dif
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -48,14 +50,54 @@ def logits_of(runtime: Runtime, data: LabelledImages) -> np.ndarray:
     return np.concatenate([runtime.run(b) for b in data.batches])
 
 
+Z95 = 1.959963984540054  # two-sided 95%
+METHOD = (
+    "95% confidence intervals: Wilson score for agreement, paired (Wald, with McNemar's exact test) for "
+    "the accuracy change; a bar fails only when the whole interval lies beyond it"
+)
+
+
+def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion, in %."""
+    if n == 0:
+        return 0.0, 100.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return 100.0 * max(0.0, centre - half), 100.0 * min(1.0, centre + half)
+
+
+def paired_change(ref_correct: np.ndarray, cand_correct: np.ndarray, z: float = Z95) -> dict[str, Any]:
+    """Accuracy change (candidate - reference, points) on the same images, with its paired interval and
+    McNemar's exact p-value: only the images where exactly one of the two is right carry information."""
+    n = len(ref_correct)
+    lost = int(np.sum(ref_correct & ~cand_correct))  # the original right, the artifact wrong
+    gained = int(np.sum(~ref_correct & cand_correct))
+    d = (gained - lost) / n if n else 0.0
+    se = math.sqrt(max(0.0, (lost + gained) - (gained - lost) ** 2 / n)) / n if n else 0.0
+    k, m = min(lost, gained), lost + gained
+    p = min(1.0, float(Fraction(2 * sum(math.comb(m, i) for i in range(k + 1)), 2**m))) if m else 1.0
+    return {
+        "change": 100.0 * d,
+        "ci": [100.0 * (d - z * se), 100.0 * (d + z * se)],
+        "lost": lost,
+        "gained": gained,
+        "mcnemar_p": p,
+    }
+
+
 def compare(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     """The parity metrics of candidate logits against reference logits (in %, over the same images)."""
     ref5 = np.argsort(-reference, axis=1)[:, :5]
     cand5 = np.argsort(-candidate, axis=1)[:, :5]
     overlap = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(ref5, cand5, strict=True)])
     diff = np.abs(reference - candidate)
+    agree = int(np.sum(ref5[:, 0] == cand5[:, 0]))
     return {
         "images": int(len(labels)),
+        "method": METHOD,
+        "top1_agreement_ci": list(wilson(agree, len(labels))),
+        "top1_change": paired_change(ref5[:, 0] == labels, cand5[:, 0] == labels),
         "top1_agreement": 100.0 * float(np.mean(ref5[:, 0] == cand5[:, 0])),
         "top5_agreement": 100.0 * float(np.mean([r in c for r, c in zip(ref5[:, 0], cand5, strict=True)])),
         "top5_overlap": 100.0 * float(overlap),
@@ -79,12 +121,22 @@ def verdict(
     failures = []
     if metrics["nonfinite"]:
         failures.append(f"{metrics['nonfinite']} non-finite logits")
-    if metrics["top1_agreement"] < bar["top1_agreement"]:
-        failures.append(f"top-1 agreement {metrics['top1_agreement']:.2f}% < {bar['top1_agreement']}%")
-    drop = metrics["reference_top1"] - metrics["top1"]
-    if "accuracy_drop" in bar and drop > bar["accuracy_drop"]:
-        failures.append(f"top-1 accuracy drop {drop:.2f} points > {bar['accuracy_drop']}")
-    return {"passed": not failures, "bars": bar, "failures": failures}
+    n = metrics["images"]
+    lo, hi = metrics.get("top1_agreement_ci") or (metrics["top1_agreement"],) * 2
+    if hi < bar["top1_agreement"]:
+        failures.append(
+            f"top-1 agreement {metrics['top1_agreement']:.2f}% (95% CI {lo:.2f}–{hi:.2f}, {n} images) "
+            f"< {bar['top1_agreement']}%"
+        )
+    change = metrics.get("top1_change") or {"change": metrics["top1"] - metrics["reference_top1"]}
+    ci = change.get("ci") or [change["change"]] * 2
+    drop, least = -change["change"], -ci[1]  # the drop, and the smallest drop the data allow
+    if "accuracy_drop" in bar and least > bar["accuracy_drop"]:
+        failures.append(
+            f"top-1 accuracy drop {drop:.2f} points (95% CI {least:.2f}–{-ci[0]:.2f}, {n} images) "
+            f"> {bar['accuracy_drop']}"
+        )
+    return {"passed": not failures, "bars": bar, "failures": failures, "method": METHOD}
 
 
 def parity(
@@ -109,7 +161,7 @@ def check_artifacts(
     tag: str,
     directories: list,
     data: str | None = None,
-    limit: int | None = 1000,
+    limit: int | None = None,
     bars: dict | None = None,
     backend: str | None = None,
 ) -> dict:
@@ -121,7 +173,7 @@ def check_artifacts(
     from export.artifact import update_card
     from serve.runtimes import TorchRuntime, open_runtime
     from zoo import registry
-    from zoo.data import find_dataset
+    from zoo.data import check_fits, find_dataset
     from zoo.errors import ZooError
 
     runs = [
@@ -136,6 +188,9 @@ def check_artifacts(
         dataset = find_dataset(spec.dataset, data, "test")
     except ZooError as e:
         return {key: {"skipped": f"no labelled {spec.dataset} images: {e}"} for key in keys}
+    check_fits(dataset, spec.num_classes, spec.preprocess.resize or spec.preprocess.crop, spec.name, data)
+    if limit is not None and limit < 1:
+        raise ZooError(f"the number of parity images must be at least 1, not {limit}.")
     reference = TorchRuntime(tag)
     images = labelled_images(
         spec.preprocess, dataset, limit, source=f"{spec.dataset} test ({type(dataset).__name__})"

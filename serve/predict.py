@@ -20,6 +20,11 @@ def expand(items: list[str]) -> list[tuple[str, str | None]]:
     found: list[tuple[str, str | None]] = []
     for item in items:
         path = Path(item)
+        try:
+            path.exists()  # a name the file system refuses (too long, NUL) is an error of that item alone
+        except (OSError, ValueError) as e:
+            found.append((item, f"not a usable file name ({getattr(e, 'strerror', None) or e})"))
+            continue
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
             found += [(str(p), None) for p in files] or [(item, "the folder holds no images")]

@@ -114,11 +114,16 @@ class OnnxRuntime(Runtime):
     backend = "onnxruntime"
 
     def __init__(
-        self, path: Path, providers: list[str] | None = None, threads: int | None = None, **kw: Any
+        self,
+        path: Path,
+        providers: list[str] | None = None,
+        threads: int | None = None,
+        spinning: bool = True,
+        **kw: Any,
     ) -> None:
         from export.onnx import ort_session
 
-        self.session = ort_session(path, threads, providers)
+        self.session = ort_session(path, threads, providers, spinning)
         self.input_name = self.session.get_inputs()[0].name
         provider = self.session.get_providers()[0]
         device = "cpu" if provider == "CPUExecutionProvider" else "cuda"
@@ -206,11 +211,16 @@ def check_backend(backend: str | None) -> None:
 
 
 def open_runtime(
-    source: str | Path, backend: str | None = None, device: str = "cpu", threads: int | None = None
+    source: str | Path,
+    backend: str | None = None,
+    device: str = "cpu",
+    threads: int | None = None,
+    shared: bool = False,
 ) -> Runtime:
     """A runtime for an artifact directory (its card says what it is) or a model name (PyTorch eager).
-    `backend` runs an ONNX artifact with OpenVINO or ONNX Runtime's CUDA / TensorRT provider."""
-    from export.artifact import read_card
+    `backend` runs an ONNX artifact with OpenVINO or ONNX Runtime's CUDA / TensorRT provider. `shared`:
+    other runtimes share this process's cores (the demo), so ONNX Runtime's threads do not spin."""
+    from export.artifact import read_card, verify_file
 
     check_backend(backend)
     path = Path(source)
@@ -219,6 +229,7 @@ def open_runtime(
             raise ZooError(f"{source} is not an artifact directory; the {backend} backend needs one.")
         return TorchRuntime(str(source), device, compiled=backend == "pytorch-compiled")
     card = read_card(path)
+    verify_file(path, card)
     common = {
         "name": f"{card['source']}/{card['format']}",
         "preprocess": PreprocessSpec.from_dict(card["preprocess"]),
@@ -239,4 +250,4 @@ def open_runtime(
         "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
         "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
     }.get(backend or "")
-    return OnnxRuntime(file, providers=providers, threads=threads, **common)
+    return OnnxRuntime(file, providers=providers, threads=threads, spinning=not shared, **common)

@@ -41,9 +41,12 @@ def test_image_folder_layout(tmp_path):
     assert label == 1 and img.getpixel((5, 5))[2] > 150
 
 
-def test_missing_or_empty_datasets_are_clear_errors(tmp_path, monkeypatch):
+def test_missing_or_empty_datasets_are_clear_errors(tmp_path, monkeypatch, zoo_cache):
     monkeypatch.delenv("ZOO_DATA", raising=False)
     with pytest.raises(ZooError, match="--data"):
+        find_dataset("imagenet1k")
+    monkeypatch.setenv("ZOO_MIRROR", "http://127.0.0.1:9")  # nothing listens: CIFAR-10 cannot be fetched
+    with pytest.raises(ZooError, match="cannot download .*cifar-10-python.tar.gz"):
         find_dataset("cifar10")
     with pytest.raises(ZooError, match="does not exist"):
         open_dataset(tmp_path / "nowhere")

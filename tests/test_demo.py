@@ -127,7 +127,7 @@ def test_live_server_top_label_matches_zoo_predict(server, artifacts, cifar_tag,
 
     client = Client(server, verbose=False)
     cand, _orig, status, _crop = client.predict(
-        handle_file(str(cifar_image)), cifar_tag, "onnx-int8-cpu", api_name="/classify"
+        handle_file(str(cifar_image)), None, cifar_tag, "onnx-int8-cpu", api_name="/classify"
     )
     served = cand["label"]
     cli = CliRunner().invoke(
@@ -145,6 +145,85 @@ def test_live_server_top_label_matches_zoo_predict(server, artifacts, cifar_tag,
     assert cli.exit_code == 0 and served == json.loads(cli.stdout)[0]["top"][0]["label"], status
 
 
+@pytest.fixture(scope="module")
+def odd_and_bad_uploads(tmp_path_factory, cifar_dir) -> tuple[dict[str, Path], dict[str, Path]]:
+    """The same real photo in every odd form a user uploads, and files that are not images at all."""
+    from zoo.data import CIFAR10
+
+    folder = tmp_path_factory.mktemp("uploads")
+    base = CIFAR10(cifar_dir, "test")[7][0].resize((64, 64), Image.Resampling.BICUBIC)
+    odd = {}
+
+    def save(name: str, img: Image.Image, fmt: str, **kw) -> None:
+        odd[name] = folder / f"{name}.{fmt.lower()}"
+        img.save(odd[name], fmt, **kw)
+
+    gray16 = (np.asarray(base.convert("L"), np.uint16) * 257).astype(np.uint16)
+    rgba = base.convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize((64, 64)))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to view
+    save("gray", base.convert("L"), "PNG")
+    save("sixteen-bit", Image.fromarray(gray16), "PNG")
+    save("rgba", rgba, "PNG")
+    save("palette", base.convert("P", palette=Image.Palette.ADAPTIVE), "PNG")
+    save("cmyk", base.convert("CMYK"), "JPEG", quality=95)
+    save("exif-rotated", base.rotate(90, expand=True), "JPEG", exif=exif, quality=95)
+    save("gif", base, "GIF")
+    bad = {"text": folder / "notes.jpg", "empty": folder / "empty.png", "truncated": folder / "cut.png"}
+    bad["text"].write_text("not an image")
+    bad["empty"].write_bytes(b"")
+    bad["truncated"].write_bytes(odd["gray"].read_bytes()[:200])
+    bad["bomb"] = folder / "bomb.png"
+    Image.new("1", (12000, 12000)).save(bad["bomb"])
+    return odd, bad
+
+
+def _cli_predict(artifact: Path, image: Path) -> tuple[int, dict]:
+    r = CliRunner().invoke(app, ["predict", "--artifact", str(artifact), str(image), "--json", "--topk", "5"])
+    return r.exit_code, json.loads(r.stdout)[0]
+
+
+def test_live_server_sees_each_uploaded_file_exactly_as_zoo_predict(
+    server, artifacts, cifar_tag, odd_and_bad_uploads
+):
+    from gradio_client import Client, handle_file
+
+    client = Client(server, verbose=False)
+    odd, bad = odd_and_bad_uploads
+    artifact = artifacts / cifar_tag / "onnx-int8-cpu"
+    for name, path in odd.items():
+        cand, _orig, status, _crop = client.predict(
+            handle_file(str(path)), None, cifar_tag, "onnx-int8-cpu", api_name="/classify"
+        )
+        code, cli = _cli_predict(artifact, path)
+        served = [(c["label"], c["confidence"]) for c in cand["confidences"]]
+        assert code == 0 and served == [(t["label"], t["prob"]) for t in cli["top"]], (name, status)
+    for name, path in bad.items():
+        cand, _orig, status, _crop = client.predict(
+            handle_file(str(path)), None, cifar_tag, "onnx-int8-cpu", api_name="/classify"
+        )
+        code, cli = _cli_predict(artifact, path)
+        sentence = cli["error"].replace(str(path), path.name)
+        assert code == 1 and not cand.get("confidences") and status == f"⚠️ {sentence}", (name, status)
+
+
+def test_the_latency_shown_is_the_median_of_warm_runs(artifacts, cifar_tag, cifar_image):
+    from serve import demo
+
+    cache = RuntimeCache(artifacts)
+    rt = cache.get(cifar_tag, "pytorch")
+    calls = []
+    original_run = rt.run
+    rt.run = lambda batch: calls.append(time.perf_counter()) or original_run(batch)
+    try:
+        _, _, status, _ = classify(cache, str(cifar_image), cifar_tag, "onnx")
+    finally:
+        rt.run = original_run
+    assert len(calls) == 1 + demo.TIMED_RUNS  # one untimed warm-up, then the timed runs
+    assert "median of warm runs" in status
+
+
 def test_bounded_load_8_clients_x_25_requests_no_failures(server, cifar_tag, cifar_image):
     from gradio_client import Client, handle_file
 
@@ -154,7 +233,7 @@ def test_bounded_load_8_clients_x_25_requests_no_failures(server, cifar_tag, cif
         for _ in range(25):
             t0 = time.perf_counter()
             cand, *_ = client.predict(
-                handle_file(str(cifar_image)), cifar_tag, "onnx-int8-cpu", api_name="/classify"
+                handle_file(str(cifar_image)), None, cifar_tag, "onnx-int8-cpu", api_name="/classify"
             )
             assert cand["label"]
             times.append(time.perf_counter() - t0)
@@ -201,6 +280,19 @@ def test_headless_chromium_uploads_an_image_and_reads_the_top_label(
         browser.close()
     _, original, _, _ = classify(RuntimeCache(artifacts), str(cifar_image), cifar_tag, "pytorch")
     assert label.strip() == max(original, key=original.get)
+    # a file that is not an image: the page shows the CLI's sentence, not Gradio's bare "Error"
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        page = browser.new_page()
+        page.goto(server, wait_until="networkidle")
+        text = tmp_path / "notes.jpg"
+        text.write_text("not an image")
+        page.locator("input[type=file]").first.set_input_files(str(text))
+        page.get_by_role("button", name="Classify").click()
+        page.locator("#status").get_by_text("notes.jpg is not an image that Pillow can read.").wait_for(
+            timeout=60_000
+        )
+        browser.close()
     assert (tmp_path / "demo.png").stat().st_size > 10_000
     shutil.copyfile(tmp_path / "demo.png", Path(__file__).parent / "last-demo-screenshot.png")
 

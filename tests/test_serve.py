@@ -56,13 +56,67 @@ def test_parity_metrics_on_a_constructed_case():
     m = compare(ref, cand, labels)
     assert m["top1_agreement"] == 75.0 and m["top5_agreement"] == 100.0
     assert m["reference_top1"] == 75.0 and m["top1"] == 50.0 and m["max_abs_logit_diff"] == 8.0
+    assert m["top1_change"]["lost"] == 1 and m["top1_change"]["gained"] == 0
+    # 3 of 4 agreeing already puts agreement below 97% (Wilson CI 30.1-95.4); one image lost of four is
+    # no evidence of a drop above 0.5 points (paired CI -17 to 67), so only the agreement bar fails.
     v = verdict(m, "int8")
     assert (
         not v["passed"]
-        and any("agreement" in f for f in v["failures"])
-        and any("drop" in f for f in v["failures"])
+        and len(v["failures"]) == 1
+        and "agreement 75.00% (95% CI 30.06–95.44" in v["failures"][0]
     )
     assert verdict(compare(ref, ref, labels), "fp32")["passed"]
+
+
+def _case(n: int, disagree: int, lost: int, gained: int, accuracy: float = 0.9):
+    """n images, 10 classes: the reference right on n * accuracy; the candidate differs on `disagree`
+    images, of which `lost` were right and become wrong, `gained` were wrong and become right."""
+    labels = np.arange(n) % 10
+    ref_pred = labels.copy()
+    wrong = np.arange(n) >= int(n * accuracy)
+    ref_pred[wrong] = (labels[wrong] + 1) % 10
+    cand_pred = ref_pred.copy()
+    right_idx, wrong_idx = np.flatnonzero(~wrong), np.flatnonzero(wrong)
+    cand_pred[right_idx[:lost]] = (labels[right_idx[:lost]] + 2) % 10
+    cand_pred[wrong_idx[:gained]] = labels[wrong_idx[:gained]]
+    other = disagree - lost - gained  # wrong both times, with different wrong answers
+    cand_pred[wrong_idx[gained : gained + other]] = (labels[wrong_idx[gained : gained + other]] + 3) % 10
+    eye = np.eye(10)
+    return eye[ref_pred] * 9, eye[cand_pred] * 9, labels
+
+
+def test_verdicts_fail_on_evidence_not_on_noise():
+    # The README's first command on 1,000 images: 11 disagreements, a 0.7-point drop (9 lost, 2 gained).
+    # The drop's interval reaches well below the 0.5 bar: noise, not evidence.
+    m = compare(*_case(1000, 11, 9, 2))
+    assert m["top1"] == pytest.approx(m["reference_top1"] - 0.7)
+    assert verdict(m, "int8")["passed"], verdict(m, "int8")
+    # The same rates on 10,000 images are evidence: 90 lost, 20 gained is a drop of 0.70 (CI 0.49-0.91)...
+    m = compare(*_case(10_000, 110, 90, 20))
+    lo, hi = -m["top1_change"]["ci"][1], -m["top1_change"]["ci"][0]
+    assert 0.45 < lo < 0.5 < hi and verdict(m, "int8")["passed"]
+    # ...and 100 lost, 10 gained (a 0.9-point drop, CI above 0.5) fails, saying why and on what.
+    v = verdict(compare(*_case(10_000, 110, 100, 10)), "int8")
+    assert not v["passed"] and "drop 0.90 points" in v["failures"][0] and "10000 images" in v["failures"][0]
+    # Agreement: 96% on 1,000 images (CI 94.6-97.0) is not below a 97% bar for certain; on 10,000 it is.
+    assert verdict(compare(*_case(1000, 40, 0, 0)), "int8")["passed"]
+    v = verdict(compare(*_case(10_000, 400, 0, 0)), "int8")
+    assert not v["passed"] and "agreement 96.00%" in v["failures"][0]
+
+
+def test_intervals_equal_scipys():
+    stats = pytest.importorskip("scipy.stats", reason="scipy is the independent cross-check")
+    from serve.parity import paired_change, wilson
+
+    for k, n in ((989, 1000), (1000, 1000), (9917, 10_000), (3, 7)):
+        ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        assert wilson(k, n) == pytest.approx((100 * ci.low, 100 * ci.high), abs=1e-9)
+    for lost, gained in ((9, 2), (90, 20), (0, 0), (5, 5), (400, 300)):
+        ref = np.array([True] * lost + [False] * gained + [True] * 50)
+        cand = np.array([False] * lost + [True] * gained + [True] * 50)
+        p = paired_change(ref, cand)["mcnemar_p"]
+        expected = stats.binomtest(min(lost, gained), lost + gained, 0.5).pvalue if lost + gained else 1.0
+        assert p == pytest.approx(expected, rel=1e-9)
 
 
 def test_top_k_is_sorted_probabilities_that_sum_to_one():
@@ -276,29 +330,29 @@ def test_a_missing_backend_is_one_sentence(artifacts, monkeypatch):
 def test_bench_untrained_times_an_architecture_without_weights_and_says_so(
     zoo_cache, tmp_path, cifar_dir, monkeypatch
 ):
-    """resnet32 has no trained weights here: `zoo bench` says how to time it anyway; --untrained registers
+    """plain20 has no trained weights here: `zoo bench` says how to time it anyway; --untrained registers
     seeded random weights in the user's cache (reproducibly), and the report marks every row timing-only."""
     from zoo import registry
     from zoo.convert import untrained
     from zoo.weights import read_checkpoint
 
-    r = runner.invoke(app, ["bench", "resnet32", "--out", str(tmp_path)])
+    r = runner.invoke(app, ["bench", "plain20", "--out", str(tmp_path)])
     assert r.exit_code == 1 and "--untrained" in r.output
-    args = ["bench", "resnet32", "--untrained", "--formats", "pytorch,onnx-int8-cpu", "--batch", "1"]
+    args = ["bench", "plain20", "--untrained", "--formats", "pytorch,onnx-int8-cpu", "--batch", "1"]
     args += ["--seconds", "0.1", "--repeats", "1", "--parity-images", "100", "--out", str(tmp_path / "b")]
     result = runner.invoke(app, [*args, "--artifacts", str(tmp_path / "a"), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["model"] == "resnet32.untrained" and report["untrained"] is True
+    assert report["model"] == "plain20.untrained" and report["untrained"] is True
     assert [e["status"] for e in report["summary"]] == ["timing only", "timing only"]
     assert {r["format"] for r in report["rows"]} == {"pytorch", "onnx-int8-cpu"}
-    spec = registry.pretrained_tags()["resnet32.untrained"]
+    spec = registry.pretrained_tags()["plain20.untrained"]
     assert spec.extra["untrained"] is True and spec.file.parent == zoo_cache / "weights"
-    assert registry.resolve("resnet32")[1] is None  # a bare name never means random weights
-    assert "resnet32.untrained" not in registry.list_models(pretrained=True)  # nor are they "pretrained"
+    assert registry.resolve("plain20")[1] is None  # a bare name never means random weights
+    assert "plain20.untrained" not in registry.list_models(pretrained=True)  # nor are they "pretrained"
     monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "another-cache"))
     registry.reload()
-    again = untrained("resnet32")  # the same seed gives the same weights on another machine
+    again = untrained("plain20")  # the same seed gives the same weights on another machine
     assert again.file != spec.file
     a, b = read_checkpoint(spec.file), read_checkpoint(again.file)
     assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)

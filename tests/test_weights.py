@@ -214,9 +214,7 @@ def reference_mirror(http_root, data, monkeypatch):
 
 def test_every_reference_tag_names_its_published_file_hash_and_preprocessing():
     tags = {n: s for n, s in registry.pretrained_tags().items() if n.endswith(".akamaster")}
-    assert sorted(s.arch for s in tags.values()) == sorted(
-        f"resnet{d}" for d in (20, 32, 44, 56, 110, 1202)
-    )
+    assert sorted(s.arch for s in tags.values()) == sorted(f"resnet{d}" for d in (20, 32, 44, 56, 110, 1202))
     for spec in tags.values():
         name = spec.url.rsplit("/", 1)[-1]
         assert spec.url.startswith("https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/")

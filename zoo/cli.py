@@ -51,7 +51,9 @@ def _use_data(data: str | None) -> None:
     if data:
         import os
 
-        os.environ["ZOO_DATA"] = data
+        from zoo.paths import data_dir
+
+        os.environ["ZOO_DATA"] = str(data_dir(data))  # --data must exist: checked here, once
 
 
 def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
@@ -208,7 +210,8 @@ def train_cmd(
     arch: Annotated[str, typer.Argument(help="Architecture to train, e.g. resnet20.")],
     data: Annotated[str | None, typer.Option(help="Dataset root (default: $ZOO_DATA).")] = None,
     recipe: Annotated[
-        str, typer.Option(help="Recipe name (cifar_budget, cifar_zoo, cifar_paper, imagenet_paper) or TOML file.")
+        str,
+        typer.Option(help="Recipe name (cifar_budget, cifar_zoo, cifar_paper, imagenet_paper) or TOML file."),
     ] = "cifar_budget",
     epochs: Annotated[int | None, typer.Option(help="Override the recipe's length.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Override the recipe's batch size.")] = None,
@@ -346,8 +349,9 @@ def export_cmd(
     calib_size: Annotated[int, typer.Option(help="Number of calibration images.")] = 512,
     calib_method: Annotated[str, typer.Option(help="entropy, percentile or minmax.")] = "entropy",
     parity_images: Annotated[
-        int, typer.Option(help="Labelled test images for the parity check (0: skip).")
-    ] = 1000,
+        int | None,
+        typer.Option(help="Labelled test images for the parity check (default: the whole split; 0: skip)."),
+    ] = None,
     device: Annotated[str, typer.Option(help="Device of a pt2 package: cpu or cuda.")] = "cpu",
     out: Annotated[
         Path, typer.Option(help="Artifacts folder; each artifact lands in OUT/TAG/FORMAT/.")
@@ -374,10 +378,14 @@ def export_cmd(
     results = export_model(model, options, log)
     done = [r for r in results if r.artifact is not None]
     checks = {}
-    if parity_images and done:
+    if parity_images != 0 and done:
+        import os
+
         from serve.parity import check_artifacts
 
-        checks = check_artifacts(model, [r.artifact.path for r in done], None, parity_images)
+        # with no data root, the calibration folder's labelled test split is the parity set
+        parity_data = calib_data if calib_data and not os.environ.get("ZOO_DATA") else None
+        checks = check_artifacts(model, [r.artifact.path for r in done], parity_data, parity_images)
     rows = []
     for r in results:
         p = checks.get(str(r.artifact.path), {}) if r.artifact else {}
@@ -428,6 +436,7 @@ def export_cmd(
         typer.echo(
             "✅ exported and validated   ❎ exported, failed its parity bar   ❌ failed   · not validated"
         )
+        _parity_footnote(checks.values())
         if model.endswith(".untrained"):
             typer.echo(
                 "note: untrained weights: agreement says how closely the artifacts follow them; "
@@ -440,6 +449,15 @@ def export_cmd(
         typer.echo(f"error: {r['format']}: {reason}", err=True)
     if failed:
         raise typer.Exit(1)
+
+
+def _parity_footnote(results) -> None:
+    """Which images and which statistics a table of verdicts rests on."""
+    measured = [r for r in results if "images" in r]
+    if measured:
+        from serve.parity import METHOD
+
+        typer.echo(f"parity on {measured[0]['images']} labelled images ({measured[0]['data']}); {METHOD}.")
 
 
 def _mark(row: dict) -> str:
@@ -523,7 +541,9 @@ def parity_cmd(
     _, spec = registry.resolve(model)
     if spec is None:
         raise ZooError(f"{model} has no pretrained weights, so there is no original to compare with.")
-    dirs = artifacts or sorted(p.parent for p in (out / spec.name).glob("*/card.json"))
+    from export.artifact import artifact_dirs
+
+    dirs = artifacts or artifact_dirs(out / spec.name)
     if not dirs:
         raise ZooError(f"no artifacts of {spec.name} under {out}; run `zoo export {spec.name}` first.")
     bars = {
@@ -565,6 +585,7 @@ def parity_cmd(
                 for d, r in results.items()
             ],
         )
+        _parity_footnote(results.values())
     failed = {d: r for d, r in results.items() if not r.get("verdict", {}).get("passed", False)}
     for d, r in failed.items():
         if not as_json:
@@ -590,7 +611,9 @@ def bench_cmd(
     threads: Annotated[
         int | None, typer.Option(help="Threads for PyTorch and ONNX Runtime (default: all cores).")
     ] = None,
-    parity_images: Annotated[int, typer.Option(help="Labelled images for the agreement column.")] = 1000,
+    parity_images: Annotated[
+        int | None, typer.Option(help="Labelled images for the agreement column (default: the whole split).")
+    ] = None,
     out: Annotated[Path, typer.Option(help="Where the JSON, CSV and PNG go.")] = Path("bench"),
     artifacts: Annotated[Path, typer.Option(help="Artifacts folder (missing ones are exported).")] = Path(
         "artifacts"

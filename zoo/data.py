@@ -17,8 +17,16 @@ from zoo.errors import ZooError
 from zoo.paths import data_dir
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"}
-# Conventional sub-folders of a data root, per dataset name of the manifest.
-SUBFOLDERS = {"cifar10": ("cifar10",), "imagenet1k": ("imagenet", "imagenet-sample")}
+
+
+def _subfolders() -> dict[str, tuple[str, ...]]:
+    """Conventional sub-folders of a data root, per dataset name of the manifest (zoo/datasets.toml)."""
+    from zoo.fetch import datasets
+
+    return {name: tuple(d.get("subfolders", ())) for name, d in datasets().items()}
+
+
+SUBFOLDERS = _subfolders()
 
 
 class CIFAR10:
@@ -84,10 +92,15 @@ class ImageNetSample:
         index = root / "labels.csv"
         if not index.is_file():
             raise ZooError(f"{root} has no labels.csv.")
-        with open(index, newline="") as f:
-            self.samples = [
-                (root / "images" / r["filename"], int(r["class_index"])) for r in csv.DictReader(f)
-            ]
+        try:
+            with open(index, newline="", encoding="utf-8") as f:
+                self.samples = [
+                    (root / "images" / r["filename"], int(r["class_index"])) for r in csv.DictReader(f)
+                ]
+        except (KeyError, ValueError, TypeError, UnicodeDecodeError, csv.Error):
+            raise ZooError(
+                f"{index} is not an ImageNet-sample index (a CSV with filename and class_index columns)."
+            ) from None
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -115,9 +128,57 @@ def open_dataset(path: str | os.PathLike, split: str = "test") -> CIFAR10 | Imag
 
 
 def find_dataset(dataset: str, data: str | os.PathLike | None = None, split: str = "test"):
-    """The dataset a model was trained on (manifest name), under --data / $ZOO_DATA or its sub-folders."""
-    root = data_dir(data)
+    """The dataset a model was trained on (manifest name) under a data root or its sub-folders.
+
+    `data` (--data) must exist. Otherwise $ZOO_DATA lists roots (separated by os.pathsep) and the first
+    that exists is used; where none does, a dataset the zoo may redistribute (CIFAR-10) is fetched into
+    the cache once, so the same command works beside a local copy and on a fresh machine."""
+    from zoo import fetch
+
+    if data:
+        root = data_dir(data)
+    else:
+        roots = [Path(p).expanduser() for p in os.environ.get("ZOO_DATA", "").split(os.pathsep) if p]
+        root = next((r for r in roots if r.is_dir()), None)
+        if root is None and fetch.can_fetch(dataset):
+            return open_dataset(fetch.ensure(dataset), split)
+        if root is None:
+            where = (
+                f"$ZOO_DATA ({', '.join(map(str, roots))}) does not exist" if roots else "no data root given"
+            )
+            raise ZooError(
+                f"no {dataset} images: {where}; pass --data DIR or set ZOO_DATA to a folder with them "
+                "(ImageNet has no redistributable copy the zoo could fetch)."
+            )
     for sub in SUBFOLDERS.get(dataset, ()):
         if (root / sub).is_dir():
             return open_dataset(root / sub, split)
     return open_dataset(root, split)
+
+
+RESOLUTION_RANGE = (0.5, 4.0)  # native shorter side / the model's input side, for data to be accepted
+
+
+def check_fits(
+    dataset, num_classes: int, side: int, model: str, source: str | os.PathLike | None = None
+) -> None:
+    """Refuse, in one sentence and before any work, a dataset whose class count or image size does not
+    fit the model (an ImageNet folder for a CIFAR-10 net, 32 px images for a 224 px one)."""
+    where = f" in {source}" if source else ""
+    classes = getattr(dataset, "classes", None)
+    if classes and classes > 1 and classes != num_classes:
+        raise ZooError(
+            f"the images{where} are of {classes} classes but {model} has {num_classes}: "
+            "use data of the model's own dataset."
+        )
+    n = len(dataset)
+    if n == 0:
+        raise ZooError(f"the dataset{where} holds no images.")
+    picks = sorted({int(i) for i in np.linspace(0, n - 1, num=min(n, 8))})
+    native = float(np.median([min(dataset[i][0].size) for i in picks]))
+    lo, hi = RESOLUTION_RANGE
+    if not lo <= native / side <= hi:
+        raise ZooError(
+            f"the images{where} are about {native:.0f} px on their shorter side, but {model} sees {side} px: "
+            "use images of the model's own dataset at its resolution."
+        )

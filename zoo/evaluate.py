@@ -81,7 +81,7 @@ def evaluate(
     batch_size: int = 200,
 ) -> dict[str, Any]:
     """top-1/top-5 (%) and n of one model, or the softmax-averaged ensemble of several."""
-    from zoo.data import find_dataset
+    from zoo.data import check_fits, find_dataset
 
     if protocol not in PROTOCOLS:
         raise ZooError(f"protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}.")
@@ -89,7 +89,11 @@ def evaluate(
     datasets = {d for *_, d in loaded}
     if len(datasets) > 1:
         raise ZooError(f"an ensemble needs models of one dataset, not {', '.join(sorted(datasets))}.")
+    if limit is not None and limit < 1:
+        raise ZooError(f"--limit must be at least 1, not {limit}.")
     dataset = find_dataset(datasets.pop(), data, split)
+    for model, spec, name, _ in loaded:
+        check_fits(dataset, model.fc.out_features, spec.resize or spec.crop, name, data)
     n = min(len(dataset), limit or len(dataset))
     probs = torch.zeros(n, loaded[0][0].fc.out_features)
     labels = torch.zeros(n, dtype=torch.long)

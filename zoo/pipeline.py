@@ -106,8 +106,12 @@ def cutout_mask(n: int, size: tuple[int, int], side: int, g: torch.Generator) ->
     cy = torch.randint(0, h, (n,), generator=g)
     cx = torch.randint(0, w, (n,), generator=g)
     rows, cols = torch.arange(h), torch.arange(w)
-    inside_y = (rows[None, :] >= (cy - side // 2)[:, None]) & (rows[None, :] < (cy - side // 2 + side)[:, None])
-    inside_x = (cols[None, :] >= (cx - side // 2)[:, None]) & (cols[None, :] < (cx - side // 2 + side)[:, None])
+    inside_y = (rows[None, :] >= (cy - side // 2)[:, None]) & (
+        rows[None, :] < (cy - side // 2 + side)[:, None]
+    )
+    inside_x = (cols[None, :] >= (cx - side // 2)[:, None]) & (
+        cols[None, :] < (cx - side // 2 + side)[:, None]
+    )
     return (~(inside_y[:, :, None] & inside_x[:, None, :])).float()[:, None]
 
 

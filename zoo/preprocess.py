@@ -83,6 +83,7 @@ def load_image(source: str | os.PathLike | bytes | Image.Image, max_pixels: int 
         try:
             with warnings.catch_warnings():  # the size is checked below, with a clearer message
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                warnings.simplefilter("ignore", UserWarning)  # Pillow's notes on odd files are not ours
                 img = Image.open(io.BytesIO(data))
         except UnidentifiedImageError:
             raise ZooError(f"{name} is not an image that Pillow can read.") from None
@@ -99,6 +100,7 @@ def load_image(source: str | os.PathLike | bytes | Image.Image, max_pixels: int 
         )
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "Truncated File Read", "Corrupt EXIF data"
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img.load()
             img = ImageOps.exif_transpose(img)

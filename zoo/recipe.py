@@ -51,6 +51,9 @@ class Recipe:
         self, epochs: int | None = None, batch_size: int | None = None, lr: float | None = None
     ) -> Recipe:
         """The same recipe with the command line's overrides (recorded in the run's summary)."""
+        for flag, value in (("--epochs", epochs), ("--batch-size", batch_size), ("--lr", lr)):
+            if value is not None and not value > 0:
+                raise ZooError(f"{flag} must be positive, not {value}.")
         doc = copy.deepcopy(self.doc)
         if epochs is not None:
             was = (
@@ -76,7 +79,7 @@ class Recipe:
 
 
 def load_recipe(name_or_file: str | Path) -> Recipe:
-    """A built-in recipe by name (cifar_paper, cifar_zoo, imagenet_paper) or a TOML file."""
+    """A built-in recipe by name (cifar_budget, cifar_zoo, cifar_paper, imagenet_paper) or a TOML file."""
     path = Path(name_or_file)
     if not path.suffix:
         path = RECIPES / f"{name_or_file}.toml"
@@ -84,14 +87,136 @@ def load_recipe(name_or_file: str | Path) -> Recipe:
         known = ", ".join(sorted(p.stem for p in RECIPES.glob("*.toml")))
         raise ZooError(f"no recipe {name_or_file!r}: give a TOML file or one of {known}.")
     try:
-        doc = tomllib.loads(path.read_text())
+        text = path.read_text(encoding="utf-8")
+        doc = tomllib.loads(text)
+    except UnicodeDecodeError:
+        raise ZooError(f"recipe {path} is not a text file (TOML, UTF-8).") from None
     except tomllib.TOMLDecodeError as e:
         raise ZooError(f"recipe {path} is not valid TOML: {e}.") from None
-    _validate(doc, path)
+    _validate(doc, path, text)
     return Recipe(doc.get("name", path.stem), str(path), doc)
 
 
-def _validate(doc: dict, path: Path) -> None:
+# The recipe schema: every key a recipe may hold, with its type. Unknown keys are errors, so that a
+# misspelt one is never silently ignored.
+NUMBER = (int, float)
+SCHEMA: dict[str, dict[str, Any]] = {
+    "": {"name": str, "description": str, "dataset": str, "changes": list},
+    "train": {"epochs": int, "iterations": int, "batch_size": int, "seed": int, "eval_every": int},
+    "optimizer": {
+        "name": str,
+        "lr": NUMBER,
+        "momentum": NUMBER,
+        "weight_decay": NUMBER,
+        "nesterov": bool,
+        "no_decay_on_norm_and_bias": bool,
+    },
+    "schedule": {
+        "name": str,
+        "milestones": list,
+        "milestone_fractions": list,
+        "gamma": NUMBER,
+        "warmup_fraction": NUMBER,
+        "warmup_epochs": NUMBER,
+        "final_lr_fraction": NUMBER,
+        "warmup_lr": NUMBER,
+        "warmup_until_train_error": NUMBER,
+        "warmup_archs": list,
+        "patience": int,
+    },
+    "augment": {
+        "pad": int,
+        "hflip": bool,
+        "cutout": int,
+        "scale": list,
+        "crop": int,
+        "color_jitter": NUMBER,
+    },
+    "regularise": {"label_smoothing": NUMBER, "ema_decay": NUMBER},
+    "model": {"shortcut": str, "zero_init_residual": bool, "variant": str},
+}
+OPTIMIZERS = ("sgd",)
+DATASETS = ("cifar10", "imagenet1k")
+POSITIVE = {
+    ("train", "epochs"),
+    ("train", "iterations"),
+    ("train", "batch_size"),
+    ("train", "eval_every"),
+    ("optimizer", "lr"),
+}
+NON_NEGATIVE = {
+    ("optimizer", "momentum"),
+    ("optimizer", "weight_decay"),
+    ("augment", "pad"),
+    ("augment", "cutout"),
+    ("regularise", "label_smoothing"),
+    ("regularise", "ema_decay"),
+}
+
+
+def _line_of(text: str, section: str, key: str) -> int | None:
+    """The line of `key` in `[section]` (or at the top for ""), for error messages."""
+    current = ""
+    for n, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if stripped.startswith("[") and not stripped.startswith("[["):
+            current = stripped.strip("[]").strip()
+        elif current.endswith(section) and stripped.split("=")[0].strip().strip('"') == key:
+            return n
+    return None
+
+
+def _check_section(doc: dict, path: Path, text: str, where: str = "") -> None:
+    def fail(section: str, key: str, problem: str) -> None:
+        line = _line_of(text, section, key)
+        at = f"{path}:{line}" if line else str(path)
+        name = f"[{where}{section}] {key}" if section else key
+        raise ZooError(f"recipe {at}: {name} {problem}.")
+
+    for section, body in doc.items():
+        if section == "arch" and not where:
+            if not isinstance(body, dict):
+                fail("", "arch", "must be a table of per-architecture sections")
+            for arch, sections in body.items():
+                if not isinstance(sections, dict) or any(k not in SCHEMA or not k for k in sections):
+                    fail(
+                        f"arch.{arch}",
+                        next(iter(sections), arch) if isinstance(sections, dict) else arch,
+                        f"is not one of the sections {', '.join(k for k in SCHEMA if k)}",
+                    )
+                _check_section(sections, path, text, f"arch.{arch}.")
+            continue
+        if not isinstance(body, dict):  # a top-level key
+            _check_value("", section, body, fail)
+            continue
+        if section not in SCHEMA or not section:
+            fail(section, next(iter(body), section), f"is in an unknown section [{section}]")
+        for key, value in body.items():
+            _check_value(section, key, value, fail)
+
+
+def _check_value(section: str, key: str, value: Any, fail) -> None:
+    known = SCHEMA[section]
+    if key not in known:
+        fail(section, key, f"is not a known key (known: {', '.join(known)})")
+    kind = known[key]
+    if isinstance(value, bool) and kind is not bool:
+        fail(section, key, f"must be a number, not {value!r}")
+    if not isinstance(value, kind):
+        names = "a number" if kind is NUMBER else f"a {getattr(kind, '__name__', kind)}"
+        fail(section, key, f"must be {names}, not {value!r}")
+    if (section, key) in POSITIVE and value <= 0:
+        fail(section, key, f"must be positive, not {value}")
+    if (section, key) in NON_NEGATIVE and value < 0:
+        fail(section, key, f"must not be negative, not {value}")
+    if (section, key) == ("optimizer", "name") and value not in OPTIMIZERS:
+        fail(section, key, f"{value!r} is not supported (the trainer has {', '.join(OPTIMIZERS)})")
+    if (section, key) == ("", "dataset") and value not in DATASETS:
+        fail(section, key, f"{value!r} is not one of {', '.join(DATASETS)}")
+
+
+def _validate(doc: dict, path: Path, text: str = "") -> None:
+    _check_section(doc, path, text)
     train = doc.get("train", {})
     if not (train.get("epochs") or train.get("iterations")):
         raise ZooError(f"recipe {path}: [train] needs epochs or iterations.")

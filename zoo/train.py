@@ -86,13 +86,16 @@ def _param_groups(model: nn.Module, recipe: Recipe) -> list[dict]:
 
 
 def _loaders(cfg: TrainConfig, spec, device, rank: int, world: int, channels_last: bool):
-    from zoo.data import CIFAR10, find_dataset
+    from zoo.data import CIFAR10, check_fits, find_dataset
     from zoo.pipeline import DeviceCifarLoader, FolderDataset, ScaleAugment
 
     r = cfg.recipe
     bs = int(r.get("train", "batch_size"))
     seed = int(r.get("train", "seed", 0))
     train_ds, test_ds = find_dataset(r.dataset, cfg.data, "train"), find_dataset(r.dataset, cfg.data, "test")
+    side = spec.resize or spec.crop
+    for ds in (train_ds, test_ds):  # before any work: data that does not fit the recipe's dataset
+        check_fits(ds, _num_classes(r.dataset), side, f"recipe {r.name} ({r.dataset})", cfg.data)
     if isinstance(train_ds, CIFAR10):
         xs, ys = train_ds.images[: cfg.train_limit], train_ds.labels[: cfg.train_limit]
         if len(ys) < bs * world:
@@ -101,7 +104,17 @@ def _loaders(cfg: TrainConfig, spec, device, rank: int, world: int, channels_las
         cutout = int(r.get("augment", "cutout", 0))
         common = {"spec": spec, "device": device, "channels_last": channels_last}
         train = DeviceCifarLoader(
-            xs, ys, bs, train=True, pad=pad, hflip=flip, cutout=cutout, seed=seed, rank=rank, world=world, **common
+            xs,
+            ys,
+            bs,
+            train=True,
+            pad=pad,
+            hflip=flip,
+            cutout=cutout,
+            seed=seed,
+            rank=rank,
+            world=world,
+            **common,
         )
         test = DeviceCifarLoader(
             test_ds.images[: cfg.test_limit], test_ds.labels[: cfg.test_limit], 1000, train=False, **common
@@ -170,9 +183,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     model_opts = {
         k: v for k, v in r.doc.get("model", {}).items() if k in ("shortcut", "zero_init_residual", "variant")
     }
-    if registry.archs()[cfg.arch.split(".")[0]]["family"] != (
-        "cifar" if r.dataset == "cifar10" else "imagenet"
-    ):
+    arch, _ = registry.resolve(cfg.arch)  # an unknown name: one sentence with close matches
+    if registry.archs()[arch]["family"] != ("cifar" if r.dataset == "cifar10" else "imagenet"):
         raise ZooError(f"{cfg.arch} is not a {r.dataset} architecture; recipe {r.name} trains {r.dataset}.")
     model = registry.create_model(
         cfg.arch.split(".")[0], num_classes=_num_classes(r.dataset), **model_opts
@@ -210,7 +222,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.resume:
         if not ckpt.is_file():
             raise ZooError(f"nothing to resume: {ckpt} does not exist.")
-        state = torch.load(ckpt, map_location=device, weights_only=False)
+        state = read_train_checkpoint(ckpt, device)
+        _check_same_recipe(state.get("recipe") or {}, r.doc, ckpt)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         if ema is not None:
@@ -222,6 +235,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             state["plateau"],
             state["warm"],
         )
+        if rank == 0:
+            _keep_rows_until(cfg.out / METRICS, start_epoch)
     elif rank == 0:
         (cfg.out / METRICS).unlink(missing_ok=True)
     net = model
@@ -305,8 +320,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 row |= {f"test_{k}": v for k, v in evaluate_loader(ema or model, test_loader, device).items()}
             if r.get("schedule", "name") == "plateau":
                 _plateau_step(plateau, row["test_loss"], r)
-            _append_jsonl(cfg.out / METRICS, row)
+            # The checkpoint first, then the metrics row: a kill between the two leaves an epoch that is
+            # checkpointed but not logged, and resuming logs nothing twice (rows past the checkpoint's
+            # epoch are dropped on resume).
             _save_checkpoint(ckpt, model, opt, ema, epoch, step, wall, plateau, warm, r)
+            _append_jsonl(cfg.out / METRICS, row)
             _log(row, epochs, progress)
     summary = _finish(cfg, model, ema, device, n_train, step, total, wall, rank, world)
     if world > 1:
@@ -353,6 +371,43 @@ def _finish(cfg, model, ema, device, n_train, step, total, wall, rank, world) ->
             tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
         _plot(cfg.out)
     return summary
+
+
+TRAINING_SECTIONS = ("dataset", "train", "optimizer", "schedule", "augment", "regularise", "model")
+
+
+def read_train_checkpoint(path: Path, device) -> dict:
+    """A `zoo train` checkpoint, read without executing code (weights_only); one sentence if unreadable."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # torch raises many types for truncated, foreign or crafted files
+        raise ZooError(
+            f"{path} cannot be read as a `zoo train` checkpoint ({type(e).__name__}): it is truncated, "
+            "foreign or holds code; start the run again without --resume."
+        ) from None
+    if not isinstance(state, dict) or not {"model", "optimizer", "epoch", "step"} <= set(state):
+        raise ZooError(f"{path} is not a `zoo train` checkpoint; start the run again without --resume.")
+    return state
+
+
+def _check_same_recipe(saved: dict, now: dict, ckpt: Path) -> None:
+    """Resuming must continue the same run: any training setting that differs is refused, by name."""
+    diffs = []
+    for section in TRAINING_SECTIONS:
+        a, b = saved.get(section), now.get(section)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += [
+                f"{section}.{k}: {a.get(k)!r} -> {b.get(k)!r}"
+                for k in sorted(set(a) | set(b))
+                if a.get(k) != b.get(k)
+            ]
+        elif a != b:
+            diffs.append(f"{section}: {a!r} -> {b!r}")
+    if diffs:
+        raise ZooError(
+            f"--resume with other settings than the run in {ckpt.parent} ({'; '.join(diffs[:4])}): "
+            "resume with its own recipe and options, or train into a new --out."
+        )
 
 
 def _preset(dataset: str) -> dict:
@@ -403,6 +458,17 @@ def _save_checkpoint(path: Path, model, opt, ema, epoch, step, wall, plateau, wa
         torch.save(state, tmp)
 
 
+def _keep_rows_until(path: Path, epoch: int) -> None:
+    """Drop metrics rows of epochs after `epoch` (logged by a run killed after its last checkpoint)."""
+    if not path.is_file():
+        return
+    rows = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = [line for line in rows if json.loads(line)["epoch"] <= epoch]
+    if len(kept) != len(rows):
+        with atomic_path(path) as tmp:
+            tmp.write_text("".join(line + "\n" for line in kept))
+
+
 def _append_jsonl(path: Path, row: dict) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(row) + "\n")
@@ -442,6 +508,8 @@ def _plot(out: Path) -> None:
             "note: matplotlib is not installed, so no training_curves.png (pip install matplotlib).",
             file=sys.stderr,
         )
+        return
+    if not (out / METRICS).is_file():  # stopped (--max-steps) before the first epoch ended
         return
     rows = [json.loads(line) for line in (out / METRICS).read_text().splitlines()]
     if not rows:

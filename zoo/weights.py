@@ -139,18 +139,21 @@ def _spec_from_entry(name: str, e: dict, presets: dict, base: Path) -> WeightSpe
 # --- hashes and atomic files ------------------------------------------------------------------------
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
+def sha256_file(path: Path, algorithm: str = "sha256") -> str:
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
 
 
-def verify_hash(path: Path, sha256: str | None = None, sha256_prefix: str | None = None) -> str:
-    """The file's sha256, or ZooError when it differs from the expected hash (the file is left as is)."""
-    digest = sha256_file(path)
-    expected = sha256 or sha256_prefix
+def verify_hash(
+    path: Path, sha256: str | None = None, sha256_prefix: str | None = None, md5: str | None = None
+) -> str:
+    """The file's hash (md5 where only that is published, as for CIFAR-10), or ZooError when it differs
+    from the expected one (the file is left as is)."""
+    digest = sha256_file(path, "md5" if md5 else "sha256")
+    expected = md5 or sha256 or sha256_prefix
     if expected and not digest.startswith(expected.lower()):
         raise ZooError(
             f"{path} has sha256 {digest[:16]}…, but the manifest expects {expected[:16]}…; "
@@ -159,11 +162,27 @@ def verify_hash(path: Path, sha256: str | None = None, sha256_prefix: str | None
     return digest
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def temp_dir(parent: Path, name: str) -> Path:
+    """A new hidden `.NAME.*.tmp` folder in `parent`, with the permissions the umask gives any folder
+    (mkdtemp alone makes it 0700, which a later rename would keep)."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=parent))
+    tmp.chmod(0o777 & ~_umask())
+    return tmp
+
+
 @contextmanager
 def atomic_path(dest: Path) -> Iterator[Path]:
-    """A temporary path beside `dest` that becomes `dest` only if the block succeeds."""
+    """A temporary path beside `dest` that becomes `dest` only if the block succeeds; the file gets
+    the permissions the umask gives any new file (mkstemp alone makes it 0600)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     try:
         yield Path(tmp)
@@ -180,10 +199,12 @@ def mirrored(url: str) -> str:
     return f"{mirror.rstrip('/')}/{url.rsplit('/', 1)[-1]}" if mirror else url
 
 
-def download(url: str, dest: Path, sha256: str | None = None, sha256_prefix: str | None = None) -> Path:
+def download(
+    url: str, dest: Path, sha256: str | None = None, sha256_prefix: str | None = None, md5: str | None = None
+) -> Path:
     """Fetch `url` to `dest`, verifying its hash before it appears under that name."""
     with atomic_path(dest) as tmp:
-        h = hashlib.sha256()
+        h = hashlib.md5() if md5 else hashlib.sha256()
         try:
             with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as out:
                 for chunk in iter(lambda: resp.read(1 << 20), b""):
@@ -194,7 +215,7 @@ def download(url: str, dest: Path, sha256: str | None = None, sha256_prefix: str
             raise ZooError(
                 f"cannot download {url} ({reason}); check the connection, or place the file at {dest} yourself."
             ) from None
-        digest, expected = h.hexdigest(), sha256 or sha256_prefix
+        digest, expected = h.hexdigest(), md5 or sha256 or sha256_prefix
         if expected and not digest.startswith(expected.lower()):
             raise ZooError(
                 f"the download of {url} has sha256 {digest[:16]}…, not the published {expected[:16]}…; "
@@ -242,10 +263,15 @@ def read_checkpoint(path: Path) -> dict:
     """A state dict from a .pth/.pt (weights only, no pickle code) or .safetensors file."""
     import torch
 
+    if not Path(path).is_file():
+        raise ZooError(f"{path} does not exist.")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(path)
+        try:
+            return load_file(path)
+        except Exception as e:  # SafetensorError, OSError, ...: a corrupt or foreign file
+            raise ZooError(f"{path} is not a readable safetensors file ({type(e).__name__}).") from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a foreign or corrupt file
