@@ -255,6 +255,65 @@ def train_cmd(
         )
 
 
+@command("bench-train")
+def bench_train_cmd(
+    archs: Annotated[str, typer.Option(help="Comma-separated CIFAR architectures.")] = "resnet20,resnet56",
+    settings: Annotated[
+        str | None, typer.Option(help="Comma-separated settings (default: all of zoo.train_bench.SETTINGS).")
+    ] = None,
+    seconds: Annotated[float, typer.Option(help="Timed seconds per setting.")] = 15.0,
+    data: Annotated[str | None, typer.Option(help="Dataset root (default: $ZOO_DATA).")] = None,
+    out: Annotated[Path, typer.Option(help="Where bench-train.json goes.")] = Path("bench"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Training throughput here: img/s per architecture and setting, and where an epoch's time goes."""
+    from zoo import registry
+    from zoo.train_bench import SETTINGS, bench_train
+    from zoo.weights import atomic_path
+
+    names = [a.strip() for a in archs.split(",") if a.strip()]
+    for a in names:
+        arch, _ = registry.resolve(a)
+        if registry.archs()[arch]["family"] != "cifar":
+            raise ZooError(f"{a} is not a CIFAR architecture; bench-train measures CIFAR-10 training.")
+    chosen = [s.strip() for s in settings.split(",")] if settings else list(SETTINGS)
+    unknown = [s for s in chosen if s not in SETTINGS]
+    if unknown:
+        raise ZooError(f"unknown setting {unknown[0]!r}; choose from {', '.join(SETTINGS)}.")
+    if not seconds > 0:
+        raise ZooError(f"--seconds must be positive, not {seconds}.")
+    report = bench_train(names, chosen, seconds, data)
+    with atomic_path(out / "bench-train.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    if as_json:
+        return emit_json(report)
+    _table(
+        "zoo bench-train",
+        ["arch", "setting", "img/s", "step ms (median)"],
+        [
+            [
+                r["arch"],
+                r["setting"],
+                f"{r['images_per_s']:.0f}",
+                f"{r['step_ms_median']:.1f}" if "step_ms_median" in r else f"epoch {r['epoch_s']:.1f} s",
+            ]
+            for r in report["rows"]
+        ],
+    )
+    typer.echo(f"wrote {out / 'bench-train.json'}")
+
+
+@command("table6")
+def table6_cmd(as_json: JsonOpt = False) -> None:
+    """The paper's Table 6 regenerated: its CIFAR-10 errors beside the reference checkpoints' and the zoo's."""
+    from zoo.table6 import markdown, rows
+
+    table = rows()
+    if as_json:
+        return emit_json(table)
+    typer.echo(markdown(table), nl=False)
+
+
 @command("degradation")
 def degradation_cmd(
     data: Annotated[str | None, typer.Option(help="Dataset root (default: $ZOO_DATA).")] = None,

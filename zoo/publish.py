@@ -22,6 +22,7 @@ def publish_run(run: Path, name: str, weights_dir: Path | None = None) -> Weight
     s = json.loads(summary_file.read_text())
     # The manifest's numbers are measured by `zoo eval` on the saved file, not taken from the training log.
     result = evaluate([str(run)], split="test") if s["test_images"] else {}
+    flip = evaluate([str(run)], split="test", protocol="flip") if s["test_images"] else {}
     from zoo import registry
 
     arch = name.split(".")[0]
@@ -34,8 +35,9 @@ def publish_run(run: Path, name: str, weights_dir: Path | None = None) -> Weight
         metrics={
             "top1": round(result.get("top1", s["top1"]), 2),
             "top5": round(result.get("top5", s["top5"]), 2),
+            **({"top1_flip": round(flip["top1"], 2)} if flip else {}),
             "split": SPLITS.get(s["dataset"], "test"),
-            "source": "zoo eval (single crop)",
+            "source": "zoo eval (single crop; top1_flip: flip averaging)",
         },
         recipe=f"zoo/recipes/{s['recipe']}.toml" if not Path(s["recipe"]).suffix else s["recipe"],
         command=s["command"],

@@ -152,15 +152,28 @@ def _loaders(cfg: TrainConfig, spec, device, rank: int, world: int, channels_las
     return train, test, len(train_set)
 
 
+def train_step(net: nn.Module, opt, x: torch.Tensor, y: torch.Tensor, smoothing: float, bf16: bool):
+    """One SGD step (bf16 autocast when asked; the loss in fp32); returns (logits, loss)."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        logits = net(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=smoothing)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return logits, loss
+
+
 @torch.no_grad()
-def evaluate_loader(model: nn.Module, loader, device: torch.device) -> dict[str, float]:
-    """top-1, top-5 (in %) and mean loss of `model` in fp32 over a loader of (images, labels)."""
+def evaluate_loader(model: nn.Module, loader, device: torch.device, bf16: bool = False) -> dict[str, float]:
+    """top-1, top-5 (in %) and mean loss of `model` over a loader of (images, labels): in fp32, or under
+    bf16 autocast (2.5x faster on a CPU; for the log between epochs, never for a published figure)."""
     model.eval()
     correct1 = correct5 = n = 0
     loss = 0.0
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        logits = model(x).float()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x).float()
         loss += F.cross_entropy(logits, y, reduction="sum").item()
         top5 = logits.topk(5, dim=1).indices
         correct1 += (top5[:, 0] == y).sum().item()
@@ -192,9 +205,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     channels_last = True  # faster for these convs on CUDA and on x86 CPUs alike
     model = model.to(memory_format=torch.channels_last)
     use_bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
-
-    def autocast():
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
 
     train_loader, test_loader, n_train = _loaders(cfg, spec, device, rank, world, channels_last)
     steps_per_epoch = len(train_loader)
@@ -270,12 +280,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             lr = (float(r.get("schedule", "warmup_lr")) if warm else lr_at(r, step, total)) * plateau["scale"]
             for g in opt.param_groups:
                 g["lr"] = lr
-            with autocast():
-                logits = net(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            logits, loss = train_step(net, opt, x, y, smoothing, use_bf16)
             if ema is not None:
                 ema.update_parameters(model)
             batch_correct = (logits.argmax(1) == y).sum()
@@ -317,7 +322,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         if rank == 0:
             every = int(r.get("train", "eval_every", 1))
             if (epoch + 1) % every == 0 or epoch + 1 == epochs or r.get("schedule", "name") == "plateau":
-                row |= {f"test_{k}": v for k, v in evaluate_loader(ema or model, test_loader, device).items()}
+                # the last epoch in fp32 (the run's result), the others in the training precision
+                quick = use_bf16 and epoch + 1 < epochs
+                metrics = evaluate_loader(ema or model, test_loader, device, bf16=quick)
+                row |= {f"test_{k}": v for k, v in metrics.items()} | {
+                    "test_precision": "bf16" if quick else "fp32"
+                }
             if r.get("schedule", "name") == "plateau":
                 _plateau_step(plateau, row["test_loss"], r)
             # The checkpoint first, then the metrics row: a kill between the two leaves an epoch that is
