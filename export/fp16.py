@@ -169,5 +169,5 @@ def export_fp16(
     return {
         "fp32_nodes": sorted(keep),
         "data_max": DATA_MAX,
-        "max_activation": max(ranges.values(), default=0.0),
+        "max_activation": max(ranges.values()) if ranges else None,  # None: no images, not measured
     }

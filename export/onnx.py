@@ -157,7 +157,9 @@ def ort_session(
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     source = path if isinstance(path, bytes) else str(path)
     try:
-        return ort.InferenceSession(source, options, providers=providers or ["CPUExecutionProvider"])
+        with warnings.catch_warnings():  # a missing provider is refused in one sentence by the caller
+            warnings.simplefilter("ignore", UserWarning)
+            return ort.InferenceSession(source, options, providers=providers or ["CPUExecutionProvider"])
     except Exception as e:  # ORT raises its own exception types for a foreign or corrupt model
         raise ZooError(
             f"ONNX Runtime cannot load {path if not isinstance(path, bytes) else 'the model'}: "

@@ -69,6 +69,19 @@ def plan(formats: list[str]) -> list[str]:
     return sorted(wanted, key=FORMATS.index)
 
 
+def pt2_target(device: str) -> dict[str, Any]:
+    """What a .pt2 is compiled for: the device, and on CUDA the GPU model and compute capability (a
+    package for another GPU architecture must be rebuilt, not reused)."""
+    target: dict[str, Any] = {"device": device}
+    if device.startswith("cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            p = torch.cuda.get_device_properties(torch.device(device))
+            target |= {"gpu": p.name, "compute_capability": f"{p.major}.{p.minor}"}
+    return target
+
+
 def versions() -> dict[str, str | None]:
     def v(dist: str) -> str | None:
         try:
@@ -100,6 +113,12 @@ def export_model(name: str, options: ExportOptions, log: Callable[[str], None] =
         "labels": list(load_labels(spec.labels)),
     }
     ctx = _Context(spec, model, options, source, log)
+    int8 = [f for f in steps if f in ("onnx-int8", "onnx-int8-cpu", "trt-int8")]
+    if int8 and not ctx.has_data():  # before any work: INT8 cannot be calibrated on nothing
+        raise ZooError(
+            f"{', '.join(int8)} needs real {spec.dataset} images to calibrate on: pass --calib-data DIR "
+            "(a folder of the model's own dataset) or set ZOO_DATA."
+        )
     results: dict[str, Result] = {}
     for fmt in steps:
         parent = PARENT.get(fmt)
@@ -190,15 +209,32 @@ class _Context:
             build,
         )
 
+    def has_data(self) -> bool:
+        """Whether real images of the model's dataset are at hand (for ranges and calibration)."""
+        try:
+            self.calibration()
+        except ZooError:
+            return False
+        return True
+
     def _onnx_fp16(self, parent):
         from export.fp16 import export_fp16
 
-        def build(path: Path) -> dict:
-            return {
-                "fp16": export_fp16(parent.file, path, self.calibration()[:4], {"source": self.spec.name})
-            }
+        # With real images, nodes whose measured range reaches FP16's limits stay FP32 (as AutoCast). Without
+        # (ImageNet has no redistributable set), convert as the common tools do: weights checked, activation
+        # ranges not measured; the card and the summary say so.
+        measured = self.has_data()
 
-        return self.key("onnx-fp16", parent), {"opset": parent.card["opset"]}, build
+        def build(path: Path) -> dict:
+            batches = self.calibration()[:4] if measured else []
+            return {"fp16": export_fp16(parent.file, path, batches, {"source": self.spec.name})}
+
+        ranges = "measured" if measured else "not measured (no images: weights checked only)"
+        return (
+            self.key("onnx-fp16", parent, ranges=ranges),
+            {"opset": parent.card["opset"], "ranges": ranges},
+            build,
+        )
 
     def _int8(self, parent, flavour: str, fmt: str):
         from export.int8 import quantize
@@ -273,4 +309,4 @@ class _Context:
         def build(path: Path) -> dict:
             return export_pt2(self.model, self.example(), path, max(self.o.batch[2], 2), self.o.device)
 
-        return self.key("pt2", None, device=self.o.device, max_batch=self.o.batch[2]), {}, build
+        return self.key("pt2", None, max_batch=self.o.batch[2], **pt2_target(self.o.device)), {}, build

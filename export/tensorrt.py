@@ -60,9 +60,10 @@ def device_fingerprint() -> dict[str, Any]:
 
     if not torch.cuda.is_available():
         raise ZooError("TensorRT is installed but PyTorch sees no CUDA GPU, so no engine can be built here.")
-    props = torch.cuda.get_device_properties(0)
+    props = torch.cuda.get_device_properties(torch.cuda.current_device())
     return {
         "tensorrt": trt.__version__,
+        "tensorrt_cuda_major": tensorrt_cuda_major(),
         "cuda": torch.version.cuda,
         "gpu": props.name,
         "compute_capability": f"{props.major}.{props.minor}",
@@ -85,18 +86,35 @@ def _driver_version() -> str | None:
         return None
 
 
+def tensorrt_cuda_major() -> str | None:
+    """The CUDA major TensorRT itself was built for, from its wheel's name (tensorrt-cu12, -cu13, ...):
+    it, not PyTorch's CUDA, is what an engine depends on."""
+    from importlib import metadata
+
+    for dist in metadata.distributions():
+        name = (dist.metadata["Name"] or "").lower().replace("_", "-")
+        if name.startswith("tensorrt-cu") and name[len("tensorrt-cu") :].split("-")[0].isdigit():
+            return name[len("tensorrt-cu") :].split("-")[0]
+    return None
+
+
 def engine_key(
-    onnx_sha256: str, precision: str, profile: tuple[int, int, int], input_shape: tuple[int, ...]
+    onnx_sha256: str,
+    precision: str,
+    profile: tuple[int, int, int],
+    input_shape: tuple[int, ...],
+    fp: dict[str, Any] | None = None,
 ) -> dict:
-    """The cache key of an engine: everything that makes an old engine unusable or different."""
-    fp = device_fingerprint()
+    """The cache key of an engine: everything that makes an old engine unusable or different. `fp`: the
+    device fingerprint (default: this machine's)."""
+    fp = fp or device_fingerprint()
     return {
         "onnx_sha256": onnx_sha256,
         "precision": precision,
         "profile": list(profile),
         "input_chw": list(input_shape),
         "tensorrt": fp["tensorrt"],
-        "cuda_major": (fp["cuda"] or "").split(".")[0],
+        "cuda_major": fp.get("tensorrt_cuda_major") or (fp.get("cuda") or "").split(".")[0],
         "gpu": fp["gpu"],
         "compute_capability": fp["compute_capability"],
         "hardware_compatible": False,
@@ -132,15 +150,21 @@ def build_engine(
     p.set_shape(name, *[(b, *input_chw) for b in profile])
     config.add_optimization_profile(p)
     fp = device_fingerprint()
-    cache_file = cache_dir / f"timing-{fp['gpu'].replace(' ', '_')}-trt{fp['tensorrt']}.cache"
+    cache_file = timing_cache_file(cache_dir, fp)
     cache = config.create_timing_cache(cache_file.read_bytes() if cache_file.is_file() else b"")
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+        # a cache from another device or version: start an empty one (as Polygraphy does)
+        config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ZooError(f"TensorRT failed to build an engine from {onnx_path.name} (see the log above).")
     engine_path.write_bytes(bytes(serialized))
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    cache_file.write_bytes(bytes(config.get_timing_cache().serialize()))
+    updated = config.get_timing_cache()
+    if updated is not None:  # written atomically: two builds at once must not corrupt it
+        from zoo.weights import atomic_path
+
+        with atomic_path(cache_file) as tmp:
+            tmp.write_bytes(bytes(updated.serialize()))
     return {
         "fingerprint": fp,
         "profile": {"min": profile[0], "opt": profile[1], "max": profile[2]},
@@ -149,15 +173,28 @@ def build_engine(
     }
 
 
-def check_fingerprint(card: dict[str, Any]) -> None:
+def timing_cache_file(cache_dir: Path, fp: dict[str, Any]) -> Path:
+    """One timing cache per GPU model and TensorRT version."""
+    gpu = "".join(c if c.isalnum() or c in "-." else "_" for c in fp["gpu"])
+    return Path(cache_dir) / f"timing-{gpu}-trt{fp['tensorrt']}.cache"
+
+
+FINGERPRINT_KEYS = ("tensorrt", "gpu", "compute_capability")
+
+
+def fingerprint_mismatch(then: dict[str, Any], now: dict[str, Any]) -> str | None:
+    """Why an engine built on `then` cannot run on `now` (None: it can)."""
+    for k in FINGERPRINT_KEYS:
+        if then.get(k) != now.get(k):
+            return f"this engine was built for {k} {then.get(k)!r}, but here it is {now.get(k)!r}"
+    return None
+
+
+def check_fingerprint(card: dict[str, Any], now: dict[str, Any] | None = None) -> None:
     """ZooError (rebuild, never crash) when the engine was built for another TensorRT or GPU."""
-    now, then = device_fingerprint(), card.get("fingerprint", {})
-    for k in ("tensorrt", "gpu", "compute_capability"):
-        if then.get(k) != now[k]:
-            raise ZooError(
-                f"this engine was built for {k} {then.get(k)!r}, but here it is {now[k]!r}; "
-                "run `zoo export` again to rebuild it."
-            )
+    why = fingerprint_mismatch(card.get("fingerprint", {}), now or device_fingerprint())
+    if why:
+        raise ZooError(f"{why}; run `zoo export` again to rebuild it.")
 
 
 class Engine:
@@ -178,6 +215,13 @@ class Engine:
         mode = trt.TensorIOMode.INPUT
         self.input = next(n for n in names if self.engine.get_tensor_mode(n) == mode)
         self.output = next(n for n in names if self.engine.get_tensor_mode(n) != mode)
+        for name in (self.input, self.output):  # buffers are allocated as float32: refuse anything else
+            dtype = self.engine.get_tensor_dtype(name)
+            if dtype != trt.DataType.FLOAT:
+                raise ZooError(
+                    f"{path} has {dtype} at its I/O tensor {name!r}; the zoo's engines take and return float32 "
+                    "(export again from the zoo's ONNX)."
+                )
         self.max_batch = card["profile"]["max"]
         self.stream = torch.cuda.Stream()
 

@@ -38,6 +38,7 @@ class BenchOptions:
     parity_images: int | None = None  # None: the whole labelled split
     threads: int | None = None
     repeats: int = 3  # fresh processes per format, taken in turns
+    device: str = "cpu"  # where the PyTorch baselines run: the device the artifacts are compared on
     untrained: bool = False  # time the architecture with seeded random weights (zoo.convert.untrained)
     out: Path = Path("bench")
     artifacts: Path = Path("artifacts")
@@ -129,9 +130,12 @@ def bench_runtime(
     rows = []
     for b in batches:
         x = np.random.default_rng(0).standard_normal((b, c, h, w)).astype(np.float32)
-        model = summarise(
+        on_device = device_timings(rt, x, o)
+        host = summarise(
             time_calls(lambda x=x: rt.run(x), rt.synchronize, o.seconds, o.warmup, o.min_runs), b
         )
+        # model-only: on a GPU the device-resident run timed by CUDA events (copies apart), else the run
+        model = on_device.pop("model") if on_device else host
         picks = [images[i % len(images)] for i in range(b)] if images else []
 
         def end_to_end(picks=picks) -> None:
@@ -150,11 +154,42 @@ def bench_runtime(
                 "precision": rt.precision,
                 "batch": b,
                 **{f"model_{k}": v for k, v in model.items()},
+                **({f"host_{k}": v for k, v in host.items()} if on_device else {}),
+                **on_device,
                 **{f"e2e_{k}": v for k, v in e2e.items()},
                 "peak_rss_mb": _rss_mb(),
             }
         )
     return rows
+
+
+def device_timings(rt: Runtime, x: np.ndarray, o: BenchOptions) -> dict[str, Any]:
+    """On a GPU runtime that can run device-resident batches: the model alone (CUDA events, no copies),
+    the host-to-device and device-to-host copies apart, and the peak GPU memory. {} on the CPU."""
+    if not rt.device.startswith("cuda"):
+        return {}
+    import torch
+
+    dev = torch.from_numpy(x).to(rt.device)
+    if rt.run_device(dev) is None:
+        return {}
+    torch.cuda.reset_peak_memory_stats(rt.device)
+    sync = rt.synchronize
+    model = summarise(
+        time_calls(lambda: rt.run_device(dev), sync, o.seconds, o.warmup, o.min_runs, cuda=True), len(x)
+    )
+    pinned = torch.from_numpy(x).pin_memory()
+    h2d = time_calls(lambda: dev.copy_(pinned, non_blocking=True), sync, 0.2, 0.05, 10, cuda=True)
+    out = rt.run_device(dev)
+    host_out = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
+    d2h = time_calls(lambda: host_out.copy_(out, non_blocking=True), sync, 0.2, 0.05, 10, cuda=True)
+    return {
+        "model": model,
+        "h2d_p50_ms": float(np.median(h2d)),
+        "d2h_p50_ms": float(np.median(d2h)),
+        "gpu_peak_mb": torch.cuda.max_memory_allocated(rt.device) / 2**20,
+        "timing": "CUDA events on the device-resident batch; copies timed apart from pinned memory",
+    }
 
 
 def time_in_fresh_process(tag: str, fmt: str, artifact: Path | None, o: BenchOptions) -> list[dict[str, Any]]:
@@ -173,6 +208,7 @@ def time_in_fresh_process(tag: str, fmt: str, artifact: Path | None, o: BenchOpt
         "min_runs": o.min_runs,
         "e2e_images": o.e2e_images,
         "threads": o.threads,
+        "device": o.device,
     }
     done = subprocess.run(
         [sys.executable, "-m", "serve.bench", json.dumps(job)],
@@ -204,8 +240,8 @@ def _worker(job: dict[str, Any]) -> list[dict[str, Any]]:
         threads=job["threads"],
     )
     fmt = job["format"]
-    if job["artifact"] is None:
-        rt = TorchRuntime(job["tag"], compiled=fmt == "pytorch-compiled")
+    if job["artifact"] is None:  # the baselines run on the device the artifacts are compared on
+        rt = TorchRuntime(job["tag"], device=job.get("device", "cpu"), compiled=fmt == "pytorch-compiled")
     else:
         rt = open_runtime(
             job["artifact"], backend="openvino" if fmt == "openvino" else None, threads=job["threads"]
@@ -291,12 +327,14 @@ def bench(tag: str, o: BenchOptions, log=print) -> dict[str, Any]:
         p = checks.get((str(made.artifact.path), "openvino" if fmt == "openvino" else None), {})
         passed = p.get("verdict", {}).get("passed")
         entry |= {
-            "status": {True: "ok", False: "parity failed"}.get(passed, "not validated"),
+            "status": {True: "ok", False: "parity failed"}.get(
+                passed, "parity failed" if "failed" in p else "not validated"
+            ),
             "size_mb": made.artifact.card["size_bytes"] / 1e6,
             "parity": {k: p.get(k) for k in ("top1", "reference_top1", "top1_agreement", "images")},
         }
-        if "skipped" in p:
-            entry["message"] = p["skipped"]
+        if "skipped" in p or "failed" in p:
+            entry["message"] = p.get("skipped") or p["failed"]
     runs: dict[str, list[list[dict[str, Any]]]] = {fmt: [] for fmt in artifacts}
     for r in range(o.repeats):
         for fmt in [f for f in artifacts if summary[f]["status"] != "failed"]:

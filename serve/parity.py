@@ -201,8 +201,8 @@ def check_artifacts(
         try:
             with open_runtime(d, backend=run_by) as rt:
                 result = parity(reference, rt, images, ref, bars)
-        except ZooError as e:
-            out[key] = {"skipped": str(e)}
+        except ZooError as e:  # a built artifact that cannot be run is a failure, not a skip
+            out[key] = {"failed": f"could not run it for parity: {e}"}
             continue
         update_card(d, **{f"parity_{run_by}" if run_by else "parity": result})
         out[key] = result

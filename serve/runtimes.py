@@ -18,6 +18,13 @@ from zoo.preprocess import PreprocessSpec
 BACKENDS = ("pytorch", "onnxruntime", "tensorrt", "aoti", "openvino")
 
 
+def chunks(n: int, size: int | None) -> list[tuple[int, int]]:
+    """[start, end) ranges covering n items in pieces of at most `size` (one piece when size is None)."""
+    if not size or n <= size:
+        return [(0, n)]
+    return [(a, min(n, a + size)) for a in range(0, n, size)]
+
+
 class Runtime:
     """Base class: subclasses set `backend`, `device`, `precision` and implement `_run`."""
 
@@ -40,18 +47,33 @@ class Runtime:
     def input_shape(self) -> tuple[int, int, int]:
         return self.preprocess.input_shape
 
+    @property
+    def max_batch(self) -> int | None:
+        """The largest batch the backend takes at once (an engine's profile maximum); None: any."""
+        profile = self.card.get("profile") if self.format.startswith("trt-") else None
+        return int(profile["max"]) if profile else None
+
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """NCHW float32 batch -> float32 logits (N, classes)."""
+        """NCHW float32 batch of any size -> float32 logits (N, classes); a batch above the backend's
+        maximum is run in chunks of at most that size."""
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         if batch.ndim != 4 or tuple(batch.shape[1:]) != self.input_shape:
             raise ZooError(
                 f"{self.name} takes batches of shape (N, {', '.join(map(str, self.input_shape))}), "
                 f"not {tuple(batch.shape)}."
             )
-        return np.asarray(self._run(batch), dtype=np.float32)
+        parts = [
+            np.asarray(self._run(batch[a:b]), dtype=np.float32) for a, b in chunks(len(batch), self.max_batch)
+        ]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def run_device(self, x):
+        """A device-resident torch batch -> device-resident logits, no host copies (GPU runtimes that
+        can; the benchmark times the model alone this way). None where the backend cannot."""
+        return None
 
     def synchronize(self) -> None:
         """Wait for the device (a no-op on the CPU), so timings cover the work."""
@@ -87,10 +109,12 @@ class TorchRuntime(Runtime):
         _, spec = registry.resolve(tag)
         if spec is None:
             raise ZooError(f"{tag} has no pretrained weights; see `zoo list --pretrained`.")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ZooError(f"--device {device} was asked for, but PyTorch sees no CUDA device here.")
         self.torch = torch
         self.model = registry.create_model(spec.name, pretrained=True).to(device)
-        if compiled:
-            self.model = torch.compile(self.model)
+        if compiled:  # on a GPU with CUDA graphs, the strongest PyTorch baseline without TensorRT
+            self.model = torch.compile(self.model, mode="max-autotune" if device.startswith("cuda") else None)
         super().__init__(
             spec.name,
             spec.preprocess,
@@ -105,9 +129,13 @@ class TorchRuntime(Runtime):
         with self.torch.inference_mode():
             return self.model(self.torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
 
+    def run_device(self, x):
+        with self.torch.inference_mode():
+            return self.model(x)
+
     def synchronize(self) -> None:
         if self.device.startswith("cuda"):
-            self.torch.cuda.synchronize()
+            self.torch.cuda.synchronize(self.device)
 
 
 class OnnxRuntime(Runtime):
@@ -124,6 +152,7 @@ class OnnxRuntime(Runtime):
         from export.onnx import ort_session
 
         self.session = ort_session(path, threads, providers, spinning)
+        check_provider(providers, self.session.get_providers())
         self.input_name = self.session.get_inputs()[0].name
         provider = self.session.get_providers()[0]
         device = "cpu" if provider == "CPUExecutionProvider" else "cuda"
@@ -145,6 +174,9 @@ class TensorRTRuntime(Runtime):
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self.engine.run(batch)
 
+    def run_device(self, x):
+        return self.engine.run_device(x)
+
     def synchronize(self) -> None:
         self.engine.torch.cuda.synchronize()
 
@@ -159,15 +191,29 @@ class AOTIRuntime(Runtime):
 
         check_compatible(kw["card"])
         self.torch = torch
-        try:
-            self.model = torch._inductor.aoti_load_package(str(path))
+        device = kw["card"]["aoti"]["device"]
+        index = torch.device(device).index if device.startswith("cuda") else None
+        try:  # on the GPU it was compiled for: cuda:1 stays cuda:1
+            self.model = torch._inductor.aoti_load_package(
+                str(path), **({"device_index": index} if index is not None else {})
+            )
         except Exception as e:  # a package from another torch/device fails in many ways
             raise ZooError(f"cannot load {path}: {str(e).splitlines()[0][:200]}; export it again.") from None
-        super().__init__(device=kw["card"]["aoti"]["device"], **kw)
+        super().__init__(device=device, **kw)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         with self.torch.inference_mode():
             return self.model(self.torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
+
+    def run_device(self, x):
+        if not self.device.startswith("cuda"):
+            return None
+        with self.torch.inference_mode():
+            return self.model(x)
+
+    def synchronize(self) -> None:
+        if self.device.startswith("cuda"):
+            self.torch.cuda.synchronize(self.device)
 
 
 class OpenVINORuntime(Runtime):
@@ -246,8 +292,44 @@ def open_runtime(
         return AOTIRuntime(file, **common)
     if backend == "openvino":
         return OpenVINORuntime(file, threads=threads, **common)
-    providers = {
-        "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-        "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
-    }.get(backend or "")
+    providers = ort_providers(backend, card, path)
     return OnnxRuntime(file, providers=providers, threads=threads, spinning=not shared, **common)
+
+
+def ort_providers(backend: str | None, card: dict[str, Any], artifact: Path) -> list | None:
+    """ONNX Runtime's execution providers for `backend` (None: its CPU default). The TensorRT provider
+    gets an engine cache and a timing cache beside the artifact and the artifact's batch profile, so a
+    session does not rebuild its engine each time it opens."""
+    if backend == "cuda":
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if backend != "tensorrt":
+        return None
+    from zoo.paths import cache_dir
+
+    name = card.get("input", {}).get("name", "input")
+    chw = "x".join(str(d) for d in PreprocessSpec.from_dict(card["preprocess"]).input_shape)
+    batch = card.get("batch", {"min": 1, "opt": 8, "max": 64})
+    cache = cache_dir() / "ort-tensorrt" / card["sha256"][:16]
+    options = {
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": str(cache),
+        "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": str(cache),
+        "trt_profile_min_shapes": f"{name}:{batch['min']}x{chw}",
+        "trt_profile_opt_shapes": f"{name}:{batch['opt']}x{chw}",
+        "trt_profile_max_shapes": f"{name}:{batch['max']}x{chw}",
+    }
+    return [("TensorrtExecutionProvider", options), "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def check_provider(asked: list | None, running: list[str]) -> None:
+    """ONNX Runtime falls back to the CPU with only a log line when an asked provider cannot load:
+    refuse instead, so a result is never reported for a backend that did not run it."""
+    if not asked:
+        return
+    first = asked[0][0] if isinstance(asked[0], tuple) else asked[0]
+    if not running or running[0] != first:
+        raise ZooError(
+            f"ONNX Runtime could not use {first} here (it runs {', '.join(running) or 'nothing'}): "
+            "install onnxruntime-gpu (whose TensorRT provider links TensorRT 10) on a machine with an NVIDIA GPU."
+        )

@@ -391,18 +391,47 @@ def test_pt2_package_runs_without_the_models_python_code(tmp_path, cifar_tag, ci
 @pytest.mark.tensorrt
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_tensorrt_engine_builds_runs_and_agrees(precision, tmp_path, cifar_tag, cifar_dir):
+    """What the first GPU run must show: `zoo export --trt` builds the engine and gives every artifact,
+    the engine included, a parity verdict on the whole test split (batches above the profile maximum run
+    in chunks), then reuses the engine."""
     pytest.importorskip("tensorrt", reason="TensorRT is not installed here")
-    from serve.parity import check_artifacts
+    from typer.testing import CliRunner
 
-    results = export_model(
-        cifar_tag, ExportOptions([f"trt-{precision}"], tmp_path, batch=(1, 8, 64)), log=lambda _m: None
+    from zoo.cli import app
+
+    args = ["export", cifar_tag, "--trt", precision, "--batch", "1:8:64", "--out", str(tmp_path), "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    engine = rows[-1]
+    assert engine["format"] == f"trt-{precision}" and engine["status"] == "built", engine
+    for row in rows:  # a verdict for every artifact: nothing "not validated"
+        assert row["parity"]["images"] == 10_000 and row["parity"]["verdict"]["passed"], row
+    card = read_card(Path(engine["path"]))
+    assert card["fingerprint"]["tensorrt"] and card["parity"]["verdict"]["passed"]
+    again = json.loads(CliRunner().invoke(app, args).stdout)
+    assert again[-1]["status"] == "reused"
+
+
+@pytest.mark.gpu
+@pytest.mark.tensorrt
+def test_gpu_bench_times_engines_on_the_device_against_eager_on_the_same_device(
+    tmp_path, cifar_tag, cifar_dir
+):
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed here")
+    from serve.bench import BenchOptions, bench
+
+    o = BenchOptions(
+        ["pytorch", "trt-fp16"],
+        [1, 64],
+        0.5,
+        repeats=1,
+        out=tmp_path / "b",
+        artifacts=tmp_path / "a",
+        device="cuda",
     )
-    engine = results[-1]
-    assert engine.status == "built", engine.message
-    assert engine.artifact.card["fingerprint"]["tensorrt"]
-    report = check_artifacts(cifar_tag, [engine.artifact.path], limit=2000)[str(engine.artifact.path)]
-    assert report["verdict"]["passed"], report["verdict"]
-    again = export_model(
-        cifar_tag, ExportOptions([f"trt-{precision}"], tmp_path, batch=(1, 8, 64)), log=lambda _m: None
-    )
-    assert again[-1].status == "reused"
+    report = bench(cifar_tag, o, log=lambda _m: None)
+    for row in report["rows"]:
+        assert row["device"].startswith("cuda"), row  # eager too: "vs eager" compares like with like
+        assert "CUDA events" in row["timing"] and row["gpu_peak_mb"] > 0 and row["h2d_p50_ms"] > 0
+        assert row["host_p50_ms"] >= row["model_p50_ms"]  # copies are outside the model-only time

@@ -467,11 +467,12 @@ def export_cmd(
                         "images",
                         "verdict",
                         "skipped",
+                        "failed",
                     )
                     if k in p
                 },
                 "message": r.message,
-                "ok": r.status != "failed" and passed is not False,
+                "ok": r.status != "failed" and passed is not False and "failed" not in p,
             }
         )
     if as_json:
@@ -496,6 +497,13 @@ def export_cmd(
             "✅ exported and validated   ❎ exported, failed its parity bar   ❌ failed   · not validated"
         )
         _parity_footnote(checks.values())
+        for r in done:
+            if str(r.artifact.card.get("ranges", "measured")) != "measured":
+                typer.echo(
+                    f"note: {r.format}: activation ranges {r.artifact.card['ranges']}; pass --calib-data DIR "
+                    "to keep out-of-range nodes in FP32 by measurement.",
+                    err=True,
+                )
         if model.endswith(".untrained"):
             typer.echo(
                 "note: untrained weights: agreement says how closely the artifacts follow them; "
@@ -504,7 +512,11 @@ def export_cmd(
             )
     failed = [r for r in rows if not r["ok"]]
     for r in [] if as_json else failed:
-        reason = r["message"] or "failed its parity bar: " + "; ".join(r["parity"]["verdict"]["failures"])
+        reason = (
+            r["message"]
+            or r["parity"].get("failed")
+            or "failed its parity bar: " + "; ".join(r["parity"]["verdict"]["failures"])
+        )
         typer.echo(f"error: {r['format']}: {reason}", err=True)
     if failed:
         raise typer.Exit(1)
@@ -522,6 +534,8 @@ def _parity_footnote(results) -> None:
 def _mark(row: dict) -> str:
     if row["status"] == "failed":
         return "❌"
+    if "failed" in row["parity"]:
+        return "❎"
     return {True: "✅", False: "❎"}.get(row["parity"].get("verdict", {}).get("passed"), "·")
 
 
@@ -640,7 +654,17 @@ def parity_cmd(
                     "✅" if r["verdict"]["passed"] else "❎",
                 ]
                 if "verdict" in r
-                else [Path(d).name, "-", "-", "-", "-", "-", "-", "-", r.get("skipped", "")]
+                else [
+                    Path(d).name,
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    r.get("skipped") or r.get("failed", ""),
+                ]
                 for d, r in results.items()
             ],
         )
@@ -649,7 +673,7 @@ def parity_cmd(
     for d, r in failed.items():
         if not as_json:
             typer.echo(
-                f"error: {d}: {'; '.join(r['verdict']['failures']) if 'verdict' in r else r.get('skipped')}",
+                f"error: {d}: {'; '.join(r['verdict']['failures']) if 'verdict' in r else r.get('skipped') or r.get('failed')}",
                 err=True,
             )
     if failed:
@@ -687,6 +711,9 @@ def bench_cmd(
         bool,
         typer.Option(help="Time the architecture with seeded random weights (for models not trained here)."),
     ] = False,
+    device: Annotated[
+        str, typer.Option(help="Where the PyTorch baselines run: cpu, or cuda to compare with engines.")
+    ] = "cpu",
     as_json: JsonOpt = False,
 ) -> None:
     """Latency (p50/p90/p99) and throughput per format and batch size, model-only and end-to-end.
@@ -711,6 +738,7 @@ def bench_cmd(
         untrained=untrained,
         out=out,
         artifacts=artifacts,
+        device=device,
     )
     report = bench(model, o, (lambda _m: None) if as_json else (lambda m: typer.echo(m, err=True)))
     if as_json:

@@ -59,21 +59,42 @@ def hardware(device: torch.device) -> dict[str, Any]:
     return info
 
 
-def _dist() -> tuple[int, int, int]:
-    """(rank, local_rank, world size), initialising torch.distributed when launched by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend)
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
+def plan_device(choice: str, local_rank: int, world: int, cuda_devices: int) -> tuple[str, str | None]:
+    """(the device this process trains on, the torch.distributed backend or None for one process).
 
-
-def _device(choice: str, local_rank: int) -> torch.device:
+    Under torchrun each rank takes its own GPU, cuda:LOCAL_RANK ("cuda" alone would put every rank on
+    cuda:0); the backend follows the device actually trained on (NCCL for CUDA, gloo for the CPU, also
+    when a GPU exists but --device cpu was asked for)."""
     if choice == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    if choice.startswith("cuda") and not torch.cuda.is_available():
-        raise ZooError("--device cuda was asked for, but PyTorch sees no CUDA device here.")
-    return torch.device(choice)
+        choice = "cuda" if cuda_devices else "cpu"
+    if choice.startswith("cuda"):
+        if not cuda_devices:
+            raise ZooError("--device cuda was asked for, but PyTorch sees no CUDA device here.")
+        index = int(choice.split(":", 1)[1]) if ":" in choice else local_rank
+        if world > 1 and ":" in choice:
+            raise ZooError(
+                "under torchrun each process takes cuda:LOCAL_RANK; pass --device cuda, not a number."
+            )
+        if index >= cuda_devices:
+            raise ZooError(
+                f"{choice if ':' in choice else f'cuda:{index}'} does not exist: {cuda_devices} CUDA devices here."
+            )
+        choice = f"cuda:{index}"
+    return choice, (None if world == 1 else "nccl" if choice.startswith("cuda") else "gloo")
+
+
+def _dist_and_device(choice: str) -> tuple[int, int, int, torch.device]:
+    """(rank, local rank, world size, device): the device is set before the process group starts."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda_devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    name, backend = plan_device(choice, local_rank, world, cuda_devices)
+    device = torch.device(name)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if backend and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend)
+    return int(os.environ.get("RANK", "0")), local_rank, world, device
 
 
 def _param_groups(model: nn.Module, recipe: Recipe) -> list[dict]:
@@ -146,9 +167,10 @@ def _loaders(cfg: TrainConfig, spec, device, rank: int, world: int, channels_las
         sampler=sampler,
         num_workers=workers,
         drop_last=True,
+        pin_memory=device.type == "cuda",  # so that non_blocking copies overlap
         generator=torch.Generator().manual_seed(seed),
     )
-    test = torch.utils.data.DataLoader(test_set, 100, num_workers=workers)
+    test = torch.utils.data.DataLoader(test_set, 100, num_workers=workers, pin_memory=device.type == "cuda")
     return train, test, len(train_set)
 
 
@@ -187,8 +209,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     from zoo import registry
     from zoo.preprocess import PreprocessSpec
 
-    rank, local_rank, world = _dist()
-    device = _device(cfg.device, local_rank)
+    rank, local_rank, world, device = _dist_and_device(cfg.device)
     r = cfg.recipe
     seed = int(r.get("train", "seed", 0))
     torch.manual_seed(seed)
@@ -204,7 +225,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     ).to(device)
     channels_last = True  # faster for these convs on CUDA and on x86 CPUs alike
     model = model.to(memory_format=torch.channels_last)
-    use_bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
+    use_bf16 = cfg.amp == "bf16" or (
+        cfg.amp == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported(False)
+    )
 
     train_loader, test_loader, n_train = _loaders(cfg, spec, device, rank, world, channels_last)
     steps_per_epoch = len(train_loader)
@@ -277,6 +300,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 stopped = step < total
                 break
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x = x.contiguous(memory_format=torch.channels_last)  # ImageNet batches arrive NCHW
             lr = (float(r.get("schedule", "warmup_lr")) if warm else lr_at(r, step, total)) * plateau["scale"]
             for g in opt.param_groups:
                 g["lr"] = lr
