@@ -253,7 +253,9 @@ def test_headless_chromium_uploads_an_image_and_reads_the_top_label(
     server, artifacts, cifar_image, tmp_path, cifar_tag
 ):
     if CHROMIUM is None:
-        pytest.skip("Chromium is not installed (apt-get install chromium)")
+        from tests.conftest import missing
+
+        missing("Chromium is not installed (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     args = [
         "--headless",

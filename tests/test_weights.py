@@ -205,7 +205,9 @@ def reference_mirror(http_root, data, monkeypatch):
     root, url = http_root
     folder = data / "reference-weights"
     if not (folder / "resnet20-12fca82f.th").is_file():
-        pytest.skip(f"the reference checkpoints are not under {folder}")
+        from tests.conftest import missing
+
+        missing(f"the reference checkpoints are not under {folder}")
     for f in folder.glob("*.th"):
         shutil.copyfile(f, root / f.name)
     monkeypatch.setenv("ZOO_MIRROR", url)
