@@ -41,6 +41,14 @@ def calibration_images(
     return [dataset[int(i)][0] for i in picks]
 
 
+def describe_calibration_set(weights: WeightSpec, calib_data: str | Path | None) -> str:
+    """Where the calibration images really came from (folder and split), for the card."""
+    dataset = open_calibration_set(weights, calib_data)
+    root = getattr(dataset, "root", None) or calib_data
+    split = getattr(dataset, "split", None)
+    return f"{root}{f' ({split} split)' if split else ''} [{type(dataset).__name__}]"
+
+
 def batches(images: list[Image.Image], weights: WeightSpec, batch_size: int = 32) -> list[np.ndarray]:
     """Preprocessed NCHW float32 batches, through the tag's own preprocessing spec."""
     return [

@@ -254,7 +254,13 @@ class _Context:
                 self.o.calib_method,
                 {"source": self.spec.name},
             )
-            return {"int8": info, "calibration": calib | {"images": sum(len(b) for b in self.calibration())}}
+            from export.calibration import describe_calibration_set
+
+            source = describe_calibration_set(self.spec, self.o.calib_data)
+            return {
+                "int8": info,
+                "calibration": calib | {"images": sum(len(b) for b in self.calibration()), "source": source},
+            }
 
         from export.int8 import REVISION
 

@@ -107,8 +107,7 @@ def test_smoke_run_loss_falls_and_the_checkpoint_round_trips_into_zoo_eval(tmp_p
     assert evaluated.exit_code == 0, evaluated.output
     result = json.loads(evaluated.stdout)
     assert result["n"] == 256 and result["top1"] == pytest.approx(summary["top1"], abs=1e-6)
-    if (tmp_path / "run" / "training_curves.png").exists():
-        assert (tmp_path / "run" / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "run" / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_a_killed_run_resumes_exactly(tmp_path, data):
@@ -215,5 +214,4 @@ def test_the_degradation_experiment_trains_four_nets_and_draws_figure_6(tmp_path
     assert set(json.loads(result.stdout)) == {"plain20", "plain32", "resnet20", "resnet32"}
     doc = json.loads((tmp_path / "degradation.json").read_text())
     assert all(len(r["test_error"]) == 1 for r in doc["runs"].values())
-    if (tmp_path / "degradation.png").exists():
-        assert (tmp_path / "degradation.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "degradation.png").read_bytes()[:4] == b"\x89PNG"

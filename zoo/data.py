@@ -41,6 +41,7 @@ class CIFAR10:
             raise ZooError(
                 f"{root} has no CIFAR-10 {split} split (expected {'train_*.npz' if split == 'train' else split + '.npz'})."
             )
+        self.root, self.split = root, split
         parts = [np.load(f) for f in files]
         self.images = np.concatenate([p["x"] for p in parts])
         self.labels = np.concatenate([p["y"] for p in parts]).astype(np.int64)
@@ -61,6 +62,7 @@ class ImageFolder:
 
     def __init__(self, root: str | os.PathLike) -> None:
         root = Path(root)
+        self.root = root
         self.class_names = sorted(d.name for d in root.iterdir() if d.is_dir()) if root.is_dir() else []
         self.samples = [
             (p, i)
@@ -89,6 +91,7 @@ class ImageNetSample:
 
     def __init__(self, root: str | os.PathLike) -> None:
         root = Path(root)
+        self.root = root
         index = root / "labels.csv"
         if not index.is_file():
             raise ZooError(f"{root} has no labels.csv.")
