@@ -112,18 +112,23 @@ def test_int8_calibrates_on_train_images_through_the_tags_own_normalisation(cifa
     assert np.abs(got - expected).max() < 1e-5
 
 
+def _test_images(tag: str, cifar_dir: Path, n: int):
+    """The CIFAR-10 test split and its first n images normalised by hand (mean/std of the tag)."""
+    from zoo.data import CIFAR10
+
+    spec = registry.pretrained_tags()[tag].preprocess
+    test = CIFAR10(cifar_dir, "test")
+    mean, std = np.array(spec.mean, np.float32), np.array(spec.std, np.float32)
+    x = (test.images[:n].astype(np.float32) / 255 - mean) / std
+    return test, torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+
+
 def test_flip_evaluation_averages_both_views(cifar_tag, cifar_dir):
     """Breakage: flip (and 10-crop) evaluation using only the first view."""
-    from zoo.data import CIFAR10
     from zoo.evaluate import evaluate
 
-    spec = registry.pretrained_tags()[cifar_tag]
-    test = CIFAR10(cifar_dir, "test")
     n = 1000
-    x = (test.images[:n].astype(np.float32) / 255 - np.array(spec.preprocess.mean, np.float32)) / np.array(
-        spec.preprocess.std, np.float32
-    )
-    x = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+    test, x = _test_images(cifar_tag, cifar_dir, n)
     model = create_model(cifar_tag, pretrained=True)
     with torch.no_grad():
         single = model(x).softmax(1)
@@ -140,16 +145,13 @@ def test_an_ensemble_averages_the_softmax_of_different_models(cifar_tag, cifar_d
     """Breakage: an ensemble that keeps one model (a model with itself cannot tell)."""
     from safetensors.torch import save_file
 
-    from zoo.data import CIFAR10
     from zoo.evaluate import evaluate
 
     torch.manual_seed(1)
     other = create_model("resnet20")
     with torch.no_grad():  # a weak but different second model: the trained one with noise on its convolutions
         trained = create_model(cifar_tag, pretrained=True).state_dict()
-        state = {
-            k: v + 0.02 * torch.randn_like(v) if v.ndim == 4 else v for k, v in trained.items()
-        }
+        state = {k: v + 0.02 * torch.randn_like(v) if v.ndim == 4 else v for k, v in trained.items()}
     other.load_state_dict(state)
     path = tmp_path / "other.safetensors"
     save_file(
@@ -157,13 +159,8 @@ def test_an_ensemble_averages_the_softmax_of_different_models(cifar_tag, cifar_d
         str(path),
         metadata={"arch": "resnet20", "dataset": "cifar10"},
     )
-    spec = registry.pretrained_tags()[cifar_tag]
-    test = CIFAR10(cifar_dir, "test")
     n = 500
-    x = (test.images[:n].astype(np.float32) / 255 - np.array(spec.preprocess.mean, np.float32)) / np.array(
-        spec.preprocess.std, np.float32
-    )
-    x = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+    test, x = _test_images(cifar_tag, cifar_dir, n)
     with torch.no_grad():
         a, b = create_model(cifar_tag, pretrained=True)(x).softmax(1), other.eval()(x).softmax(1)
     labels = torch.from_numpy(test.labels[:n])
