@@ -114,7 +114,9 @@ def export_model(name: str, options: ExportOptions, log: Callable[[str], None] =
     }
     ctx = _Context(spec, model, options, source, log)
     int8 = [f for f in steps if f in ("onnx-int8", "onnx-int8-cpu", "trt-int8")]
-    if int8 and not ctx.has_data():  # before any work: INT8 cannot be calibrated on nothing
+    if int8 and options.calib_data:
+        ctx.calibration()  # before any work: a --calib-data that cannot be used says why
+    elif int8 and not ctx.has_data():  # before any work: INT8 cannot be calibrated on nothing
         raise ZooError(
             f"{', '.join(int8)} needs real {spec.dataset} images to calibrate on: pass --calib-data DIR "
             "(a folder of the model's own dataset) or set ZOO_DATA."
