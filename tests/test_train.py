@@ -215,3 +215,10 @@ def test_the_degradation_experiment_trains_four_nets_and_draws_figure_6(tmp_path
     doc = json.loads((tmp_path / "degradation.json").read_text())
     assert all(len(r["test_error"]) == 1 for r in doc["runs"].values())
     assert (tmp_path / "degradation.png").read_bytes()[:4] == b"\x89PNG"
+    summaries = {a: json.loads((tmp_path / a / "summary.json").read_text()) for a in doc["runs"]}
+    recipes = [{k: v for k, v in s["recipe_doc"].items() if k != "changes"} for s in summaries.values()]
+    assert all(r == recipes[0] for r in recipes)  # plain and residual nets under exactly one recipe
+    stamps = {a: (tmp_path / a / "summary.json").stat().st_mtime_ns for a in doc["runs"]}
+    again = runner.invoke(app, args)  # after an interruption the same command continues; finished nets stay
+    assert again.exit_code == 0, again.output
+    assert stamps == {a: (tmp_path / a / "summary.json").stat().st_mtime_ns for a in doc["runs"]}

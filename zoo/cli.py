@@ -339,7 +339,7 @@ def degradation_cmd(
         a, b = (int(d) for d in depths.split(","))
     except ValueError:
         raise ZooError(f"--depths {depths!r} must be two depths, e.g. 20,56.") from None
-    r = load_recipe(recipe).with_overrides(epochs, batch_size)
+    r = load_recipe(recipe).general().with_overrides(epochs, batch_size)  # the same recipe for all four
     result = degradation(
         (a, b),
         r,

@@ -8,19 +8,25 @@ from pathlib import Path
 from typing import Any
 
 from zoo.recipe import Recipe
-from zoo.train import METRICS, TrainConfig, train
+from zoo.train import CHECKPOINT, METRICS, SUMMARY, TrainConfig, train
 
 
 def degradation(
     depths: tuple[int, int], recipe: Recipe, data: str | None, out: Path, **train_kwargs: Any
 ) -> dict:
-    """Train plainD and resnetD for both depths; write out/degradation.json and out/degradation.png."""
+    """Train plainD and resnetD for both depths; write out/degradation.json and out/degradation.png.
+    Run again with the same arguments after an interruption: finished nets are kept, a net cut short
+    resumes from its checkpoint."""
     runs: dict[str, dict[str, Any]] = {}
     for family in ("plain", "resnet"):
         for depth in depths:
             arch = f"{family}{depth}"
-            cfg = TrainConfig(arch, data, recipe.for_arch(arch), out / arch, **train_kwargs)
-            summary = train(cfg)
+            folder = out / arch
+            if (folder / SUMMARY).is_file() and json.loads((folder / SUMMARY).read_text()).get("complete"):
+                summary = json.loads((folder / SUMMARY).read_text())  # finished earlier: kept
+            else:  # a run cut short (a session ended) continues exactly where its checkpoint is
+                resume = (folder / CHECKPOINT).is_file()
+                summary = train(TrainConfig(arch, data, recipe, folder, resume=resume, **train_kwargs))
             rows = [json.loads(line) for line in (out / arch / METRICS).read_text().splitlines()]
             runs[arch] = {
                 "test_top1": summary["top1"],

@@ -36,6 +36,13 @@ class Recipe:
     def epochs(self, steps_per_epoch: int) -> int:
         return math.ceil(self.total_steps(steps_per_epoch) / steps_per_epoch)
 
+    def general(self) -> Recipe:
+        """The recipe without its per-architecture sections: one equal treatment for every net (the
+        degradation experiment compares plain and residual nets under exactly the same recipe)."""
+        return Recipe(
+            self.name, self.source, {k: copy.deepcopy(v) for k, v in self.doc.items() if k != "arch"}
+        )
+
     def for_arch(self, arch: str) -> Recipe:
         """The recipe as it trains `arch`: its `[arch.ARCH.*]` sections merged over the general ones."""
         arch = arch.split(".")[0]
