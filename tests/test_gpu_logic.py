@@ -207,3 +207,34 @@ def test_fp16_without_images_converts_unmeasured_and_int8_stops_before_any_work(
     assert rows["onnx-fp16"]["status"] == "built" and rows["onnx-fp16"]["ok"]
     card = json.loads((out / "resnet18.untrained" / "onnx-fp16" / "card.json").read_text())
     assert card["ranges"].startswith("not measured") and card["fp16"]["max_activation"] is None
+
+
+@pytest.mark.slow
+def test_fp16_without_measured_ranges_costs_nothing_on_a_cifar_net(tmp_path, cifar_tag, cifar_dir):
+    """What converting without images costs where images exist (weights/fp16-unmeasured-vs-measured.json):
+    measurement keeps no node in FP32, so both graphs agree with PyTorch equally on the whole test split."""
+    from export.calibration import batches, calibration_images
+    from export.fp16 import activation_ranges, export_fp16, fp32_nodes
+    from export.onnx import load
+    from export.pipeline import ExportOptions, export_model
+    from serve.parity import compare, labelled_images, logits_of
+    from serve.runtimes import OnnxRuntime, TorchRuntime
+    from zoo import registry
+    from zoo.data import find_dataset
+
+    spec = registry.pretrained_tags()[cifar_tag]
+    (onnx_art,) = export_model(cifar_tag, ExportOptions(["onnx"], tmp_path), log=lambda _m: None)
+    calib = batches(calibration_images(spec, None, 128), spec)
+    ranges = activation_ranges(load(onnx_art.artifact.file), calib[:4])
+    assert fp32_nodes(load(onnx_art.artifact.file), ranges) == set() and max(ranges.values()) < 100
+    data = labelled_images(spec.preprocess, find_dataset("cifar10", None, "test"))
+    ref = logits_of(TorchRuntime(cifar_tag), data)
+    agreement = {}
+    for name, b in (("measured", calib[:4]), ("unmeasured", [])):
+        path = tmp_path / f"{name}.onnx"
+        export_fp16(onnx_art.artifact.file, path, b)
+        rt = OnnxRuntime(
+            path, name=name, preprocess=spec.preprocess, labels=[], precision="fp16", fmt="onnx-fp16"
+        )
+        agreement[name] = compare(ref, logits_of(rt, data), data.labels)["top1_agreement"]
+    assert agreement["measured"] == agreement["unmeasured"] >= 99.5
