@@ -222,3 +222,47 @@ def test_the_degradation_experiment_trains_four_nets_and_draws_figure_6(tmp_path
     again = runner.invoke(app, args)  # after an interruption the same command continues; finished nets stay
     assert again.exit_code == 0, again.output
     assert stamps == {a: (tmp_path / a / "summary.json").stat().st_mtime_ns for a in doc["runs"]}
+
+
+def test_a_finished_run_is_published_with_metrics_measured_by_zoo_eval(tmp_path, data, zoo_cache):
+    from zoo import registry
+    from zoo.evaluate import evaluate
+
+    run = tmp_path / "run"
+    _train(run, epochs=1, data=data)
+    wrong = runner.invoke(app, ["publish", str(run), "resnet32.mine", "--weights-dir", str(tmp_path / "w")])
+    assert wrong.exit_code == 1 and "trained resnet20" in wrong.output
+    result = runner.invoke(
+        app, ["publish", str(run), "resnet20.mine", "--weights-dir", str(tmp_path / "w"), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    spec = json.loads(result.stdout)
+    single, flip = evaluate([str(run)], split="test"), evaluate([str(run)], split="test", protocol="flip")
+    assert spec["metrics"]["top1"] == round(single["top1"], 2) and spec["metrics"]["top1_flip"] == round(
+        flip["top1"], 2
+    )
+    assert spec["epochs"] == 1 and spec["complete_recipe"] and spec["hardware"]["torch"] == torch.__version__
+    assert (tmp_path / "w" / "resnet20.mine.metrics.jsonl").is_file()
+    manifest = (tmp_path / "w" / "manifest.toml").read_text()
+    assert '[weights."resnet20.mine"]' in manifest and "top1_flip" in manifest
+    registry.reload()
+
+
+def test_a_run_cut_short_is_not_published(tmp_path, data):
+    run = tmp_path / "run"
+    args = [
+        "train",
+        "resnet20",
+        "--data",
+        str(data),
+        "--epochs",
+        "2",
+        "--out",
+        str(run),
+        *SMOKE,
+        "--max-steps",
+        "5",
+    ]
+    assert runner.invoke(app, args).exit_code == 0
+    result = runner.invoke(app, ["publish", str(run), "resnet20.half", "--weights-dir", str(tmp_path / "w")])
+    assert result.exit_code == 1 and "--resume" in result.output

@@ -248,11 +248,41 @@ def train_cmd(
         summary["published"] = publish_run(out, publish, weights_dir).name
     if as_json:
         return emit_json({k: v for k, v in summary.items() if k != "recipe_doc"})
-    if summary:
+    if summary and not summary["complete"]:
+        typer.echo(
+            f"{arch}: stopped after {summary['steps']} of {summary['total_steps']} steps; "
+            f"continue with `zoo train {arch} --resume --out {out}` and the same options."
+        )
+    elif summary:
         typer.echo(
             f"{arch}: top-1 {summary['top1']:.2f}% top-5 {summary['top5']:.2f}% after {summary['epochs_done']} epochs, "
             f"{summary['wall_s'] / 60:.1f} min; weights in {out / 'weights.safetensors'}"
         )
+
+
+@command("publish")
+def publish_cmd(
+    run: Annotated[Path, typer.Argument(help="A finished `zoo train` run folder.")],
+    name: Annotated[str, typer.Argument(help="The ARCH.TAG to publish it as.")],
+    weights_dir: Annotated[
+        Path | None, typer.Option(help="Manifest folder (default: $ZOO_CACHE/weights).")
+    ] = None,
+    data: Annotated[
+        str | None, typer.Option(help="Dataset root for the evaluation (default: $ZOO_DATA).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ship a finished run as a pretrained tag: metrics measured by `zoo eval` (single crop and flip)."""
+    from zoo.publish import publish_run
+
+    _use_data(data)
+    spec = publish_run(run, name, weights_dir)
+    if as_json:
+        return emit_json(spec.to_dict())
+    m = spec.metrics
+    typer.echo(
+        f"published {spec.name}: top-1 {m['top1']:.2f}% (flip {m.get('top1_flip', float('nan')):.2f}%) -> {spec.file}"
+    )
 
 
 @command("bench-train")

@@ -12,6 +12,7 @@ from zoo.weights import (
     WeightSpec,
     append_manifest_entry,
     read_checkpoint,
+    read_manifest,
     save_safetensors,
     sha256_file,
 )
@@ -78,7 +79,7 @@ def import_checkpoint(
         weights.unlink(missing_ok=True)  # no weights file without its manifest entry
         raise
     registry.reload()
-    return registry.pretrained_tags()[name]
+    return read_manifest(manifest)[name]  # also when out_dir is not a manifest the registry reads
 
 
 UNTRAINED = "untrained"

@@ -20,6 +20,12 @@ def publish_run(run: Path, name: str, weights_dir: Path | None = None) -> Weight
     if not summary_file.is_file():
         raise ZooError(f"{run} is not a finished `zoo train` run (no summary.json).")
     s = json.loads(summary_file.read_text())
+    if not s.get("complete"):
+        raise ZooError(
+            f"{run} stopped before the end of its recipe; finish it with `zoo train ... --resume`."
+        )
+    if name.split(".")[0] != s["arch"]:
+        raise ZooError(f"{run} trained {s['arch']}; publish it as {s['arch']}.TAG, not {name}.")
     # The manifest's numbers are measured by `zoo eval` on the saved file, not taken from the training log.
     result = evaluate([str(run)], split="test") if s["test_images"] else {}
     flip = evaluate([str(run)], split="test", protocol="flip") if s["test_images"] else {}
