@@ -266,3 +266,19 @@ def test_a_run_cut_short_is_not_published(tmp_path, data):
     assert runner.invoke(app, args).exit_code == 0
     result = runner.invoke(app, ["publish", str(run), "resnet20.half", "--weights-dir", str(tmp_path / "w")])
     assert result.exit_code == 1 and "--resume" in result.output
+
+
+def test_bench_train_measures_img_per_s_and_where_an_epoch_goes(tmp_path, data):
+    args = ["bench-train", "--archs", "resnet20", "--settings", "bf16-cl-b128", "--seconds", "1"]
+    result = runner.invoke(app, [*args, "--data", str(data), "--out", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "bench-train.json").read_text())
+    assert report == json.loads(result.stdout)
+    setting, epoch = report["rows"]
+    assert setting["setting"] == "bf16-cl-b128" and setting["batch"] == 128 and setting["images_per_s"] > 0
+    parts = epoch["breakdown_s"]
+    total = parts["sgd_steps"] + parts["ema_update"] + parts["input_pipeline"] + parts["evaluation_per_epoch"]
+    assert epoch["epoch_s"] == pytest.approx(total) and epoch["images_per_s"] == pytest.approx(50_000 / total)
+    assert report["hardware"]["cpu_count"] and report["versions"]["torch"] == torch.__version__
+    bad = runner.invoke(app, ["bench-train", "--archs", "resnet50"])
+    assert bad.exit_code == 1 and "not a CIFAR architecture" in bad.output
