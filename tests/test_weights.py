@@ -255,3 +255,56 @@ def test_a_mirror_serving_another_file_is_refused(http_root, zoo_cache, monkeypa
     monkeypatch.setenv("ZOO_MIRROR", url)
     with pytest.raises(ZooError, match="not the published"):
         create_model("resnet20.akamaster", pretrained=True)
+
+
+@pytest.mark.slow
+def test_reference_tags_export_check_bench_and_serve_like_any_tag(
+    reference_mirror, zoo_cache, cifar_dir, tmp_path
+):
+    """Every format, `zoo parity`, `zoo bench` and the demo work with a reference tag and its own
+    preprocessing (ImageNet mean/std at 32x32)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from zoo.cli import app
+
+    runner = CliRunner()
+    tag = "resnet20.akamaster"
+    out = tmp_path / "a"
+    formats = "onnx,onnx-fp16,onnx-int8,onnx-int8-cpu"
+    exported = runner.invoke(
+        app, ["export", tag, "--format", formats, "--out", str(out), "--calib-size", "128", "--json"]
+    )
+    assert exported.exit_code == 0, exported.output
+    rows = json.loads(exported.stdout)
+    assert [r["format"] for r in rows] == formats.split(",") and all(r["ok"] for r in rows)
+    assert all(r["parity"]["images"] == 10_000 and r["parity"]["verdict"]["passed"] for r in rows)
+    card = json.loads((out / tag / "onnx" / "card.json").read_text())
+    assert card["preprocess"]["mean"] == [0.485, 0.456, 0.406]
+    checked = runner.invoke(app, ["parity", tag, "--out", str(out), "--limit", "1000", "--json"])
+    assert checked.exit_code == 0 and len(json.loads(checked.stdout)) == 4
+    args = [
+        "bench",
+        tag,
+        "--formats",
+        "pytorch,onnx-int8-cpu",
+        "--batch",
+        "1",
+        "--seconds",
+        "0.2",
+        "--repeats",
+        "1",
+    ]
+    benched = runner.invoke(app, [*args, "--artifacts", str(out), "--out", str(tmp_path / "b"), "--json"])
+    assert benched.exit_code == 0, benched.output
+    assert [e["status"] for e in json.loads(benched.stdout)["summary"]] == ["ok", "ok"]
+    gradio = pytest.importorskip("gradio", reason="the web demo needs gradio")
+    assert gradio
+    from serve.demo import RuntimeCache, classify
+    from zoo.data import CIFAR10
+
+    image = tmp_path / "ship.png"
+    CIFAR10(cifar_dir, "test")[1][0].save(image)
+    cand, orig, status, crop = classify(RuntimeCache(out), str(image), tag, "onnx-int8-cpu")
+    assert len(cand) == 5 and max(cand, key=cand.get) == max(orig, key=orig.get), status
