@@ -55,6 +55,8 @@ def publish_run(run: Path, name: str, weights_dir: Path | None = None) -> Weight
             "steps": s["steps"],
             "complete_recipe": s["complete"],
             "wall_time_min": round(s["wall_s"] / 60, 1),
+            # robust to a machine shared or paused meanwhile: the median epoch of the training log
+            "epoch_s_median": _median_epoch_s(run / "metrics.jsonl", s["train_images"]),
             "hardware": s["hardware"],
             "changes_from_paper": s["recipe_doc"].get("changes", []),
         },
@@ -63,3 +65,12 @@ def publish_run(run: Path, name: str, weights_dir: Path | None = None) -> Weight
         if (run / log).is_file():
             shutil.copyfile(run / log, spec.file.parent / f"{name}.{log}")
     return spec
+
+
+def _median_epoch_s(metrics: Path, train_images: int) -> float | None:
+    import statistics
+
+    if not metrics.is_file():
+        return None
+    rates = [json.loads(line)["images_per_s"] for line in metrics.read_text().splitlines() if line.strip()]
+    return round(statistics.median(train_images / r for r in rates), 1) if rates else None
