@@ -129,6 +129,34 @@ def test_he_initialisation_fan_out_and_zero_init_of_the_last_bn():
     assert create_model("resnet50").layer1[0].bn3.weight.min() == 1
 
 
+@pytest.mark.parametrize(
+    ("arch", "shortcut"), [("resnet20", "A"), ("resnet20", "B"), ("plain20", "A"), ("resnet18", "B")]
+)
+def test_zero_init_leaves_no_channel_dead(arch, shortcut):
+    """Breakage: zeroing every last BN. Under option A the zero-padded channels of a downsampling block
+    then get zero branch + zero shortcut, ReLU(0) passes no gradient, and they stay zero for ever (the
+    zoo's resnet20 trained so kept 16 of 64 channels); in a plain net the whole network is dead.
+    After two SGD steps (the first wakes the zeroed branches) every BatchNorm scale gets a gradient."""
+    torch.manual_seed(0)
+    model = create_model(arch, shortcut=shortcut, zero_init_residual=True).train()
+    side = 32 if arch.endswith("20") else 64
+    x, y = torch.randn(8, 3, side, side), torch.randint(0, 10, (8,))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(3):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x)[:, :10], y).backward()
+        opt.step() if _ < 2 else None
+    for name, m in model.named_modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            assert (m.weight.grad != 0).all(), f"{name}: {(m.weight.grad == 0).sum()} channels get no gradient"
+    if arch.startswith("resnet"):  # the residual blocks start as their shortcut on the identity channels
+        model = create_model(arch, shortcut=shortcut, zero_init_residual=True).eval()
+        x, block = torch.randn(2, 3, side, side), model.layer2[1]
+        with torch.no_grad():
+            h = model.layer2[0](model.layer1(model.maxpool(model.relu(model.bn1(model.conv1(x))))))
+            assert torch.equal(block(h), torch.relu(h))
+
+
 def test_bad_options_are_clear_errors():
     from zoo import ZooError
 

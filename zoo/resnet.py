@@ -118,6 +118,20 @@ class Bottleneck(nn.Module):
 BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
+def zero_last_bn(block: BasicBlock | Bottleneck) -> None:
+    """Zero the scale of a residual block's last BatchNorm, so that the block starts as its shortcut,
+    except in the channels an option-A shortcut pads with zeros: there a zero branch would add to a zero
+    shortcut, and ReLU(0) passes no gradient, so those channels, and every channel the following blocks
+    carry from them, would stay zero for the whole run (a trained ResNet-20 keeps 16 of its 64 channels)."""
+    weight = block.last_bn().weight
+    with torch.no_grad():
+        weight.zero_()
+        if isinstance(block.downsample, PadShortcut):
+            pad = block.downsample
+            weight[: pad.before] = 1.0
+            weight[weight.numel() - pad.after :] = 1.0
+
+
 class ResNet(nn.Module):
     """A stem, one stage per entry of `layers` (stride 2 at each stage start but the first), pool, fc.
 
@@ -171,10 +185,11 @@ class ResNet(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-        if zero_init_residual:  # each block starts as identity (Goyal et al. 2017)
+        if zero_init_residual:  # each residual block starts as its shortcut (Goyal et al. 2017)
             for m in self.modules():
-                if isinstance(m, BasicBlock | Bottleneck):
-                    nn.init.zeros_(m.last_bn().weight)
+                if isinstance(m, BasicBlock | Bottleneck) and m.residual:
+                    zero_last_bn(m)
+
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
