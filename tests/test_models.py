@@ -148,7 +148,9 @@ def test_zero_init_leaves_no_channel_dead(arch, shortcut):
         opt.step() if _ < 2 else None
     for name, m in model.named_modules():
         if isinstance(m, torch.nn.BatchNorm2d):
-            assert (m.weight.grad != 0).all(), f"{name}: {(m.weight.grad == 0).sum()} channels get no gradient"
+            assert (m.weight.grad != 0).all(), (
+                f"{name}: {(m.weight.grad == 0).sum()} channels get no gradient"
+            )
     if arch.startswith("resnet"):  # the residual blocks start as their shortcut on the identity channels
         model = create_model(arch, shortcut=shortcut, zero_init_residual=True).eval()
         x, block = torch.randn(2, 3, side, side), model.layer2[1]

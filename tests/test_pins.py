@@ -147,24 +147,33 @@ def test_an_ensemble_averages_the_softmax_of_different_models(cifar_tag, cifar_d
 
     from zoo.evaluate import evaluate
 
-    torch.manual_seed(1)
-    other = create_model("resnet20")
-    with torch.no_grad():  # a weak but different second model: the trained one with noise on its convolutions
-        trained = create_model(cifar_tag, pretrained=True).state_dict()
-        state = {k: v + 0.02 * torch.randn_like(v) if v.ndim == 4 else v for k, v in trained.items()}
-    other.load_state_dict(state)
+    n = 500
+    test, x = _test_images(cifar_tag, cifar_dir, n)
+    labels = torch.from_numpy(test.labels[:n])
+    top1 = lambda p: 100 * (p.argmax(1) == labels).float().mean().item()  # noqa: E731
+    trained = create_model(cifar_tag, pretrained=True).eval()
+    with torch.no_grad():
+        a = trained(x).softmax(1)
+    # A weak but different second model: the trained one with noise on its convolutions, the noise
+    # halved until the model is still fair (how much noise a net tolerates depends on its weights).
+    other = create_model("resnet20").eval()
+    for scale in (0.4, 0.2, 0.1, 0.05, 0.025):
+        torch.manual_seed(1)
+        with torch.no_grad():
+            state = {
+                k: v + scale * v.std() * torch.randn_like(v) if v.ndim == 4 else v
+                for k, v in trained.state_dict().items()
+            }
+            other.load_state_dict(state)
+            b = other(x).softmax(1)
+        if top1(b) > 50:
+            break
     path = tmp_path / "other.safetensors"
     save_file(
         {k: v.contiguous() for k, v in state.items()},
         str(path),
         metadata={"arch": "resnet20", "dataset": "cifar10"},
     )
-    n = 500
-    test, x = _test_images(cifar_tag, cifar_dir, n)
-    with torch.no_grad():
-        a, b = create_model(cifar_tag, pretrained=True)(x).softmax(1), other.eval()(x).softmax(1)
-    labels = torch.from_numpy(test.labels[:n])
-    top1 = lambda p: 100 * (p.argmax(1) == labels).float().mean().item()  # noqa: E731
     assert len({top1(a), top1(b), top1(a + b)}) == 3 and top1(b) > 50  # three different answers
     result = evaluate([cifar_tag, str(path)], limit=n)
     assert result["top1"] == pytest.approx(top1(a + b), abs=1e-9) and len(result["models"]) == 2

@@ -190,7 +190,6 @@ class ResNet(nn.Module):
                 if isinstance(m, BasicBlock | Bottleneck) and m.residual:
                     zero_last_bn(m)
 
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         for i in range(self.stages):
