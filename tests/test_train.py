@@ -190,6 +190,105 @@ def test_two_process_ddp_with_gloo_gives_the_same_result_shape(tmp_path, data):
     assert set(ddp) - {"recipe_doc"} == set(single) and ddp["test_images"] == single["test_images"]
 
 
+DDP_RECIPE = """
+name = "ddp_check"
+dataset = "cifar10"
+[train]
+epochs = 1
+batch_size = 64
+seed = 0
+[optimizer]
+name = "sgd"
+lr = 0.05
+momentum = 0.9
+weight_decay = 5e-4
+nesterov = true
+[schedule]
+name = "cosine"
+final_lr_fraction = 0.0
+[augment]
+pad = 4
+hflip = true
+[model]
+shortcut = "A"
+zero_init_residual = true
+"""
+
+
+def _ddp_run(tmp_path: Path, data: Path, recipe: Path, limit: int) -> dict:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+    ]
+    cmd += ["--master-port", str(port), "-m", "zoo.cli", "train", "resnet20", "--data", str(data)]
+    cmd += ["--recipe", str(recipe), "--train-limit", str(limit), "--test-limit", "100", "--amp", "fp32"]
+    cmd += ["--out", str(tmp_path), "--json"]
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads((tmp_path / "summary.json").read_text())
+
+
+def test_ddp_replicas_agree_and_equal_one_process_averaging_their_gradients(tmp_path, data):
+    """Breakages: a missing all-reduce (each process trains on its shard alone), both processes reading
+    the same shard, or a gradient summed instead of averaged. DDP's contract, emulated here in one
+    process: every step applies the mean of the two shards' gradients (each shard's own BatchNorm
+    statistics) to one model, so both processes end with identical weights equal to that model's."""
+    from safetensors.torch import load_file
+
+    from zoo import create_model
+    from zoo.data import CIFAR10
+    from zoo.pipeline import DeviceCifarLoader
+    from zoo.preprocess import PreprocessSpec
+    from zoo.recipe import load_recipe
+    from zoo.train import _preset
+
+    recipe_file = tmp_path / "ddp_check.toml"
+    recipe_file.write_text(DDP_RECIPE)
+    limit = 256  # two processes x 2 steps x 64 images
+    summary = _ddp_run(tmp_path / "ddp", data, recipe_file, limit)
+    assert summary["world_size"] == 2 and summary["steps"] == 2
+    assert summary["replica_max_abs_diff"] == 0.0  # the two processes hold the same weights
+    ddp = load_file(str(tmp_path / "ddp" / "weights.safetensors"))
+
+    recipe = load_recipe(recipe_file)
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=10, shortcut="A", zero_init_residual=True).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    train = CIFAR10(data / "cifar10", "train")
+    spec = PreprocessSpec.from_dict(_preset("cifar10"))
+    shards = [
+        DeviceCifarLoader(train.images[:limit], train.labels[:limit], 64, spec, rank=r, world=2)
+        for r in (0, 1)
+    ]
+    start = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for step, batches in enumerate(zip(*shards, strict=True)):
+        grads = []
+        for x, y in batches:
+            model.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            grads.append([p.grad.clone() for p in model.parameters()])
+        for p, g0, g1 in zip(model.parameters(), *grads, strict=True):
+            p.grad = (g0 + g1) / 2
+        for g in opt.param_groups:
+            g["lr"] = lr_at(recipe, step, 2)
+        opt.step()
+    differ = max((p.detach() - ddp[n]).abs().max().item() for n, p in model.named_parameters())
+    moved = max((p.detach() - start[n]).abs().max().item() for n, p in model.named_parameters())
+    assert differ < 0.01 * moved, (
+        f"DDP weights differ from the emulation by {differ:.3g} (steps moved {moved:.3g})"
+    )
+
+
 def test_the_degradation_experiment_trains_four_nets_and_draws_figure_6(tmp_path, data):
     args = [
         "degradation",

@@ -242,6 +242,12 @@ def train_cmd(
         arch, data, r, out, device, resume, compile, amp, train_limit, test_limit, max_steps, not as_json
     )
     summary = train(cfg)
+    if summary and summary.get("replica_max_abs_diff"):
+        typer.echo(
+            f"warning: the {summary['world_size']} processes ended with different weights "
+            f"(max |difference| {summary['replica_max_abs_diff']:.3g}); this is not a valid DDP run.",
+            err=True,
+        )
     if publish and summary:
         from zoo.publish import publish_run
 

@@ -360,13 +360,25 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             _save_checkpoint(ckpt, model, opt, ema, epoch, step, wall, plateau, warm, r)
             _append_jsonl(cfg.out / METRICS, row)
             _log(row, epochs, progress)
-    summary = _finish(cfg, model, ema, device, n_train, step, total, wall, rank, world)
+    divergence = replica_divergence(model) if world > 1 else None
+    summary = _finish(cfg, model, ema, device, n_train, step, total, wall, rank, world, divergence)
     if world > 1:
         torch.distributed.barrier()
     return summary
 
 
-def _finish(cfg, model, ema, device, n_train, step, total, wall, rank, world) -> dict[str, Any]:
+def replica_divergence(model: nn.Module) -> float:
+    """The largest |difference| between any process's parameters and rank 0's. DDP replicas apply the
+    same all-reduced gradients, so anything but 0.0 means the processes trained different models."""
+    flat = torch.cat([p.detach().flatten().float() for p in model.parameters()])
+    reference = flat.clone()
+    torch.distributed.broadcast(reference, 0)
+    diff = (flat - reference).abs().max()
+    torch.distributed.all_reduce(diff, op=torch.distributed.ReduceOp.MAX)
+    return diff.item()
+
+
+def _finish(cfg, model, ema, device, n_train, step, total, wall, rank, world, divergence) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     if rank == 0:
         final = ema.module if ema is not None else model
@@ -392,6 +404,7 @@ def _finish(cfg, model, ema, device, n_train, step, total, wall, rank, world) ->
             "ema": ema is not None,
             "wall_s": wall,
             "world_size": world,
+            "replica_max_abs_diff": divergence,  # None for one process
             "hardware": hardware(device),
             "command": cfg.command,
         }
