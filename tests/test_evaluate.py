@@ -74,6 +74,7 @@ def test_eval_cli_json_and_bad_protocol(cifar_tag, data):
     assert bad.exit_code == 1 and "protocol" in bad.output
 
 
+@pytest.mark.slow
 def test_shipped_tags_reproduce_their_manifest_top1_on_the_full_test_split(cifar_dir):
     """A regression pin, not an independent check: the manifest's figure came from `zoo eval` itself
     (the independent checks are the paper's tables, torchvision and the reference checkpoints)."""

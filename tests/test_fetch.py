@@ -3,6 +3,7 @@ original format, built from the real shared data), the checksum, the conversion,
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import http.server
 import io
@@ -16,6 +17,7 @@ import pytest
 
 from zoo import ZooError, fetch
 from zoo.data import find_dataset
+from zoo.datasets import datasets
 
 
 def _pickled_batch(x: np.ndarray, y: np.ndarray) -> bytes:
@@ -67,13 +69,13 @@ def no_local_data(zoo_cache, monkeypatch, server):
 
 def _expect_md5(monkeypatch, md5: str) -> None:
     """The dataset table with the test archive's md5 in place of the real archive's (same code path)."""
-    table = fetch.datasets()
+    table = copy.deepcopy(datasets())  # the table is cached: never edit the shared copy
     table["cifar10"]["download"]["md5"] = md5
     monkeypatch.setattr(fetch, "datasets", lambda: table)
 
 
 def test_the_canonical_source_is_torchvisions():
-    source = fetch.datasets()["cifar10"]["download"]
+    source = datasets()["cifar10"]["download"]
     assert source["url"] == "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
     assert source["md5"] == "c58f30108f718f92721af3b95e74349a"  # torchvision/datasets/cifar.py
     assert not fetch.can_fetch("imagenet1k")

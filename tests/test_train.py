@@ -52,11 +52,11 @@ def test_bad_recipes_are_clear_errors(tmp_path):
 
 def test_the_device_pipeline_normalises_exactly_as_the_preprocessing_contract(cifar_dir):
     from zoo.data import CIFAR10
+    from zoo.datasets import preprocess_spec
     from zoo.pipeline import DeviceCifarLoader
-    from zoo.preprocess import PreprocessSpec, preprocess
-    from zoo.train import _preset
+    from zoo.preprocess import preprocess
 
-    spec = PreprocessSpec.from_dict(_preset("cifar10"))
+    spec = preprocess_spec("cifar10")
     test = CIFAR10(cifar_dir, "test")
     x, y = next(iter(DeviceCifarLoader(test.images[:8], test.labels[:8], 8, spec, train=False)))
     ref = np.stack([preprocess(test[i][0], spec) for i in range(8)])
@@ -247,10 +247,9 @@ def test_ddp_replicas_agree_and_equal_one_process_averaging_their_gradients(tmp_
 
     from zoo import create_model
     from zoo.data import CIFAR10
+    from zoo.datasets import preprocess_spec
     from zoo.pipeline import DeviceCifarLoader
-    from zoo.preprocess import PreprocessSpec
     from zoo.recipe import load_recipe
-    from zoo.train import _preset
 
     recipe_file = tmp_path / "ddp_check.toml"
     recipe_file.write_text(DDP_RECIPE)
@@ -265,7 +264,7 @@ def test_ddp_replicas_agree_and_equal_one_process_averaging_their_gradients(tmp_
     model = create_model("resnet20", num_classes=10, shortcut="A", zero_init_residual=True).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4, nesterov=True)
     train = CIFAR10(data / "cifar10", "train")
-    spec = PreprocessSpec.from_dict(_preset("cifar10"))
+    spec = preprocess_spec("cifar10")
     shards = [
         DeviceCifarLoader(train.images[:limit], train.labels[:limit], 64, spec, rank=r, world=2)
         for r in (0, 1)

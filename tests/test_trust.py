@@ -122,6 +122,7 @@ def test_predict_refuses_a_model_file_changed_after_export(onnx_artifact, png, t
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "card, words",
     [

@@ -83,7 +83,6 @@ def import_checkpoint(
 
 
 UNTRAINED = "untrained"
-_FAMILY = {"imagenet": ("imagenet1k", "imagenet_256"), "cifar": ("cifar10", "cifar10")}
 
 
 def untrained(arch: str, seed: int = 0, out_dir: Path | None = None) -> WeightSpec:
@@ -102,9 +101,13 @@ def untrained(arch: str, seed: int = 0, out_dir: Path | None = None) -> WeightSp
     existing = registry.pretrained_tags().get(name)
     if existing is not None:
         return existing
-    dataset, preprocess = _FAMILY[registry.archs()[arch]["family"]]
+    from zoo.datasets import dataset as dataset_entry
+    from zoo.datasets import num_classes, of_family
+
+    dataset = of_family(registry.archs()[arch]["family"])
+    preprocess = dataset_entry(dataset)["preprocess"]
     torch.manual_seed(seed)
-    model = registry.create_model(arch, num_classes=1000 if dataset == "imagenet1k" else 10)
+    model = registry.create_model(arch, num_classes=num_classes(dataset))
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = save_safetensors(model.state_dict(), Path(tmp) / f"{name}.safetensors")
         return import_checkpoint(

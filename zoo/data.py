@@ -21,7 +21,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".g
 
 def _subfolders() -> dict[str, tuple[str, ...]]:
     """Conventional sub-folders of a data root, per dataset name of the manifest (zoo/datasets.toml)."""
-    from zoo.fetch import datasets
+    from zoo.datasets import datasets
 
     return {name: tuple(d.get("subfolders", ())) for name, d in datasets().items()}
 

@@ -46,12 +46,11 @@ def load_model(source: str) -> tuple[torch.nn.Module, PreprocessSpec, str, str]:
         raise ZooError(
             f"cannot tell the architecture of {weights}; import it with `zoo import-weights` first."
         )
-    from zoo.labels import load_labels
-    from zoo.train import _preset
+    from zoo.datasets import num_classes, preprocess_spec
 
-    model = registry.create_model(arch, num_classes=len(load_labels(dataset)))
+    model = registry.create_model(arch, num_classes=num_classes(dataset))
     registry.load_state(model, read_checkpoint(weights), str(weights), arch)
-    return model.eval(), PreprocessSpec.from_dict(_preset(dataset)), str(path), dataset
+    return model.eval(), preprocess_spec(dataset), str(path), dataset
 
 
 def _views(img: Image.Image, spec: PreprocessSpec, protocol: str) -> list[np.ndarray]:

@@ -13,13 +13,13 @@ import pickle
 import shutil
 import sys
 import tarfile
-import tomllib
 from pathlib import Path
 
 import numpy as np
 
+from zoo.datasets import datasets
 from zoo.errors import ZooError
-from zoo.paths import PACKAGE_DIR, cache_dir
+from zoo.paths import cache_dir
 
 ALLOWED_GLOBALS = {  # what a pickled numpy array needs, under numpy 1.x and 2.x names
     ("numpy.core.multiarray", "_reconstruct"),
@@ -28,11 +28,6 @@ ALLOWED_GLOBALS = {  # what a pickled numpy array needs, under numpy 1.x and 2.x
     ("numpy", "dtype"),
     ("_codecs", "encode"),  # bytes in a protocol-2 pickle written by Python 3 (as torch's safe loader allows)
 }
-
-
-def datasets() -> dict:
-    with open(PACKAGE_DIR / "datasets.toml", "rb") as f:
-        return tomllib.load(f)
 
 
 def fetched_root() -> Path:

@@ -8,11 +8,10 @@ import shutil
 from pathlib import Path
 
 from zoo.convert import import_checkpoint
+from zoo.datasets import dataset
 from zoo.errors import ZooError
 from zoo.evaluate import evaluate
 from zoo.weights import WeightSpec
-
-SPLITS = {"cifar10": "CIFAR-10 test, 10,000 images"}
 
 
 def publish_run(run: Path, name: str, weights_dir: Path | None = None) -> WeightSpec:
@@ -36,13 +35,13 @@ def publish_run(run: Path, name: str, weights_dir: Path | None = None) -> Weight
         run / "weights.safetensors",
         name,
         dataset=s["dataset"],
-        preprocess=s["dataset"] if s["dataset"] == "cifar10" else "imagenet_256",
+        preprocess=dataset(s["dataset"])["preprocess"],
         out_dir=weights_dir,
         metrics={
             "top1": round(result.get("top1", s["top1"]), 2),
             "top5": round(result.get("top5", s["top5"]), 2),
             **({"top1_flip": round(flip["top1"], 2)} if flip else {}),
-            "split": SPLITS.get(s["dataset"], "test"),
+            "split": dataset(s["dataset"])["test_split"],
             "source": "zoo eval (single crop; top1_flip: flip averaging)",
         },
         recipe=f"zoo/recipes/{s['recipe']}.toml" if not Path(s["recipe"]).suffix else s["recipe"],

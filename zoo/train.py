@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo.datasets import dataset, num_classes, preprocess_spec
 from zoo.errors import ZooError
 from zoo.recipe import Recipe, lr_at
 from zoo.weights import atomic_path, save_safetensors
@@ -116,7 +117,7 @@ def _loaders(cfg: TrainConfig, spec, device, rank: int, world: int, channels_las
     train_ds, test_ds = find_dataset(r.dataset, cfg.data, "train"), find_dataset(r.dataset, cfg.data, "test")
     side = spec.resize or spec.crop
     for ds in (train_ds, test_ds):  # before any work: data that does not fit the recipe's dataset
-        check_fits(ds, _num_classes(r.dataset), side, f"recipe {r.name} ({r.dataset})", cfg.data)
+        check_fits(ds, num_classes(r.dataset), side, f"recipe {r.name} ({r.dataset})", cfg.data)
     if isinstance(train_ds, CIFAR10):
         xs, ys = train_ds.images[: cfg.train_limit], train_ds.labels[: cfg.train_limit]
         if len(ys) < bs * world:
@@ -207,21 +208,20 @@ def evaluate_loader(model: nn.Module, loader, device: torch.device, bf16: bool =
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train `cfg.arch` with `cfg.recipe`; returns the summary written to out/summary.json."""
     from zoo import registry
-    from zoo.preprocess import PreprocessSpec
 
     rank, local_rank, world, device = _dist_and_device(cfg.device)
     r = cfg.recipe
     seed = int(r.get("train", "seed", 0))
     torch.manual_seed(seed)
-    spec = PreprocessSpec.from_dict(_preset(r.dataset))
+    spec = preprocess_spec(r.dataset)
     model_opts = {
         k: v for k, v in r.doc.get("model", {}).items() if k in ("shortcut", "zero_init_residual", "variant")
     }
     arch, _ = registry.resolve(cfg.arch)  # an unknown name: one sentence with close matches
-    if registry.archs()[arch]["family"] != ("cifar" if r.dataset == "cifar10" else "imagenet"):
+    if registry.archs()[arch]["family"] != dataset(r.dataset)["family"]:
         raise ZooError(f"{cfg.arch} is not a {r.dataset} architecture; recipe {r.name} trains {r.dataset}.")
     model = registry.create_model(
-        cfg.arch.split(".")[0], num_classes=_num_classes(r.dataset), **model_opts
+        cfg.arch.split(".")[0], num_classes=num_classes(r.dataset), **model_opts
     ).to(device)
     channels_last = True  # faster for these convs on CUDA and on x86 CPUs alike
     model = model.to(memory_format=torch.channels_last)
@@ -455,21 +455,6 @@ def _check_same_recipe(saved: dict, now: dict, ckpt: Path) -> None:
             f"--resume with other settings than the run in {ckpt.parent} ({'; '.join(diffs[:4])}): "
             "resume with its own recipe and options, or train into a new --out."
         )
-
-
-def _preset(dataset: str) -> dict:
-    import tomllib
-
-    from zoo.paths import BUILTIN_WEIGHTS
-
-    presets = tomllib.loads((BUILTIN_WEIGHTS / "manifest.toml").read_text())["preprocess"]
-    return presets["cifar10" if dataset == "cifar10" else "imagenet_256"]
-
-
-def _num_classes(dataset: str) -> int:
-    from zoo.labels import load_labels
-
-    return len(load_labels(dataset))
 
 
 def _needs_warmup(arch: str, r: Recipe) -> bool:

@@ -65,13 +65,13 @@ def bench_train(
 ) -> dict[str, Any]:
     from zoo import registry
     from zoo.data import find_dataset
+    from zoo.datasets import preprocess_spec
     from zoo.doctor import machine, version
     from zoo.pipeline import DeviceCifarLoader
-    from zoo.preprocess import PreprocessSpec
-    from zoo.train import _preset, evaluate_loader
+    from zoo.train import evaluate_loader
 
     train, test = find_dataset("cifar10", data, "train"), find_dataset("cifar10", data, "test")
-    spec = PreprocessSpec.from_dict(_preset("cifar10"))
+    spec = preprocess_spec("cifar10")
     default_threads = torch.get_num_threads()
     rows: list[dict[str, Any]] = []
     for arch in archs:

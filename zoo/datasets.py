@@ -1,0 +1,55 @@
+"""The datasets the zoo knows, read from one table (`zoo/datasets.toml`): for each, the family of
+architectures that classify it, its preprocessing preset, its labels, what its test split is, where it is
+found under a data root and, if it may be redistributed, where it is fetched from."""
+
+from __future__ import annotations
+
+import tomllib
+from functools import cache
+from typing import Any
+
+from zoo.errors import ZooError
+from zoo.paths import PACKAGE_DIR
+
+
+@cache
+def datasets() -> dict[str, dict[str, Any]]:
+    with open(PACKAGE_DIR / "datasets.toml", "rb") as f:
+        return tomllib.load(f)
+
+
+def dataset(name: str) -> dict[str, Any]:
+    """The table's entry for `name`; one sentence naming the known datasets if there is none."""
+    table = datasets()
+    if name not in table:
+        raise ZooError(f"unknown dataset {name!r}; known: {', '.join(sorted(table))}.")
+    return table[name]
+
+
+def of_family(family: str) -> str:
+    """The dataset an architecture family ("cifar", "imagenet") classifies."""
+    for name, entry in datasets().items():
+        if entry["family"] == family:
+            return name
+    raise ZooError(f"no dataset for architecture family {family!r}.")
+
+
+def num_classes(name: str) -> int:
+    from zoo.labels import load_labels
+
+    return len(load_labels(dataset(name)["labels"]))
+
+
+def preprocess_preset(name: str) -> dict[str, Any]:
+    """The preprocessing preset (weights/manifest.toml) of a dataset, as a PreprocessSpec dict."""
+    from zoo.paths import BUILTIN_WEIGHTS
+
+    with open(BUILTIN_WEIGHTS / "manifest.toml", "rb") as f:
+        presets = tomllib.load(f)["preprocess"]
+    return presets[dataset(name)["preprocess"]]
+
+
+def preprocess_spec(name: str):
+    from zoo.preprocess import PreprocessSpec
+
+    return PreprocessSpec.from_dict(preprocess_preset(name))
