@@ -134,7 +134,7 @@ def build_artifact(
     _clean_leftovers(parent, directory.name)
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        from zoo.weights import temp_dir
+        from zoo.files import temp_dir
 
         tmp = temp_dir(parent, f"{directory.name}.{os.getpid()}")
     except OSError as e:
@@ -183,7 +183,7 @@ def _clean_leftovers(parent: Path, name: str) -> None:
 
 
 def write_card(directory: Path, card: dict[str, Any]) -> None:
-    from zoo.weights import atomic_path
+    from zoo.files import atomic_path
 
     with atomic_path(Path(directory) / CARD) as tmp:
         tmp.write_text(json.dumps(card, indent=2, default=str) + "\n")

@@ -112,7 +112,7 @@ def finish(proto, path: Path) -> None:
     """Check, infer shapes, and write atomically."""
     import onnx
 
-    from zoo.weights import atomic_path
+    from zoo.files import atomic_path
 
     try:
         onnx.checker.check_model(proto, full_check=False)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -82,14 +81,14 @@ def pt2_target(device: str) -> dict[str, Any]:
     return target
 
 
-def versions() -> dict[str, str | None]:
-    def v(dist: str) -> str | None:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return None
+EXPORT_PACKAGES = ("resnet-zoo", "torch", "onnx", "onnxruntime", "onnxscript", "tensorrt")
 
-    return {p: v(p) for p in ("resnet-zoo", "torch", "onnx", "onnxruntime", "onnxscript", "tensorrt")}
+
+def versions() -> dict[str, str | None]:
+    """The versions an artifact's card records."""
+    from zoo.machine import versions as installed
+
+    return installed(EXPORT_PACKAGES)
 
 
 def export_model(name: str, options: ExportOptions, log: Callable[[str], None] = print) -> list[Result]:

@@ -161,7 +161,7 @@ def build_engine(
     engine_path.write_bytes(bytes(serialized))
     updated = config.get_timing_cache()
     if updated is not None:  # written atomically: two builds at once must not corrupt it
-        from zoo.weights import atomic_path
+        from zoo.files import atomic_path
 
         with atomic_path(cache_file) as tmp:
             tmp.write_bytes(bytes(updated.serialize()))

@@ -8,11 +8,9 @@ JSON, CSV and a PNG plot. Nothing here is a stored constant: every figure is mea
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
-import os
 import resource
 import time
 from dataclasses import dataclass, field
@@ -45,24 +43,10 @@ class BenchOptions:
 
 
 def hardware() -> dict[str, Any]:
-    from importlib import metadata
+    from export.pipeline import EXPORT_PACKAGES
+    from zoo import machine
 
-    from export.pipeline import versions
-    from zoo.doctor import machine
-
-    info = {**machine(), "versions": versions(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
-    with contextlib.suppress(metadata.PackageNotFoundError):
-        info["versions"]["openvino"] = metadata.version("openvino")
-    try:
-        import torch
-
-        info["torch_threads"] = torch.get_num_threads()
-        if torch.cuda.is_available():
-            p = torch.cuda.get_device_properties(0)
-            info |= {"gpu": p.name, "compute_capability": f"{p.major}.{p.minor}", "cuda": torch.version.cuda}
-    except ImportError:
-        pass
-    return info
+    return {**machine.hardware(), "versions": machine.versions((*EXPORT_PACKAGES, "openvino"))}
 
 
 def time_calls(fn, sync, seconds: float, warmup: float, min_runs: int, cuda: bool = False) -> np.ndarray:
@@ -450,7 +434,7 @@ def _parity_count(report: dict[str, Any]) -> str:
 
 
 def write_report(report: dict[str, Any], out: Path) -> None:
-    from zoo.weights import atomic_path
+    from zoo.files import atomic_path
 
     out.mkdir(parents=True, exist_ok=True)
     stem = f"bench-{report['model']}"
@@ -474,7 +458,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         return
-    from zoo.weights import atomic_path
+    from zoo.files import atomic_path
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     for fmt in dict.fromkeys(r["format"] for r in report["rows"]):

@@ -123,7 +123,7 @@ def crop_file(crop: Image.Image | None, folder: Path) -> str | None:
     import hashlib
     import io
 
-    from zoo.weights import atomic_path
+    from zoo.files import atomic_path
 
     if crop is None:
         return None

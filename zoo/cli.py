@@ -304,8 +304,8 @@ def bench_train_cmd(
 ) -> None:
     """Training throughput here: img/s per architecture and setting, and where an epoch's time goes."""
     from zoo import registry
+    from zoo.files import atomic_path
     from zoo.train_bench import SETTINGS, bench_train
-    from zoo.weights import atomic_path
 
     names = [a.strip() for a in archs.split(",") if a.strip()]
     for a in names:

@@ -36,7 +36,7 @@ def degradation(
                 "epochs": [r["epoch"] for r in rows],
             }
     result = {"recipe": recipe.name, "depths": list(depths), "runs": runs}
-    from zoo.weights import atomic_path
+    from zoo.files import atomic_path
 
     with atomic_path(out / "degradation.json") as tmp:
         tmp.write_text(json.dumps(result, indent=2) + "\n")
@@ -53,7 +53,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         return
-    from zoo.weights import atomic_path
+    from zoo.files import atomic_path
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, family in zip(axes, ("plain", "resnet"), strict=True):

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-import platform
-from importlib import metadata
 from typing import Any
 
+from zoo.machine import machine, version
 from zoo.paths import BUILTIN_WEIGHTS, cache_dir
 
 PACKAGES = (
@@ -23,29 +22,6 @@ PACKAGES = (
     "safetensors",
     "typer",
 )
-
-
-def version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def machine() -> dict[str, Any]:
-    """The CPU (model name from /proc/cpuinfo where there is one), its cores, the OS and Python."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-    }
 
 
 def _probe(name: str, fn) -> dict[str, Any]:

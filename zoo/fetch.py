@@ -103,7 +103,7 @@ def _convert_cifar_python(archive: Path, target: Path) -> None:
     missing = [n for n in names if n not in batches]
     if missing:
         raise ZooError(f"{archive} lacks {', '.join(missing)}; it is not the CIFAR-10 python archive.")
-    from zoo.weights import temp_dir
+    from zoo.files import temp_dir
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_dir(target.parent, target.name)

@@ -21,8 +21,10 @@ from torch import nn
 
 from zoo.datasets import dataset, num_classes, preprocess_spec
 from zoo.errors import ZooError
+from zoo.files import atomic_path
+from zoo.machine import hardware
 from zoo.recipe import Recipe, lr_at
-from zoo.weights import atomic_path, save_safetensors
+from zoo.weights import save_safetensors
 
 CHECKPOINT = "last.pt"
 METRICS = "metrics.jsonl"
@@ -44,20 +46,6 @@ class TrainConfig:
     max_steps: int | None = None  # stop after this many steps (a test kills a run this way)
     progress: bool = True
     command: str = field(default_factory=lambda: " ".join(["zoo", *sys.argv[1:]]))
-
-
-def hardware(device: torch.device) -> dict[str, Any]:
-    from zoo.doctor import machine
-
-    info = {
-        "device": str(device),
-        **machine(),
-        "cpu_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-    }
-    if device.type == "cuda":
-        info |= {"gpu": torch.cuda.get_device_name(device), "cuda": torch.version.cuda}
-    return info
 
 
 def plan_device(choice: str, local_rank: int, world: int, cuda_devices: int) -> tuple[str, str | None]:

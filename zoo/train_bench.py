@@ -66,7 +66,7 @@ def bench_train(
     from zoo import registry
     from zoo.data import find_dataset
     from zoo.datasets import preprocess_spec
-    from zoo.doctor import machine, version
+    from zoo.machine import machine, version
     from zoo.pipeline import DeviceCifarLoader
     from zoo.train import evaluate_loader
 

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import tomllib
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError
+from zoo.files import atomic_path
 from zoo.labels import load_labels
 from zoo.paths import BUILTIN_WEIGHTS, cache_dir, user_weights_dir
 from zoo.preprocess import PreprocessSpec
@@ -160,36 +158,6 @@ def verify_hash(
             "the file is corrupt or not the published one (it was left untouched: delete it to fetch it again)."
         )
     return digest
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def temp_dir(parent: Path, name: str) -> Path:
-    """A new hidden `.NAME.*.tmp` folder in `parent`, with the permissions the umask gives any folder
-    (mkdtemp alone makes it 0700, which a later rename would keep)."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=parent))
-    tmp.chmod(0o777 & ~_umask())
-    return tmp
-
-
-@contextmanager
-def atomic_path(dest: Path) -> Iterator[Path]:
-    """A temporary path beside `dest` that becomes `dest` only if the block succeeds; the file gets
-    the permissions the umask gives any new file (mkstemp alone makes it 0600)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    os.fchmod(fd, 0o666 & ~_umask())
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def mirrored(url: str) -> str:
