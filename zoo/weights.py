@@ -145,16 +145,25 @@ def sha256_file(path: Path, algorithm: str = "sha256") -> str:
     return h.hexdigest()
 
 
+def _expected(sha256: str | None, sha256_prefix: str | None, md5: str | None) -> tuple[str, str | None]:
+    """(algorithm, the expected hex digest or its prefix): md5 only where nothing else is published."""
+    return ("md5", md5) if md5 else ("sha256", sha256 or sha256_prefix)
+
+
+def _matches(digest: str, expected: str | None) -> bool:
+    return not expected or digest.startswith(expected.lower())
+
+
 def verify_hash(
     path: Path, sha256: str | None = None, sha256_prefix: str | None = None, md5: str | None = None
 ) -> str:
     """The file's hash (md5 where only that is published, as for CIFAR-10), or ZooError when it differs
     from the expected one (the file is left as is)."""
-    digest = sha256_file(path, "md5" if md5 else "sha256")
-    expected = md5 or sha256 or sha256_prefix
-    if expected and not digest.startswith(expected.lower()):
+    algorithm, expected = _expected(sha256, sha256_prefix, md5)
+    digest = sha256_file(path, algorithm)
+    if not _matches(digest, expected):
         raise ZooError(
-            f"{path} has sha256 {digest[:16]}…, but the manifest expects {expected[:16]}…; "
+            f"{path} has {algorithm} {digest[:16]}…, but the manifest expects {expected[:16]}…; "
             "the file is corrupt or not the published one (it was left untouched: delete it to fetch it again)."
         )
     return digest
@@ -172,7 +181,8 @@ def download(
 ) -> Path:
     """Fetch `url` to `dest`, verifying its hash before it appears under that name."""
     with atomic_path(dest) as tmp:
-        h = hashlib.md5() if md5 else hashlib.sha256()
+        algorithm, expected = _expected(sha256, sha256_prefix, md5)
+        h = hashlib.new(algorithm)
         try:
             with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as out:
                 for chunk in iter(lambda: resp.read(1 << 20), b""):
@@ -183,10 +193,10 @@ def download(
             raise ZooError(
                 f"cannot download {url} ({reason}); check the connection, or place the file at {dest} yourself."
             ) from None
-        digest, expected = h.hexdigest(), md5 or sha256 or sha256_prefix
-        if expected and not digest.startswith(expected.lower()):
+        digest = h.hexdigest()
+        if not _matches(digest, expected):
             raise ZooError(
-                f"the download of {url} has sha256 {digest[:16]}…, not the published {expected[:16]}…; "
+                f"the download of {url} has {algorithm} {digest[:16]}…, not the published {expected[:16]}…; "
                 "it was discarded."
             )
     return dest
