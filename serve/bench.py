@@ -451,15 +451,11 @@ def write_report(report: dict[str, Any], out: Path) -> None:
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
-    try:
-        import matplotlib
+    from zoo.figures import pyplot, save
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return
-    from zoo.files import atomic_path
-
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     for fmt in dict.fromkeys(r["format"] for r in report["rows"]):
         rs = [r for r in report["rows"] if r["format"] == fmt]
@@ -471,10 +467,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"{report['model']} on {report['hardware']['cpu']}", fontsize=9)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 if __name__ == "__main__":  # one format timed in this fresh process: python -m serve.bench JOB_JSON

@@ -46,15 +46,11 @@ def degradation(
 
 def plot(result: dict[str, Any], path: Path) -> None:
     """Figure 6 style: training error dashed, test error bold, plain on the left, ResNets on the right."""
-    try:
-        import matplotlib
+    from zoo.figures import pyplot, save
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return
-    from zoo.files import atomic_path
-
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, family in zip(axes, ("plain", "resnet"), strict=True):
         for depth in result["depths"]:
@@ -75,7 +71,4 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     axes[0].set_ylabel("error (%)")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save(fig, path)

@@ -518,12 +518,10 @@ def _log(row: dict, epochs: int, progress) -> None:
 
 def _plot(out: Path) -> None:
     """training_curves.png from metrics.jsonl (needs matplotlib; skipped with a note otherwise)."""
-    try:
-        import matplotlib
+    from zoo.figures import pyplot, save
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         print(
             "note: matplotlib is not installed, so no training_curves.png (pip install matplotlib).",
             file=sys.stderr,
@@ -543,7 +541,4 @@ def _plot(out: Path) -> None:
     b.plot(ep, [r["train_loss"] for r in rows], label="train loss")
     b.plot([r["epoch"] for r in tested], [r["test_loss"] for r in tested], label="test loss")
     b.set_xlabel("epoch"), b.set_yscale("log"), b.legend(), b.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(out / "training_curves.png") as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save(fig, out / "training_curves.png")
