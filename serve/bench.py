@@ -37,7 +37,7 @@ class BenchOptions:
     threads: int | None = None
     repeats: int = 3  # fresh processes per format, taken in turns
     device: str = "cpu"  # where the PyTorch baselines run: the device the artifacts are compared on
-    untrained: bool = False  # time the architecture with seeded random weights (zoo.convert.untrained)
+    untrained: bool = False  # time the architecture with seeded random weights (zoo.checkpoints.untrained)
     out: Path = Path("bench")
     artifacts: Path = Path("artifacts")
 
@@ -265,7 +265,7 @@ def bench(tag: str, o: BenchOptions, log=print) -> dict[str, Any]:
     from zoo.data import find_dataset
 
     if o.untrained:
-        from zoo.convert import untrained
+        from zoo.checkpoints import untrained
 
         spec = untrained(tag)
     else:

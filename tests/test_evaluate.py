@@ -41,7 +41,7 @@ def test_multiscale_views_resize_the_shorter_side_to_each_scale(imagenet_sample)
 def random_imagenet_tag(tmp_path, zoo_cache):
     """A resnet18 tag with random weights: the protocols' mechanics need no trained ImageNet model."""
     from zoo import create_model
-    from zoo.convert import import_checkpoint
+    from zoo.checkpoints import import_checkpoint
 
     torch.manual_seed(0)
     pth = tmp_path / "r18.pth"

@@ -192,7 +192,7 @@ def test_fp16_without_images_converts_unmeasured_and_int8_stops_before_any_work(
     """An ImageNet model with no ImageNet images: `onnx-fp16` is built with its weights checked and says
     that ranges were not measured; INT8 refuses in one sentence and writes nothing."""
     monkeypatch.delenv("ZOO_DATA", raising=False)
-    from zoo.convert import untrained
+    from zoo.checkpoints import untrained
 
     untrained("resnet18")  # seeded random weights in the test's own cache: no ImageNet weights here
     out = tmp_path / "a"

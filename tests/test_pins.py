@@ -181,7 +181,7 @@ def test_an_ensemble_averages_the_softmax_of_different_models(cifar_tag, cifar_d
 
 def test_padded_crops_are_windows_of_the_zero_padded_image():
     """Breakage: crops taken outside the padding, or the padding not zero."""
-    from zoo.pipeline import crop_and_flip
+    from zoo.loaders import crop_and_flip
 
     x = torch.randint(1, 255, (6, 3, 8, 8), dtype=torch.uint8)
     out = crop_and_flip(x, 2, False, torch.Generator().manual_seed(3))

@@ -332,7 +332,7 @@ def test_bench_untrained_times_an_architecture_without_weights_and_says_so(
     """plain20 has no trained weights here: `zoo bench` says how to time it anyway; --untrained registers
     seeded random weights in the user's cache (reproducibly), and the report marks every row timing-only."""
     from zoo import registry
-    from zoo.convert import untrained
+    from zoo.checkpoints import untrained
     from zoo.weights import read_checkpoint
 
     r = runner.invoke(app, ["bench", "plain20", "--out", str(tmp_path)])

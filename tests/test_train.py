@@ -53,7 +53,7 @@ def test_bad_recipes_are_clear_errors(tmp_path):
 def test_the_device_pipeline_normalises_exactly_as_the_preprocessing_contract(cifar_dir):
     from zoo.data import CIFAR10
     from zoo.datasets import preprocess_spec
-    from zoo.pipeline import DeviceCifarLoader
+    from zoo.loaders import DeviceCifarLoader
     from zoo.preprocess import preprocess
 
     spec = preprocess_spec("cifar10")
@@ -64,7 +64,7 @@ def test_the_device_pipeline_normalises_exactly_as_the_preprocessing_contract(ci
 
 
 def test_augmentation_crops_within_the_padding_and_flips(cifar_dir):
-    from zoo.pipeline import crop_and_flip
+    from zoo.loaders import crop_and_flip
 
     x = torch.arange(2 * 3 * 8 * 8, dtype=torch.uint8).view(2, 3, 8, 8)
     g = torch.Generator().manual_seed(0)
@@ -248,7 +248,7 @@ def test_ddp_replicas_agree_and_equal_one_process_averaging_their_gradients(tmp_
     from zoo import create_model
     from zoo.data import CIFAR10
     from zoo.datasets import preprocess_spec
-    from zoo.pipeline import DeviceCifarLoader
+    from zoo.loaders import DeviceCifarLoader
     from zoo.recipe import load_recipe
 
     recipe_file = tmp_path / "ddp_check.toml"

@@ -151,7 +151,7 @@ def test_importing_a_torchvision_checkpoint_writes_safetensors_and_a_manifest_en
     tv = torchvision.models.resnet34(weights=None).eval()
     pth = tmp_path / "resnet34-mine.pth"
     torch.save({"model": tv.state_dict()}, pth)  # wrapped, as training scripts save it
-    from zoo.convert import import_checkpoint
+    from zoo.checkpoints import import_checkpoint
 
     spec = import_checkpoint(pth, "resnet34.mine", preprocess="imagenet_232")
     manifest = tomllib.loads((zoo_cache / "weights" / "manifest.toml").read_text())
@@ -170,7 +170,7 @@ def test_importing_a_torchvision_checkpoint_writes_safetensors_and_a_manifest_en
 def test_a_checkpoint_of_another_architecture_is_refused_and_nothing_is_written(tmp_path, zoo_cache):
     pth = tmp_path / "r18.pth"
     torch.save(create_model("resnet18").state_dict(), pth)
-    from zoo.convert import import_checkpoint
+    from zoo.checkpoints import import_checkpoint
 
     with pytest.raises(ZooError, match="do not fit resnet50"):
         import_checkpoint(pth, "resnet50.wrong")

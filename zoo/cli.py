@@ -195,7 +195,7 @@ def import_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Import a checkpoint, such as a torchvision .pth, as safetensors with a manifest entry."""
-    from zoo.convert import import_checkpoint
+    from zoo.checkpoints import import_checkpoint
 
     spec = import_checkpoint(
         checkpoint, name, dataset=dataset, labels=labels, preprocess=preprocess, out_dir=out_dir

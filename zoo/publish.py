@@ -7,7 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
-from zoo.convert import import_checkpoint
+from zoo.checkpoints import import_checkpoint
 from zoo.datasets import dataset
 from zoo.errors import ZooError
 from zoo.evaluate import evaluate

@@ -97,7 +97,7 @@ def _param_groups(model: nn.Module, recipe: Recipe) -> list[dict]:
 
 def _loaders(cfg: TrainConfig, spec, device, rank: int, world: int, channels_last: bool):
     from zoo.data import CIFAR10, check_fits, find_dataset
-    from zoo.pipeline import DeviceCifarLoader, FolderDataset, ScaleAugment
+    from zoo.loaders import DeviceCifarLoader, FolderDataset, ScaleAugment
 
     r = cfg.recipe
     bs = int(r.get("train", "batch_size"))

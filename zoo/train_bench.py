@@ -66,8 +66,8 @@ def bench_train(
     from zoo import registry
     from zoo.data import find_dataset
     from zoo.datasets import preprocess_spec
+    from zoo.loaders import DeviceCifarLoader
     from zoo.machine import machine, version
-    from zoo.pipeline import DeviceCifarLoader
     from zoo.train import evaluate_loader
 
     train, test = find_dataset("cifar10", data, "train"), find_dataset("cifar10", data, "test")
@@ -119,7 +119,7 @@ def bench_train(
 def _epoch_breakdown(arch, train, test, spec, seconds, eval_every, evaluate_loader) -> dict[str, Any]:
     """The recipe's setting (bf16, channels_last, batch 256, EMA): where one epoch's time goes."""
     from zoo import registry
-    from zoo.pipeline import DeviceCifarLoader
+    from zoo.loaders import DeviceCifarLoader
 
     torch.manual_seed(0)
     model = registry.create_model(arch, zero_init_residual=True).to(memory_format=torch.channels_last)

@@ -1,4 +1,4 @@
-"""Pretrained weights as data: the manifest, hash-checked files, downloads, and checkpoint import.
+"""Pretrained weights as data: the manifest, hash-checked files and downloads, safetensors I/O.
 
 A manifest (`weights/manifest.toml`, and the user's own in `$ZOO_CACHE/weights/`) lists each tag. Every
 load checks the file's sha256; a mismatch is an error that leaves the file as it is.

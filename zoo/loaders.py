@@ -1,4 +1,4 @@
-"""Training input pipelines: CIFAR-10 resident on the device (the whole uint8 split, augmented there, so
+"""Training data loaders: CIFAR-10 resident on the device (the whole uint8 split, augmented there, so
 2 CPU cores never starve a GPU), and an ImageFolder loader with the paper's scale augmentation.
 
 Normalisation uses the tag's PreprocessSpec; for 32x32 CIFAR images it is exactly `zoo.preprocess`.

@@ -1,4 +1,5 @@
-"""Import a foreign checkpoint (a torchvision `.pth` state dict, say) as a zoo tag: safetensors + manifest."""
+"""Checkpoints as zoo tags: a foreign checkpoint (a torchvision `.pth` state dict, say) imported as
+safetensors + a manifest entry, and `ARCH.untrained`, seeded random weights registered for timing."""
 
 from __future__ import annotations
 
