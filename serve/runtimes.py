@@ -15,8 +15,6 @@ import numpy as np
 from zoo.errors import ZooError
 from zoo.preprocess import PreprocessSpec
 
-BACKENDS = ("pytorch", "onnxruntime", "tensorrt", "aoti", "openvino")
-
 
 def chunks(n: int, size: int | None) -> list[tuple[int, int]]:
     """[start, end) ranges covering n items in pieces of at most `size` (one piece when size is None)."""
@@ -26,9 +24,11 @@ def chunks(n: int, size: int | None) -> list[tuple[int, int]]:
 
 
 class Runtime:
-    """Base class: subclasses set `backend`, `device`, `precision` and implement `_run`."""
+    """Base class: subclasses set `backend`, implement `_run`, and name in `_handles` the attributes that
+    hold the backend's session, engine or model, which `close()` releases."""
 
     backend = "?"
+    _handles: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -42,6 +42,7 @@ class Runtime:
     ) -> None:
         self.name, self.preprocess, self.labels = name, preprocess, labels
         self.precision, self.device, self.format, self.card = precision, device, fmt, card or {}
+        self.closed = False
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -56,6 +57,8 @@ class Runtime:
     def run(self, batch: np.ndarray) -> np.ndarray:
         """NCHW float32 batch of any size -> float32 logits (N, classes); a batch above the backend's
         maximum is run in chunks of at most that size."""
+        if self.closed:
+            raise ZooError(f"{self.name} was closed; open it again to run it.")
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         if batch.ndim != 4 or tuple(batch.shape[1:]) != self.input_shape:
             raise ZooError(
@@ -79,7 +82,16 @@ class Runtime:
         """Wait for the device (a no-op on the CPU), so timings cover the work."""
 
     def close(self) -> None:
-        pass
+        """Release the session, engine or model (its memory, host and device) now, not when the
+        runtime object is collected. Idempotent; running a closed runtime is an error."""
+        for name in self._handles:
+            if hasattr(self, name):
+                delattr(self, name)
+        if not self.closed and self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+        self.closed = True
 
     def __enter__(self) -> Runtime:
         return self
@@ -99,6 +111,7 @@ class Runtime:
 
 class TorchRuntime(Runtime):
     backend = "pytorch"
+    _handles = ("model",)
 
     def __init__(self, tag: str, device: str = "cpu", compiled: bool = False, **kw: Any) -> None:
         import torch
@@ -140,6 +153,7 @@ class TorchRuntime(Runtime):
 
 class OnnxRuntime(Runtime):
     backend = "onnxruntime"
+    _handles = ("session",)
 
     def __init__(
         self,
@@ -164,12 +178,13 @@ class OnnxRuntime(Runtime):
 
 class TensorRTRuntime(Runtime):
     backend = "tensorrt"
+    _handles = ("engine",)
 
-    def __init__(self, path: Path, **kw: Any) -> None:
+    def __init__(self, path: Path, card: dict[str, Any], **kw: Any) -> None:
         from export.tensorrt import Engine
 
-        self.engine = Engine(path, kw["card"])
-        super().__init__(device="cuda", **kw)
+        self.engine = Engine(path, card)
+        super().__init__(device="cuda", card=card, **kw)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self.engine.run(batch)
@@ -183,15 +198,16 @@ class TensorRTRuntime(Runtime):
 
 class AOTIRuntime(Runtime):
     backend = "aoti"
+    _handles = ("model",)
 
-    def __init__(self, path: Path, **kw: Any) -> None:
+    def __init__(self, path: Path, card: dict[str, Any], **kw: Any) -> None:
         import torch
 
         from export.aoti import check_compatible
 
-        check_compatible(kw["card"])
+        check_compatible(card)
         self.torch = torch
-        device = kw["card"]["aoti"]["device"]
+        device = card["aoti"]["device"]
         index = torch.device(device).index if device.startswith("cuda") else None
         try:  # on the GPU it was compiled for: cuda:1 stays cuda:1
             self.model = torch._inductor.aoti_load_package(
@@ -199,7 +215,7 @@ class AOTIRuntime(Runtime):
             )
         except Exception as e:  # a package from another torch/device fails in many ways
             raise ZooError(f"cannot load {path}: {str(e).splitlines()[0][:200]}; export it again.") from None
-        super().__init__(device=device, **kw)
+        super().__init__(device=device, card=card, **kw)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         with self.torch.inference_mode():
@@ -222,6 +238,7 @@ class OpenVINORuntime(Runtime):
     says so in its precision, which parity then judges by the half-precision bar."""
 
     backend = "openvino"
+    _handles = ("request", "compiled")
 
     def __init__(self, path: Path, threads: int | None = None, **kw: Any) -> None:
         try:

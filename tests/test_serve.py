@@ -137,6 +137,10 @@ def test_runtimes_share_one_interface_and_check_their_input(artifacts, cifar_tag
             outputs[rt.precision] = rt.run(x)
             with pytest.raises(ZooError, match="takes batches of shape"):
                 rt.run(np.zeros((2, 3, 64, 64), np.float32))
+        # leaving the block released the backend's session or model: nothing holds it any more
+        assert rt.closed and not any(hasattr(rt, h) for h in rt._handles) and rt._handles
+        with pytest.raises(ZooError, match="was closed"):
+            rt.run(x)
     assert set(outputs) == {"fp32", "int8"} and all(o.shape == (2, 10) for o in outputs.values())
 
 
