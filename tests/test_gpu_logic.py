@@ -160,6 +160,11 @@ def test_an_engine_from_another_gpu_or_tensorrt_is_rebuilt_and_the_same_one_is_k
         with pytest.raises(ZooError, match="rebuild"):
             check_fingerprint({"fingerprint": RECORDED}, {**RECORDED, key: other})
     check_fingerprint({"fingerprint": RECORDED}, dict(RECORDED))
+    # the sentence names what the engine was built for and what is here
+    why = fingerprint_mismatch(RECORDED, {**RECORDED, "gpu": "NVIDIA L4"})
+    assert RECORDED["gpu"] in why and "NVIDIA L4" in why
+    with pytest.raises(ZooError, match="rebuild"):  # a card without a fingerprint: rebuild, never crash
+        check_fingerprint({}, dict(RECORDED))
 
 
 def test_the_engine_key_changes_with_everything_an_engine_depends_on():
@@ -180,6 +185,15 @@ def test_the_engine_key_changes_with_everything_an_engine_depends_on():
         engine_key("f" * 64, "fp16", (1, 8, 64), (3, 32, 32), {**RECORDED, "tensorrt_cuda_major": "13"})
         != base
     )
+    assert engine_key("f" * 64, "fp16", (1, 8, 64), (3, 64, 64), RECORDED) != base  # another input size
+    for key, other in (("gpu", "NVIDIA L4"), ("tensorrt", "11.0.0.1"), ("compute_capability", "8.9")):
+        assert engine_key("f" * 64, "fp16", (1, 8, 64), (3, 32, 32), {**RECORDED, key: other}) != base
+    # without TensorRT's own CUDA major, the CUDA version's major decides: 12.4 and 12.8 share engines
+    no_major = {k: v for k, v in RECORDED.items() if k != "tensorrt_cuda_major"}
+    key = engine_key("f" * 64, "fp16", (1, 8, 64), (3, 32, 32), {**no_major, "cuda": "12.4"})
+    assert key == base and key["cuda_major"] == "12"
+    # engines are built for this GPU and TensorRT only (no hardware- or version-compatible engines)
+    assert base["hardware_compatible"] is False and base["version_compatible"] is False
     assert timing_cache_file(__import__("pathlib").Path("/c"), RECORDED).name == (
         "timing-NVIDIA_H100_80GB_HBM3-trt10.13.3.9.cache"
     )
