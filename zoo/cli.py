@@ -239,7 +239,18 @@ def train_cmd(
     r = load_recipe(recipe).for_arch(arch).with_overrides(epochs, batch_size, lr)
     out = out or Path("runs") / f"{arch}-{r.name}"
     cfg = TrainConfig(
-        arch, data, r, out, device, resume, compile, amp, train_limit, test_limit, max_steps, not as_json
+        arch,
+        data,
+        r,
+        out,
+        device=device,
+        resume=resume,
+        compile=compile,
+        amp=amp,
+        train_limit=train_limit,
+        test_limit=test_limit,
+        max_steps=max_steps,
+        progress=not as_json,
     )
     summary = train(cfg)
     if summary and summary.get("replica_max_abs_diff"):

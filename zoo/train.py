@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ class TrainConfig:
     data: str | None
     recipe: Recipe
     out: Path
+    _: KW_ONLY  # the options by name
     device: str = "auto"
     resume: bool = False
     compile: bool = False
@@ -345,11 +346,25 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             # The checkpoint first, then the metrics row: a kill between the two leaves an epoch that is
             # checkpointed but not logged, and resuming logs nothing twice (rows past the checkpoint's
             # epoch are dropped on resume).
-            _save_checkpoint(ckpt, model, opt, ema, epoch, step, wall, plateau, warm, r)
+            _save_checkpoint(
+                ckpt, model, opt, ema, epoch=epoch, step=step, wall=wall, plateau=plateau, warm=warm, recipe=r
+            )
             _append_jsonl(cfg.out / METRICS, row)
             _log(row, epochs, progress)
     divergence = replica_divergence(model) if world > 1 else None
-    summary = _finish(cfg, model, ema, device, n_train, step, total, wall, rank, world, divergence)
+    summary = _finish(
+        cfg,
+        model,
+        ema,
+        device=device,
+        n_train=n_train,
+        step=step,
+        total=total,
+        wall=wall,
+        rank=rank,
+        world=world,
+        divergence=divergence,
+    )
     if world > 1:
         torch.distributed.barrier()
     return summary
@@ -366,7 +381,9 @@ def replica_divergence(model: nn.Module) -> float:
     return diff.item()
 
 
-def _finish(cfg, model, ema, device, n_train, step, total, wall, rank, world, divergence) -> dict[str, Any]:
+def _finish(
+    cfg, model, ema, *, device, n_train, step, total, wall, rank, world, divergence
+) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     if rank == 0:
         final = ema.module if ema is not None else model
@@ -462,7 +479,9 @@ def _plateau_step(state: dict, value: float, r: Recipe) -> None:
             state["bad"] = 0
 
 
-def _save_checkpoint(path: Path, model, opt, ema, epoch, step, wall, plateau, warm, r: Recipe) -> None:
+def _save_checkpoint(
+    path: Path, model, opt, ema, *, epoch, step, wall, plateau, warm, recipe: Recipe
+) -> None:
     state = {
         "model": model.state_dict(),
         "optimizer": opt.state_dict(),
@@ -472,7 +491,7 @@ def _save_checkpoint(path: Path, model, opt, ema, epoch, step, wall, plateau, wa
         "wall": wall,
         "plateau": plateau,
         "warm": warm,
-        "recipe": r.doc,
+        "recipe": recipe.doc,
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
