@@ -153,7 +153,8 @@ def test_resume_without_a_checkpoint_is_an_error(tmp_path, data):
     assert result.exit_code == 1 and "nothing to resume" in result.output
 
 
-def test_two_process_ddp_with_gloo_gives_the_same_result_shape(tmp_path, data):
+def _ddp_run(out: Path, data: Path, *args: str) -> dict:
+    """`zoo train resnet20 ARGS` as two gloo processes on this machine; their summary."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -165,25 +166,18 @@ def test_two_process_ddp_with_gloo_gives_the_same_result_shape(tmp_path, data):
         "2",
         "--master-addr",
         "127.0.0.1",
-        "--master-port",
-        str(port),
-        "-m",
-        "zoo.cli",
-        "train",
-        "resnet20",
-        "--data",
-        str(data),
-        "--epochs",
-        "1",
-        "--out",
-        str(tmp_path / "ddp"),
-        *SMOKE,
-        "--json",
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    cmd += ["--master-port", str(port), "-m", "zoo.cli", "train", "resnet20", "--data", str(data)]
+    cmd += [*args, "--out", str(out), "--json"]
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert done.returncode == 0, done.stderr[-2000:]
-    ddp = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    return json.loads((out / "summary.json").read_text())
+
+
+def test_two_process_ddp_with_gloo_gives_the_same_result_shape(tmp_path, data):
+    ddp = _ddp_run(tmp_path / "ddp", data, "--epochs", "1", *SMOKE)
     single = _train(tmp_path / "one", epochs=1, data=data)
     assert ddp["world_size"] == 2 and single["world_size"] == 1
     assert ddp["steps"] == single["steps"] // 2  # each process takes half of every epoch
@@ -215,29 +209,6 @@ zero_init_residual = true
 """
 
 
-def _ddp_run(tmp_path: Path, data: Path, recipe: Path, limit: int) -> dict:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-addr",
-        "127.0.0.1",
-    ]
-    cmd += ["--master-port", str(port), "-m", "zoo.cli", "train", "resnet20", "--data", str(data)]
-    cmd += ["--recipe", str(recipe), "--train-limit", str(limit), "--test-limit", "100", "--amp", "fp32"]
-    cmd += ["--out", str(tmp_path), "--json"]
-    done = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads((tmp_path / "summary.json").read_text())
-
-
 def test_ddp_replicas_agree_and_equal_one_process_averaging_their_gradients(tmp_path, data):
     """Breakages: a missing all-reduce (each process trains on its shard alone), both processes reading
     the same shard, or a gradient summed instead of averaged. DDP's contract, emulated here in one
@@ -254,7 +225,16 @@ def test_ddp_replicas_agree_and_equal_one_process_averaging_their_gradients(tmp_
     recipe_file = tmp_path / "ddp_check.toml"
     recipe_file.write_text(DDP_RECIPE)
     limit = 256  # two processes x 2 steps x 64 images
-    summary = _ddp_run(tmp_path / "ddp", data, recipe_file, limit)
+    summary = _ddp_run(
+        tmp_path / "ddp",
+        data,
+        "--recipe",
+        str(recipe_file),
+        "--train-limit",
+        str(limit),
+        "--test-limit",
+        "100",
+    )
     assert summary["world_size"] == 2 and summary["steps"] == 2
     assert summary["replica_max_abs_diff"] == 0.0  # the two processes hold the same weights
     ddp = load_file(str(tmp_path / "ddp" / "weights.safetensors"))
