@@ -42,11 +42,9 @@ def num_classes(name: str) -> int:
 
 def preprocess_preset(name: str) -> dict[str, Any]:
     """The preprocessing preset (weights/manifest.toml) of a dataset, as a PreprocessSpec dict."""
-    from zoo.paths import BUILTIN_WEIGHTS
+    from zoo.weights import builtin_presets
 
-    with open(BUILTIN_WEIGHTS / "manifest.toml", "rb") as f:
-        presets = tomllib.load(f)["preprocess"]
-    return presets[dataset(name)["preprocess"]]
+    return builtin_presets()[dataset(name)["preprocess"]]
 
 
 def preprocess_spec(name: str):

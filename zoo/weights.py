@@ -77,6 +77,11 @@ def manifest_paths() -> list[Path]:
     return [BUILTIN_WEIGHTS / MANIFEST, user_weights_dir() / MANIFEST]
 
 
+def builtin_presets() -> dict[str, dict[str, Any]]:
+    """The named preprocessing presets of the zoo's own manifest (its `[preprocess.NAME]` tables)."""
+    return tomllib.loads((BUILTIN_WEIGHTS / "manifest.toml").read_text()).get("preprocess", {})
+
+
 def read_manifest(path: Path) -> dict[str, WeightSpec]:
     """The entries of one manifest file (none if it does not exist)."""
     if not path.is_file():
