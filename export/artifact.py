@@ -12,30 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from export.formats import Format
 from zoo.errors import ZooError
 
 CARD = "card.json"
 CARD_VERSION = 1
-FILES = {
-    "onnx": "model.onnx",
-    "onnx-fp16": "model.onnx",
-    "onnx-int8": "model.onnx",
-    "onnx-int8-cpu": "model.onnx",
-    "trt-fp32": "model.engine",
-    "trt-fp16": "model.engine",
-    "trt-int8": "model.engine",
-    "pt2": "model.pt2",
-}
-PRECISION = {
-    "onnx": "fp32",
-    "onnx-fp16": "fp16",
-    "onnx-int8": "int8",
-    "onnx-int8-cpu": "int8",
-    "trt-fp32": "fp32",
-    "trt-fp16": "fp16",
-    "trt-int8": "int8",
-    "pt2": "fp32",
-}
 
 
 @dataclass
@@ -121,7 +102,7 @@ def find_reusable(directory: Path, key: dict[str, Any]) -> Artifact | None:
 
 def build_artifact(
     directory: Path,
-    fmt: str,
+    fmt: Format,
     key: dict[str, Any],
     card: dict[str, Any],
     build: Callable[[Path], dict[str, Any] | None],
@@ -140,12 +121,12 @@ def build_artifact(
     except OSError as e:
         raise ZooError(f"cannot write to {parent}: {e.strerror or e}.") from None
     try:
-        model_file = tmp / FILES[fmt]
+        model_file = tmp / fmt.file
         extra = build(model_file) or {}
         full = {
             "card_version": CARD_VERSION,
-            "format": fmt,
-            "precision": PRECISION[fmt],
+            "format": fmt.name,
+            "precision": fmt.precision,
             "file": model_file.name,
             "sha256": sha256_file(model_file),
             "size_bytes": model_file.stat().st_size,

@@ -14,21 +14,29 @@ from zoo.preprocess import preprocess_batch
 from zoo.weights import WeightSpec
 
 
-def open_calibration_set(weights: WeightSpec, calib_data: str | Path | None = None):
+def open_calibration_set(
+    weights: WeightSpec, calib_data: str | Path | None = None, data: str | Path | None = None
+):
+    """The user's --calib-data folder, else the train split of the model's own dataset under `data`
+    (the --data root; None: $ZOO_DATA)."""
     from zoo.data import find_dataset, open_dataset
 
-    return open_dataset(calib_data, "train") if calib_data else find_dataset(weights.dataset, None, "train")
+    return open_dataset(calib_data, "train") if calib_data else find_dataset(weights.dataset, data, "train")
 
 
 def calibration_images(
-    weights: WeightSpec, calib_data: str | Path | None, size: int, seed: int = 0
+    weights: WeightSpec,
+    calib_data: str | Path | None,
+    size: int,
+    seed: int = 0,
+    data: str | Path | None = None,
 ) -> list[Image.Image]:
     """`size` images spread over the calibration set (deterministic), after the resolution check."""
     from zoo.data import check_fits
 
     if size < 1:
         raise ZooError("--calib-size must be at least 1.")
-    dataset = open_calibration_set(weights, calib_data)
+    dataset = open_calibration_set(weights, calib_data, data)
     check_fits(
         dataset,
         weights.num_classes,
@@ -41,9 +49,11 @@ def calibration_images(
     return [dataset[int(i)][0] for i in picks]
 
 
-def describe_calibration_set(weights: WeightSpec, calib_data: str | Path | None) -> str:
+def describe_calibration_set(
+    weights: WeightSpec, calib_data: str | Path | None, data: str | Path | None = None
+) -> str:
     """Where the calibration images really came from (folder and split), for the card."""
-    dataset = open_calibration_set(weights, calib_data)
+    dataset = open_calibration_set(weights, calib_data, data)
     root = getattr(dataset, "root", None) or calib_data
     split = getattr(dataset, "split", None)
     return f"{root}{f' ({split} split)' if split else ''} [{type(dataset).__name__}]"

@@ -22,8 +22,6 @@ import numpy as np
 from serve.runtimes import Runtime
 from zoo.errors import ZooError
 
-EAGER = "pytorch"
-
 
 @dataclass
 class BenchOptions:
@@ -40,6 +38,7 @@ class BenchOptions:
     untrained: bool = False  # time the architecture with seeded random weights (zoo.checkpoints.untrained)
     out: Path = Path("bench")
     artifacts: Path = Path("artifacts")
+    data: str | None = None  # dataset root for calibration, parity and images (None: $ZOO_DATA)
 
 
 def hardware() -> dict[str, Any]:
@@ -106,8 +105,9 @@ def _rss_mb() -> float:
 
 
 def bench_runtime(
-    rt: Runtime, batches: list[int], images: list[bytes], o: BenchOptions
+    rt: Runtime, batches: list[int], images: list[bytes], o: BenchOptions, label: str | None = None
 ) -> list[dict[str, Any]]:
+    """Rows of timings per batch size, labelled `label` (default: the runtime's own format)."""
     from zoo.preprocess import load_image, preprocess
 
     c, h, w = rt.input_shape
@@ -132,7 +132,7 @@ def bench_runtime(
         )
         rows.append(
             {
-                "format": rt.format,
+                "format": label or rt.format,
                 "backend": rt.backend,
                 "device": rt.device,
                 "precision": rt.precision,
@@ -182,18 +182,9 @@ def time_in_fresh_process(tag: str, fmt: str, artifact: Path | None, o: BenchOpt
     import subprocess
     import sys
 
-    job = {
-        "tag": tag,
-        "format": fmt,
-        "artifact": str(artifact) if artifact else None,
-        "batches": o.batches,
-        "seconds": o.seconds,
-        "warmup": o.warmup,
-        "min_runs": o.min_runs,
-        "e2e_images": o.e2e_images,
-        "threads": o.threads,
-        "device": o.device,
-    }
+    timing = ("batches", "seconds", "warmup", "min_runs", "e2e_images", "threads", "device", "data")
+    job = {"tag": tag, "format": fmt, "artifact": str(artifact) if artifact else None}
+    job["options"] = {k: getattr(o, k) for k in timing}
     done = subprocess.run(
         [sys.executable, "-m", "serve.bench", json.dumps(job)],
         capture_output=True,
@@ -207,37 +198,28 @@ def time_in_fresh_process(tag: str, fmt: str, artifact: Path | None, o: BenchOpt
 
 
 def _worker(job: dict[str, Any]) -> list[dict[str, Any]]:
+    from serve import targets
     from serve.runtimes import TorchRuntime, open_runtime
     from zoo import registry
     from zoo.data import find_dataset
 
-    if job["threads"]:
+    o = BenchOptions(**job["options"])
+    if o.threads:
         import torch
 
-        torch.set_num_threads(job["threads"])
-    o = BenchOptions(
-        batches=job["batches"],
-        seconds=job["seconds"],
-        warmup=job["warmup"],
-        min_runs=job["min_runs"],
-        e2e_images=job["e2e_images"],
-        threads=job["threads"],
-    )
-    fmt = job["format"]
+        torch.set_num_threads(o.threads)
+    target = targets.get(job["format"])
     if job["artifact"] is None:  # the baselines run on the device the artifacts are compared on
-        rt = TorchRuntime(job["tag"], device=job.get("device", "cpu"), compiled=fmt == "pytorch-compiled")
+        rt = TorchRuntime(job["tag"], device=o.device, compiled=target.compiled)
     else:
-        rt = open_runtime(
-            job["artifact"], backend="openvino" if fmt == "openvino" else None, threads=job["threads"]
-        )
-    rt.format = fmt
+        rt = open_runtime(job["artifact"], backend=target.backend, threads=o.threads)
     spec = registry.resolve(job["tag"])[1]
-    images = encoded_images(find_dataset(spec.dataset, None, "test"), o.e2e_images)
+    images = encoded_images(find_dataset(spec.dataset, o.data, "test"), o.e2e_images)
     with rt:
-        return bench_runtime(rt, o.batches, images, o)
+        return bench_runtime(rt, o.batches, images, o, label=target.name)
 
 
-def combine(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def medians_over_processes(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """One row per batch size from the rows of several fresh-process runs of one format: each timing is
     the median over the runs, and every run's p50 is kept, so the spread between processes shows."""
     out = []
@@ -259,108 +241,91 @@ def bench(tag: str, o: BenchOptions, log=print) -> dict[str, Any]:
     Each format is timed in `o.repeats` fresh processes, taken in turns (format A, B, C, A, B, C, ...), so
     that a slow spell of a shared machine falls on every format alike; the figures are medians over them."""
     from export.artifact import update_card
-    from export.pipeline import ExportOptions, export_model
-    from serve.parity import check_artifacts
-    from zoo import registry
-    from zoo.data import find_dataset
+    from export.pipeline import ExportOptions
+    from serve import targets
+    from serve.checked_export import export_and_check
 
-    if o.untrained:
-        from zoo.checkpoints import untrained
-
-        spec = untrained(tag)
-    else:
-        spec = registry.resolve(tag)[1]
-    if spec is None:
-        raise ZooError(
-            f"{tag} has no pretrained weights to benchmark; time its architecture with --untrained."
-        )
-    tag = spec.name
-    is_untrained = bool(spec.extra.get("untrained"))
+    spec = _spec(tag, o.untrained)
     if o.threads:
         import torch
 
         torch.set_num_threads(o.threads)
-    exported = [f for f in o.formats if f not in (EAGER, "pytorch-compiled", "openvino")]
-    if "openvino" in o.formats and "onnx" not in exported:
-        exported.append("onnx")
-    results = (
-        {r.format: r for r in export_model(tag, ExportOptions(exported, o.artifacts), log)}
-        if exported
-        else {}
+    from zoo.data import find_dataset
+
+    checked = export_and_check(
+        spec.name,
+        o.formats,
+        ExportOptions(out=o.artifacts, data=o.data),
+        parity_images=o.parity_images,
+        log=log,
     )
-    find_dataset(spec.dataset, None, "test")  # one clear sentence now if the data is missing
-    targets: list = [r.artifact.path for r in results.values() if r.artifact]
-    if "openvino" in o.formats and results["onnx"].artifact:  # OpenVINO's own parity, not ORT's
-        targets.append((results["onnx"].artifact.path, "openvino"))
-    found = check_artifacts(tag, targets, None, o.parity_images)
-    checks = {key if isinstance(key, tuple) else (key, None): c for key, c in found.items()}
-    summary: dict[str, dict[str, Any]] = {}
-    artifacts: dict[str, Path | None] = {}
-    for fmt in o.formats:
-        entry: dict[str, Any] = {"format": fmt}
-        summary[fmt] = entry
-        if fmt in (EAGER, "pytorch-compiled"):
-            entry |= {"status": "ok", "size_mb": None, "parity": {"top1_agreement": 100.0}}
-            artifacts[fmt] = None
-            continue
-        made = results["onnx" if fmt == "openvino" else fmt]
-        if made.artifact is None:
-            entry |= {"status": "failed", "message": made.message}
-            continue
-        artifacts[fmt] = made.artifact.path
-        p = checks.get((str(made.artifact.path), "openvino" if fmt == "openvino" else None), {})
-        passed = p.get("verdict", {}).get("passed")
-        entry |= {
-            "status": {True: "ok", False: "parity failed"}.get(
-                passed, "parity failed" if "failed" in p else "not validated"
-            ),
-            "size_mb": made.artifact.card["size_bytes"] / 1e6,
-            "parity": {k: p.get(k) for k in ("top1", "reference_top1", "top1_agreement", "images")},
-        }
-        if "skipped" in p or "failed" in p:
-            entry["message"] = p.get("skipped") or p["failed"]
-    runs: dict[str, list[list[dict[str, Any]]]] = {fmt: [] for fmt in artifacts}
+    find_dataset(spec.dataset, o.data, "test")  # one clear sentence now if the data is missing
+    summary = {c.target: _summary_entry(c) for c in checked}
+    timed = {c.target: c.artifact.path if c.artifact else None for c in checked if c.status != "failed"}
+    runs: dict[str, list[list[dict[str, Any]]]] = {fmt: [] for fmt in timed}
     for r in range(o.repeats):
-        for fmt in [f for f in artifacts if summary[f]["status"] != "failed"]:
+        for fmt in [f for f in timed if summary[f]["status"] != "failed"]:
             log(f"timing {fmt} (process {r + 1} of {o.repeats}) ...")
             try:
-                runs[fmt].append(time_in_fresh_process(tag, fmt, artifacts[fmt], o))
+                runs[fmt].append(time_in_fresh_process(spec.name, fmt, timed[fmt], o))
             except ZooError as e:
                 summary[fmt] |= {"status": "failed", "message": str(e)}
     rows = []
     for fmt, done in runs.items():
-        if summary[fmt]["status"] == "failed" or not done:
-            continue
-        combined = combine(done)
-        rows += combined
-        summary[fmt]["by_batch"] = {row["batch"]: row for row in combined}
-    reference = next((c["reference_top1"] for c in checks.values() if "reference_top1" in c), None)
-    for entry in summary.values():
-        if entry["format"] in (EAGER, "pytorch-compiled"):
-            entry["parity"]["top1"] = reference
-        if is_untrained and entry["status"] in ("ok", "not validated"):
-            entry["status"] = "timing only"  # agreement with random weights says little; accuracy nothing
-    eager1 = next((r["model_p50_ms"] for r in rows if r["format"] == EAGER and r["batch"] == 1), None)
+        if summary[fmt]["status"] != "failed" and done:
+            by_batch = medians_over_processes(done)
+            rows += by_batch
+            summary[fmt]["by_batch"] = {row["batch"]: row for row in by_batch}
+    eager1 = next((r["model_p50_ms"] for r in rows if r["format"] == targets.EAGER and r["batch"] == 1), None)
     for entry in summary.values():
         one = entry.get("by_batch", {}).get(1)
         if one and eager1:
             entry["speedup_vs_eager_b1"] = eager1 / one["model_p50_ms"]
     report = {
         "model": spec.name,
-        "untrained": is_untrained,
+        "untrained": bool(spec.extra.get("untrained")),
         "hardware": hardware(),
         "options": {k: str(v) if isinstance(v, Path) else v for k, v in o.__dict__.items()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "rows": rows,
         "summary": list(summary.values()),
     }
-    for fmt, path in artifacts.items():
+    for fmt, path in timed.items():
         if path is not None and "by_batch" in summary[fmt]:
-            key = "bench_openvino" if fmt == "openvino" else "bench"
             record = {k: report[k] for k in ("created", "hardware")} | {"rows": summary[fmt]["by_batch"]}
-            update_card(path, **{key: record})
+            update_card(path, **{targets.get(fmt).card_key: record})
     write_report(report, Path(o.out))
     return report
+
+
+def _spec(tag: str, untrained: bool):
+    """The weights to time: the tag's, or with `untrained` seeded random ones registered for it."""
+    from zoo import registry
+
+    if untrained:
+        from zoo.checkpoints import untrained as register
+
+        return register(tag)
+    spec = registry.resolve(tag)[1]
+    if spec is None:
+        raise ZooError(
+            f"{tag} has no pretrained weights to benchmark; time its architecture with --untrained."
+        )
+    return spec
+
+
+def _summary_entry(c) -> dict[str, Any]:
+    """A format's line of the report before timing: its status, size and parity."""
+    entry: dict[str, Any] = {"format": c.target, "status": c.status}
+    if c.exported is None:
+        return entry | {"size_mb": None, "parity": {"top1_agreement": 100.0, "top1": c.parity.get("top1")}}
+    if c.artifact is None:
+        return entry | {"message": c.message}
+    entry |= {
+        "size_mb": c.artifact.card["size_bytes"] / 1e6,
+        "parity": {k: c.parity.get(k) for k in ("top1", "reference_top1", "top1_agreement", "images")},
+    }
+    return entry | ({"message": c.message} if c.message else {})
 
 
 SUMMARY_COLUMNS = [

@@ -13,14 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from serve.bars import BARS, JUDGED_AS, bars_with  # noqa: F401  (re-exported: parity is their user)
 from serve.runtimes import Runtime
-
-BARS = {
-    "fp32": {"top1_agreement": 99.9},
-    "fp16": {"top1_agreement": 99.5},
-    "int8": {"top1_agreement": 97.0, "accuracy_drop": 0.5},
-}
-HALF = {"bf16": "fp16"}  # bf16 compute (OpenVINO's default on CPUs with it) is judged by the FP16 bar
 
 
 @dataclass
@@ -117,7 +111,7 @@ def verdict(
     """Whether the metrics pass the bars of this precision; the failures say which bar and by how much."""
     bars = bars or BARS
     precision = precision.split()[0]
-    bar = bars.get(precision) or bars[HALF[precision]]
+    bar = bars.get(precision) or bars[JUDGED_AS[precision]]
     failures = []
     if metrics["nonfinite"]:
         failures.append(f"{metrics['nonfinite']} non-finite logits")

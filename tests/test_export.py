@@ -55,6 +55,44 @@ def test_plan_adds_what_each_format_is_built_from():
         plan(["tflite"])
 
 
+def test_every_format_is_one_row_with_a_maker_and_an_engine_is_built_from_its_own_precision():
+    """The format table (export/formats.py) against what a deployer expects of each format."""
+    from export.formats import FORMATS, TRT_PRESET
+    from export.pipeline import MAKERS
+
+    names = list(FORMATS)
+    for f in FORMATS.values():
+        assert f.maker in MAKERS, f"{f.name}: no maker named {f.maker}"
+        assert f.parent is None or names.index(f.parent) < names.index(f.name)  # parents come first
+        if f.file.endswith(".engine"):  # TensorRT compiles the ONNX graph that already has the precision
+            assert FORMATS[f.parent].file == "model.onnx" and FORMATS[f.parent].precision == f.precision
+    assert TRT_PRESET == {"fp32": "trt-fp32", "fp16": "trt-fp16", "int8": "trt-int8"}
+    assert {f.name for f in FORMATS.values() if f.precision == "int8"} == {
+        "onnx-int8",
+        "onnx-int8-cpu",
+        "trt-int8",
+    }
+
+
+def test_data_reaches_calibration_and_parity_by_option_not_through_the_environment(
+    tmp_path, cifar_tag, cifar_dir, data, monkeypatch
+):
+    """--data is passed down, not written into $ZOO_DATA (which the old code did, for every later call)."""
+    monkeypatch.delenv("ZOO_DATA", raising=False)
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))  # no fetched CIFAR-10 to fall back on
+    args = ["export", cifar_tag, "--format", "onnx-int8-cpu", "--out", str(tmp_path), "--json"]
+    args += ["--calib-size", "64", "--parity-images", "200"]
+    refused = CliRunner().invoke(app, [*args, "--data", str(tmp_path / "nowhere")])
+    assert refused.exit_code == 1 and "does not exist" in refused.output
+    done = CliRunner().invoke(app, [*args, "--data", str(data)])
+    assert done.exit_code == 0, done.output
+    assert "ZOO_DATA" not in os.environ
+    int8 = json.loads(done.stdout)[-1]
+    assert int8["parity"]["images"] == 200 and int8["check"] == "ok"
+    card = read_card(Path(int8["path"]))
+    assert card["calibration"]["source"].startswith(str(cifar_dir)) and card["calibration"]["images"] == 64
+
+
 def test_onnx_is_one_file_with_a_dynamic_batch_named_io_and_metadata(exported, cifar_tag, cifar_dir):
     art = exported["onnx"]
     assert sorted(p.name for p in art.path.iterdir()) == ["card.json", "model.onnx"]  # no external data

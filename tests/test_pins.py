@@ -200,8 +200,8 @@ def test_padded_crops_are_windows_of_the_zero_padded_image():
 
 
 def test_bench_figures_are_medians_over_processes_not_means():
-    """Breakage: combine() averaging the processes (two repeats cannot tell a median from a mean)."""
-    from serve.bench import combine
+    """Breakage: medians_over_processes() averaging the processes (two repeats cannot tell a median from a mean)."""
+    from serve.bench import medians_over_processes as combine
 
     runs = [
         [{"batch": 1, "model_p50_ms": v, "e2e_p50_ms": 2 * v, "peak_rss_mb": 10.0 + v}]

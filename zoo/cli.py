@@ -46,14 +46,18 @@ def emit_json(doc: Any) -> None:
     typer.echo(json.dumps(doc, indent=2, default=str))
 
 
-def _use_data(data: str | None) -> None:
-    """--data, for code deeper down and for `zoo bench`'s fresh processes, which look in $ZOO_DATA."""
-    if data:
-        import os
+def _data_root(data: str | None) -> str | None:
+    """--data, checked to exist here, once; None leaves the choice to $ZOO_DATA deeper down."""
+    from zoo.paths import data_dir
 
-        from zoo.paths import data_dir
+    return str(data_dir(data)) if data else None
 
-        os.environ["ZOO_DATA"] = str(data_dir(data))  # --data must exist: checked here, once
+
+DataOpt = Annotated[str | None, typer.Option(help="Dataset root (default: $ZOO_DATA).")]
+ArtifactsOpt = Annotated[Path, typer.Option(help="Artifacts folder; each artifact is OUT/TAG/FORMAT/.")]
+ParityImagesOpt = Annotated[
+    int | None, typer.Option(help="Labelled test images for the parity check (default: all; 0: skip).")
+]
 
 
 def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
@@ -292,8 +296,7 @@ def publish_cmd(
     """Ship a finished run as a pretrained tag: metrics measured by `zoo eval` (single crop and flip)."""
     from zoo.publish import publish_run
 
-    _use_data(data)
-    spec = publish_run(run, name, weights_dir)
+    spec = publish_run(run, name, weights_dir, _data_root(data))
     if as_json:
         return emit_json(spec.to_dict())
     m = spec.metrics
@@ -429,16 +432,23 @@ def eval_cmd(
     )
 
 
+def _formats() -> list[str]:
+    from export.formats import FORMATS
+
+    return list(FORMATS)
+
+
+def _targets() -> list[str]:
+    from serve.targets import TARGETS
+
+    return list(TARGETS)
+
+
 @command("export")
 def export_cmd(
     model: Annotated[str, typer.Argument(help="A pretrained tag or arch (its default tag).")],
     format: Annotated[
-        str | None,
-        typer.Option(
-            "--format",
-            "-f",
-            help="Comma-separated: onnx, onnx-fp16, onnx-int8, onnx-int8-cpu, trt-fp32, trt-fp16, trt-int8, pt2.",
-        ),
+        str | None, typer.Option("--format", "-f", help=f"Comma-separated: {', '.join(_formats())}.")
     ] = None,
     trt: Annotated[
         str | None,
@@ -450,121 +460,120 @@ def export_cmd(
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 20,
     calib_data: Annotated[
         str | None,
-        typer.Option(help="Calibration images (default: the model's own dataset under $ZOO_DATA)."),
+        typer.Option(help="Calibration images (default: the model's own dataset under --data)."),
     ] = None,
     calib_size: Annotated[int, typer.Option(help="Number of calibration images.")] = 512,
     calib_method: Annotated[str, typer.Option(help="entropy, percentile or minmax.")] = "entropy",
-    parity_images: Annotated[
-        int | None,
-        typer.Option(help="Labelled test images for the parity check (default: the whole split; 0: skip)."),
-    ] = None,
+    parity_images: ParityImagesOpt = None,
     device: Annotated[str, typer.Option(help="Device of a pt2 package: cpu or cuda.")] = "cpu",
-    out: Annotated[
-        Path, typer.Option(help="Artifacts folder; each artifact lands in OUT/TAG/FORMAT/.")
-    ] = Path("artifacts"),
-    data: Annotated[
-        str | None, typer.Option(help="Dataset root for calibration and parity (default: $ZOO_DATA).")
-    ] = None,
+    out: ArtifactsOpt = Path("artifacts"),
+    data: DataOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Export a pretrained model to ONNX, FP16/INT8 ONNX, TensorRT engines or AOTInductor, with parity."""
-    from export.pipeline import TRT_PRESET, ExportOptions, export_model
-    from export.tensorrt import parse_profile
+    import os
 
-    _use_data(data)
+    from export.formats import TRT_PRESET, plan
+    from export.pipeline import ExportOptions
+    from export.tensorrt import parse_profile
+    from serve.checked_export import export_and_check
+
+    data = _data_root(data)
     formats = [f.strip() for f in format.split(",") if f.strip()] if format else []
     if trt:
         if trt not in TRT_PRESET:
             raise ZooError(f"--trt must be fp32, fp16 or int8, not {trt!r}.")
         formats.append(TRT_PRESET[trt])
+    formats = plan(formats or ["onnx"])
     options = ExportOptions(
-        formats or ["onnx"], out, parse_profile(batch), opset, calib_data, calib_size, calib_method, device
+        formats=formats,
+        out=out,
+        batch=parse_profile(batch),
+        opset=opset,
+        calib_data=calib_data,
+        calib_size=calib_size,
+        calib_method=calib_method,
+        device=device,
+        data=data,
     )
+    # with no data root at all, the calibration folder's labelled test split is the parity set
+    parity_data = calib_data if calib_data and not data and not os.environ.get("ZOO_DATA") else None
     log = (lambda _m: None) if as_json else (lambda m: typer.echo(m, err=True))
-    results = export_model(model, options, log)
-    done = [r for r in results if r.artifact is not None]
-    checks = {}
-    if parity_images != 0 and done:
-        import os
-
-        from serve.parity import check_artifacts
-
-        # with no data root, the calibration folder's labelled test split is the parity set
-        parity_data = calib_data if calib_data and not os.environ.get("ZOO_DATA") else None
-        checks = check_artifacts(model, [r.artifact.path for r in done], parity_data, parity_images)
-    rows = []
-    for r in results:
-        p = checks.get(str(r.artifact.path), {}) if r.artifact else {}
-        passed = p.get("verdict", {}).get("passed")
-        rows.append(
-            {
-                "format": r.format,
-                "status": r.status,
-                "path": str(r.artifact.path) if r.artifact else None,
-                "file": str(r.artifact.file) if r.artifact else None,
-                "size_mb": round(r.artifact.card["size_bytes"] / 1e6, 3) if r.artifact else None,
-                "parity": {
-                    k: p[k]
-                    for k in (
-                        "top1_agreement",
-                        "top5_agreement",
-                        "top1",
-                        "reference_top1",
-                        "max_abs_logit_diff",
-                        "images",
-                        "verdict",
-                        "skipped",
-                        "failed",
-                    )
-                    if k in p
-                },
-                "message": r.message,
-                "ok": r.status != "failed" and passed is not False and "failed" not in p,
-            }
-        )
+    checked = export_and_check(
+        model, formats, options, parity_images=parity_images, parity_data=parity_data, log=log
+    )
     if as_json:
-        emit_json(rows)
+        emit_json([_export_row(c) for c in checked])
     else:
-        _table(
-            f"zoo export {model} -> {out}",
-            ["format", "status", "size MB", "top-1", "agreement", ""],
-            [
-                [
-                    row["format"],
-                    row["status"],
-                    f"{row['size_mb']:.2f}" if row["size_mb"] is not None else "-",
-                    f"{row['parity']['top1']:.2f}" if "top1" in row["parity"] else "-",
-                    f"{row['parity']['top1_agreement']:.2f}%" if "top1_agreement" in row["parity"] else "-",
-                    _mark(row),
-                ]
-                for row in rows
-            ],
-        )
-        typer.echo(
-            "✅ exported and validated   ❎ exported, failed its parity bar   ❌ failed   · not validated"
-        )
-        _parity_footnote(checks.values())
-        for r in done:
-            if str(r.artifact.card.get("ranges", "measured")) != "measured":
-                typer.echo(
-                    f"note: {r.format}: activation ranges {r.artifact.card['ranges']}; pass --calib-data DIR "
-                    "to keep out-of-range nodes in FP32 by measurement.",
-                    err=True,
-                )
+        _show_export(f"zoo export {model} -> {out}", checked)
         if model.endswith(".untrained"):
             typer.echo(
                 "note: untrained weights: agreement says how closely the artifacts follow them; "
                 "their accuracy means nothing.",
                 err=True,
             )
-    failed = [r for r in rows if not r["ok"]]
-    for r in [] if as_json else failed:
-        reason = (
-            r["message"]
-            or r["parity"].get("failed")
-            or "failed its parity bar: " + "; ".join(r["parity"]["verdict"]["failures"])
-        )
-        typer.echo(f"error: {r['format']}: {reason}", err=True)
+    _exit_if_failed(checked, quiet=as_json)
+
+
+_PARITY_KEYS = ("top1_agreement", "top5_agreement", "top1", "reference_top1", "max_abs_logit_diff")
+_PARITY_KEYS += ("images", "verdict", "skipped", "failed")
+
+
+def _export_row(c) -> dict:
+    """One artifact of `zoo export --json`: how it was made, where it is, and how its check went."""
+    a = c.artifact
+    return {
+        "format": c.target,
+        "status": c.exported.status,  # built, reused or failed
+        "check": c.status,  # the status of serve.checked_export.MARKS
+        "path": str(a.path) if a else None,
+        "file": str(a.file) if a else None,
+        "size_mb": round(a.card["size_bytes"] / 1e6, 3) if a else None,
+        "parity": {k: c.parity[k] for k in _PARITY_KEYS if k in c.parity},
+        "message": c.exported.message,
+        "ok": c.ok,
+    }
+
+
+def _show_export(title: str, checked: list) -> None:
+    from serve.checked_export import LEGEND
+
+    def pct(key: str, unit: str = "") -> Callable[[dict], str]:
+        return lambda p: f"{p[key]:.2f}{unit}" if key in p else "-"
+
+    top1, agreement = pct("top1"), pct("top1_agreement", "%")
+    _table(
+        title,
+        ["format", "status", "size MB", "top-1", "agreement", ""],
+        [
+            [
+                c.target,
+                c.exported.status,
+                f"{c.artifact.card['size_bytes'] / 1e6:.2f}" if c.artifact else "-",
+                top1(c.parity),
+                agreement(c.parity),
+                c.mark,
+            ]
+            for c in checked
+        ],
+    )
+    typer.echo(LEGEND)
+    _parity_footnote([c.parity for c in checked])
+    for c in checked:
+        ranges = c.artifact.card.get("ranges", "measured") if c.artifact else "measured"
+        if ranges != "measured":
+            typer.echo(
+                f"note: {c.target}: activation ranges {ranges}; pass --calib-data DIR "
+                "to keep out-of-range nodes in FP32 by measurement.",
+                err=True,
+            )
+
+
+def _exit_if_failed(checked: list, quiet: bool = False) -> None:
+    """Exit 1, each failure named in one sentence, when any target failed or missed its parity bar."""
+    failed = [c for c in checked if not c.ok]
+    for c in [] if quiet else failed:
+        typer.echo(f"error: {c.target}: {c.reason()}", err=True)
     if failed:
         raise typer.Exit(1)
 
@@ -576,14 +585,6 @@ def _parity_footnote(results) -> None:
         from serve.parity import METHOD
 
         typer.echo(f"parity on {measured[0]['images']} labelled images ({measured[0]['data']}); {METHOD}.")
-
-
-def _mark(row: dict) -> str:
-    if row["status"] == "failed":
-        return "❌"
-    if "failed" in row["parity"]:
-        return "❎"
-    return {True: "✅", False: "❎"}.get(row["parity"].get("verdict", {}).get("passed"), "·")
 
 
 BackendOpt = Annotated[
@@ -628,129 +629,99 @@ def predict_cmd(
         raise typer.Exit(1)
 
 
+def _bar(precision: str, key: str) -> str:
+    from serve.bars import BARS
+
+    what = (
+        "Minimum top-1 agreement (%)" if key == "top1_agreement" else "Maximum top-1 accuracy drop (points)"
+    )
+    return f"{what} of {precision.upper()} artifacts (default {BARS[precision][key]})."
+
+
 @command("parity")
 def parity_cmd(
     model: Annotated[str, typer.Argument(help="The pretrained tag the artifacts were exported from.")],
     artifacts: Annotated[
         list[Path] | None, typer.Argument(help="Artifact directories (default: all under --out/TAG).")
     ] = None,
-    out: Annotated[Path, typer.Option(help="Artifacts folder searched when none are named.")] = Path(
-        "artifacts"
-    ),
-    data: Annotated[str | None, typer.Option(help="Dataset root (default: $ZOO_DATA).")] = None,
+    out: ArtifactsOpt = Path("artifacts"),
+    data: DataOpt = None,
     limit: Annotated[
         int | None, typer.Option(help="Only the first N labelled images (default: all).")
     ] = None,
-    fp32_bar: Annotated[float, typer.Option(help="Minimum top-1 agreement (%) of FP32 artifacts.")] = 99.9,
-    fp16_bar: Annotated[float, typer.Option(help="Minimum top-1 agreement (%) of FP16 artifacts.")] = 99.5,
-    int8_bar: Annotated[float, typer.Option(help="Minimum top-1 agreement (%) of INT8 artifacts.")] = 97.0,
-    int8_max_drop: Annotated[
-        float, typer.Option(help="Maximum top-1 accuracy drop (points) of INT8 artifacts.")
-    ] = 0.5,
+    fp32_bar: Annotated[float | None, typer.Option(help=_bar("fp32", "top1_agreement"))] = None,
+    fp16_bar: Annotated[float | None, typer.Option(help=_bar("fp16", "top1_agreement"))] = None,
+    int8_bar: Annotated[float | None, typer.Option(help=_bar("int8", "top1_agreement"))] = None,
+    int8_max_drop: Annotated[float | None, typer.Option(help=_bar("int8", "accuracy_drop"))] = None,
     backend: BackendOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Top-1/top-5 agreement and accuracy of artifacts against their PyTorch original on real images.
     BF16 compute (OpenVINO's default on CPUs with it) is held to the FP16 bar."""
-    from serve.parity import check_artifacts
+    from export.artifact import artifact_dirs
+    from serve.checked_export import MARKS, status_of
+    from serve.parity import bars_with, check_artifacts
     from serve.runtimes import check_backend
     from zoo import registry
 
-    _use_data(data)
+    data = _data_root(data)
     check_backend(backend)  # before looking for artifacts
     _, spec = registry.resolve(model)
     if spec is None:
         raise ZooError(f"{model} has no pretrained weights, so there is no original to compare with.")
-    from export.artifact import artifact_dirs
-
     dirs = artifacts or artifact_dirs(out / spec.name)
     if not dirs:
         raise ZooError(f"no artifacts of {spec.name} under {out}; run `zoo export {spec.name}` first.")
-    bars = {
-        "fp32": {"top1_agreement": fp32_bar},
-        "fp16": {"top1_agreement": fp16_bar},
-        "int8": {"top1_agreement": int8_bar, "accuracy_drop": int8_max_drop},
-    }
-    results = check_artifacts(spec.name, dirs, None, limit, bars, backend)
+    bars = bars_with(fp32_bar=fp32_bar, fp16_bar=fp16_bar, int8_bar=int8_bar, int8_max_drop=int8_max_drop)
+    results = check_artifacts(spec.name, dirs, data, limit, bars, backend)
     if as_json:
         emit_json(results)
     else:
         _table(
             f"zoo parity {spec.name}",
-            [
-                "artifact",
-                "images",
-                "top-1 agr.",
-                "top-5 agr.",
-                "top-5 overlap",
-                "top-1",
-                "original",
-                "max |Δlogit|",
-                "",
-            ],
-            [
-                [
-                    Path(d).name,
-                    r["images"],
-                    f"{r['top1_agreement']:.2f}%",
-                    f"{r['top5_agreement']:.2f}%",
-                    f"{r['top5_overlap']:.2f}%",
-                    f"{r['top1']:.2f}",
-                    f"{r['reference_top1']:.2f}",
-                    f"{r['max_abs_logit_diff']:.4f}",
-                    "✅" if r["verdict"]["passed"] else "❎",
-                ]
-                if "verdict" in r
-                else [
-                    Path(d).name,
-                    "-",
-                    "-",
-                    "-",
-                    "-",
-                    "-",
-                    "-",
-                    "-",
-                    r.get("skipped") or r.get("failed", ""),
-                ]
-                for d, r in results.items()
-            ],
+            _PARITY_COLUMNS,
+            [_parity_cells(Path(d).name, r, MARKS[status_of(r)]) for d, r in results.items()],
         )
         _parity_footnote(results.values())
     failed = {d: r for d, r in results.items() if not r.get("verdict", {}).get("passed", False)}
-    for d, r in failed.items():
-        if not as_json:
-            typer.echo(
-                f"error: {d}: {'; '.join(r['verdict']['failures']) if 'verdict' in r else r.get('skipped') or r.get('failed')}",
-                err=True,
-            )
+    for d, r in [] if as_json else failed.items():
+        reason = (
+            "; ".join(r["verdict"]["failures"]) if "verdict" in r else r.get("skipped") or r.get("failed")
+        )
+        typer.echo(f"error: {d}: {reason}", err=True)
     if failed:
         raise typer.Exit(1)
+
+
+_PARITY_COLUMNS = ["artifact", "images", "top-1 agr.", "top-5 agr.", "top-5 overlap", "top-1", "original"]
+_PARITY_COLUMNS += ["max |Δlogit|", ""]
+
+
+def _parity_cells(name: str, r: dict, mark: str) -> list[str]:
+    if "verdict" not in r:
+        return [name, *["-"] * 7, r.get("skipped") or r.get("failed", "")]
+    pct = [f"{r[k]:.2f}%" for k in ("top1_agreement", "top5_agreement", "top5_overlap")]
+    return [name, r["images"], *pct, f"{r['top1']:.2f}", f"{r['reference_top1']:.2f}"] + [
+        f"{r['max_abs_logit_diff']:.4f}",
+        mark,
+    ]
 
 
 @command("bench")
 def bench_cmd(
     model: Annotated[str, typer.Argument(help="A pretrained tag.")],
     formats: Annotated[
-        str,
-        typer.Option(
-            help="Comma-separated: pytorch, pytorch-compiled, onnx, onnx-fp16, onnx-int8, onnx-int8-cpu, openvino, pt2, trt-*."
-        ),
+        str, typer.Option(help=f"Comma-separated: {', '.join(_targets())}.")
     ] = "pytorch,onnx,onnx-fp16,onnx-int8,onnx-int8-cpu",
     batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8,32",
     seconds: Annotated[float, typer.Option(help="Timed seconds per format and batch size.")] = 2.0,
     threads: Annotated[
         int | None, typer.Option(help="Threads for PyTorch and ONNX Runtime (default: all cores).")
     ] = None,
-    parity_images: Annotated[
-        int | None, typer.Option(help="Labelled images for the agreement column (default: the whole split).")
-    ] = None,
+    parity_images: ParityImagesOpt = None,
     out: Annotated[Path, typer.Option(help="Where the JSON, CSV and PNG go.")] = Path("bench"),
-    artifacts: Annotated[Path, typer.Option(help="Artifacts folder (missing ones are exported).")] = Path(
-        "artifacts"
-    ),
-    data: Annotated[
-        str | None, typer.Option(help="Dataset root for calibration, parity and images (default: $ZOO_DATA).")
-    ] = None,
+    artifacts: ArtifactsOpt = Path("artifacts"),
+    data: DataOpt = None,
     repeats: Annotated[
         int, typer.Option(help="Fresh processes per format, taken in turns; figures are their medians.")
     ] = 3,
@@ -766,8 +737,7 @@ def bench_cmd(
     """Latency (p50/p90/p99) and throughput per format and batch size, model-only and end-to-end.
     Each format runs in fresh processes, in turns with the others; the figures are medians over them."""
     from serve.bench import SUMMARY_COLUMNS, BenchOptions, bench, summary_cells
-
-    _use_data(data)
+    from serve.checked_export import MARKS
 
     try:
         batches = [int(b) for b in batch.split(",")]
@@ -775,10 +745,10 @@ def bench_cmd(
         raise ZooError(f"--batch {batch!r} is not a comma-separated list of integers.") from None
     if repeats < 1 or any(b < 1 for b in batches):
         raise ZooError("--repeats and every --batch size must be at least 1.")
-    o = BenchOptions(
-        [f.strip() for f in formats.split(",") if f.strip()],
-        batches,
-        seconds,
+    options = BenchOptions(
+        formats=[f.strip() for f in formats.split(",") if f.strip()],
+        batches=batches,
+        seconds=seconds,
         threads=threads,
         parity_images=parity_images,
         repeats=repeats,
@@ -786,15 +756,15 @@ def bench_cmd(
         out=out,
         artifacts=artifacts,
         device=device,
+        data=_data_root(data),
     )
-    report = bench(model, o, (lambda _m: None) if as_json else (lambda m: typer.echo(m, err=True)))
+    report = bench(model, options, (lambda _m: None) if as_json else (lambda m: typer.echo(m, err=True)))
     if as_json:
         return emit_json(report)
-    marks = {"ok": "✅", "parity failed": "❎", "failed": "❌", "timing only": "⏱"}
     _table(
         f"zoo bench {report['model']} on {report['hardware']['cpu']}",
         SUMMARY_COLUMNS,
-        [[c[0], f"{marks.get(c[1], '·')} {c[1]}", *c[2:]] for c in summary_cells(report)],
+        [[c[0], f"{MARKS.get(c[1], '·')} {c[1]}", *c[2:]] for c in summary_cells(report)],
     )
     typer.echo(f"wrote {out}/bench-{report['model']}.json, .csv, .md and .png")
     if report["untrained"]:

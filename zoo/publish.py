@@ -14,7 +14,8 @@ from zoo.evaluate import evaluate
 from zoo.weights import WeightSpec
 
 
-def publish_run(run: Path, name: str, weights_dir: Path | None = None) -> WeightSpec:
+def publish_run(run: Path, name: str, weights_dir: Path | None = None, data: str | None = None) -> WeightSpec:
+    """Evaluate a finished run on the test split under `data` (None: $ZOO_DATA) and register it as `name`."""
     summary_file = run / "summary.json"
     if not summary_file.is_file():
         raise ZooError(f"{run} is not a finished `zoo train` run (no summary.json).")
@@ -26,8 +27,8 @@ def publish_run(run: Path, name: str, weights_dir: Path | None = None) -> Weight
     if name.split(".")[0] != s["arch"]:
         raise ZooError(f"{run} trained {s['arch']}; publish it as {s['arch']}.TAG, not {name}.")
     # The manifest's numbers are measured by `zoo eval` on the saved file, not taken from the training log.
-    result = evaluate([str(run)], split="test") if s["test_images"] else {}
-    flip = evaluate([str(run)], split="test", protocol="flip") if s["test_images"] else {}
+    result = evaluate([str(run)], data, split="test") if s["test_images"] else {}
+    flip = evaluate([str(run)], data, split="test", protocol="flip") if s["test_images"] else {}
     from zoo import registry
 
     arch = name.split(".")[0]

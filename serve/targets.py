@@ -1,0 +1,40 @@
+"""What can be run, checked and timed: the PyTorch original (eager or compiled), or an exported artifact
+run by its own runtime or by another backend (OpenVINO runs the ONNX file). One table, read by
+`zoo export`, `zoo bench` and the parity check. Light on purpose: the CLI reads it to write its help.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from export.formats import FORMATS
+from zoo.errors import ZooError
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    artifact: str | None  # the export format it runs (None: the PyTorch model itself)
+    backend: str | None = None  # a runtime other than the artifact's own
+    compiled: bool = False  # torch.compile, for the PyTorch model
+
+    @property
+    def card_key(self) -> str:
+        """Where its timings go in the artifact's card: another backend's apart from the artifact's own."""
+        return f"bench_{self.backend}" if self.backend else "bench"
+
+
+TARGETS: dict[str, Target] = {
+    "pytorch": Target("pytorch", None),
+    "pytorch-compiled": Target("pytorch-compiled", None, compiled=True),
+    **{name: Target(name, name) for name in FORMATS},
+    "openvino": Target("openvino", "onnx", backend="openvino"),
+}
+EAGER = "pytorch"  # the baseline every speed-up is measured against
+
+
+def get(name: str) -> Target:
+    try:
+        return TARGETS[name]
+    except KeyError:
+        raise ZooError(f"unknown format {name!r}; choose from {', '.join(TARGETS)}.") from None
