@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 import math
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +17,119 @@ RECIPES = PACKAGE_DIR / "recipes"
 SCHEDULES = ("multistep", "onecycle", "cosine", "plateau")
 
 
+# The sections of a recipe: every key it may hold, its type and its default, in one place. The schema
+# that validates a recipe file is read from these classes.
+@dataclass(frozen=True)
+class Train:
+    epochs: int | None = None  # epochs or iterations is required
+    iterations: int | None = None
+    batch_size: int | None = None  # required
+    seed: int = 0
+    eval_every: int = 1  # epochs between test evaluations; the last epoch is always evaluated
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    name: str = "sgd"
+    lr: float | None = None  # required
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    nesterov: bool = False
+    no_decay_on_norm_and_bias: bool = False
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str = "multistep"
+    milestones: list | None = None  # iterations (multistep)
+    milestone_fractions: list | None = None  # of the total steps, set when --epochs shortens a recipe
+    gamma: float = 0.1
+    warmup_fraction: float | None = None  # of the total steps (None: 0.15 for onecycle, else 0)
+    warmup_epochs: float | None = None
+    final_lr_fraction: float = 0.0
+    warmup_lr: float | None = None  # the paper's 0.01 warm-up of ResNet-110 until train error < 80%
+    warmup_until_train_error: float = 0.8
+    warmup_archs: list = field(default_factory=list)
+    patience: int = 5  # plateau: epochs without a better test loss before the lr is cut by gamma
+
+
+@dataclass(frozen=True)
+class Augment:
+    pad: int = 4
+    hflip: bool = True
+    cutout: int = 0
+    scale: list = field(default_factory=lambda: [256, 480])  # ImageNet: shorter side sampled in this range
+    crop: int = 224
+    color_jitter: float = 0.0
+
+
+@dataclass(frozen=True)
+class Regularise:
+    label_smoothing: float = 0.0
+    ema_decay: float | None = None  # None: no EMA
+
+
+@dataclass(frozen=True)
+class Model:  # None: the architecture's own default
+    shortcut: str | None = None
+    zero_init_residual: bool | None = None
+    variant: str | None = None
+
+    def options(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+SECTIONS = {
+    "train": Train,
+    "optimizer": Optimizer,
+    "schedule": Schedule,
+    "augment": Augment,
+    "regularise": Regularise,
+    "model": Model,
+}
+
+
 @dataclass(frozen=True)
 class Recipe:
     name: str
     source: str  # the file it came from
     doc: dict[str, Any]
 
-    def get(self, section: str, key: str, default: Any = None) -> Any:
-        return self.doc.get(section, {}).get(key, default)
+    @cached_property
+    def train(self) -> Train:
+        return Train(**self.doc.get("train", {}))
+
+    @cached_property
+    def optimizer(self) -> Optimizer:
+        return Optimizer(**self.doc.get("optimizer", {}))
+
+    @cached_property
+    def schedule(self) -> Schedule:
+        return Schedule(**self.doc.get("schedule", {}))
+
+    @cached_property
+    def augment(self) -> Augment:
+        return Augment(**self.doc.get("augment", {}))
+
+    @cached_property
+    def regularise(self) -> Regularise:
+        return Regularise(**self.doc.get("regularise", {}))
+
+    @cached_property
+    def model(self) -> Model:
+        return Model(**self.doc.get("model", {}))
+
+    def get(self, section: str, key: str) -> Any:
+        """One setting with its default, by name: `recipe.get("optimizer", "lr")`."""
+        return getattr(getattr(self, section), key)
 
     @property
     def dataset(self) -> str:
         return self.doc.get("dataset", "cifar10")
 
     def total_steps(self, steps_per_epoch: int) -> int:
-        iters = self.get("train", "iterations")
-        return int(iters) if iters else int(self.get("train", "epochs")) * steps_per_epoch
+        iters = self.train.iterations
+        return int(iters) if iters else int(self.train.epochs) * steps_per_epoch
 
     def epochs(self, steps_per_epoch: int) -> int:
         return math.ceil(self.total_steps(steps_per_epoch) / steps_per_epoch)
@@ -64,9 +162,9 @@ class Recipe:
         doc = copy.deepcopy(self.doc)
         if epochs is not None:
             was = (
-                f"{self.get('train', 'iterations')} iterations"
-                if self.get("train", "iterations")
-                else f"{self.get('train', 'epochs')} epochs"
+                f"{self.train.iterations} iterations"
+                if self.train.iterations
+                else f"{self.train.epochs} epochs"
             )
             doc["train"].pop("iterations", None)
             doc["train"]["epochs"] = epochs
@@ -75,7 +173,7 @@ class Recipe:
                 f"shortened by --epochs to {epochs} epochs (the recipe says {was})",
             ]
             if doc.get("schedule", {}).get("name") == "multistep":  # keep milestones at the same fractions
-                old = self.get("train", "iterations")
+                old = self.train.iterations
                 if old:
                     doc["schedule"]["milestone_fractions"] = [m / old for m in doc["schedule"]["milestones"]]
         if batch_size is not None:
@@ -107,40 +205,16 @@ def load_recipe(name_or_file: str | Path) -> Recipe:
 # The recipe schema: every key a recipe may hold, with its type. Unknown keys are errors, so that a
 # misspelt one is never silently ignored.
 NUMBER = (int, float)
+_KINDS = {"int": int, "float": NUMBER, "bool": bool, "str": str, "list": list}
+
+
+def _kind(annotation: str) -> Any:
+    return _KINDS[annotation.split("|")[0].split("[")[0].strip()]
+
+
 SCHEMA: dict[str, dict[str, Any]] = {
     "": {"name": str, "description": str, "dataset": str, "changes": list},
-    "train": {"epochs": int, "iterations": int, "batch_size": int, "seed": int, "eval_every": int},
-    "optimizer": {
-        "name": str,
-        "lr": NUMBER,
-        "momentum": NUMBER,
-        "weight_decay": NUMBER,
-        "nesterov": bool,
-        "no_decay_on_norm_and_bias": bool,
-    },
-    "schedule": {
-        "name": str,
-        "milestones": list,
-        "milestone_fractions": list,
-        "gamma": NUMBER,
-        "warmup_fraction": NUMBER,
-        "warmup_epochs": NUMBER,
-        "final_lr_fraction": NUMBER,
-        "warmup_lr": NUMBER,
-        "warmup_until_train_error": NUMBER,
-        "warmup_archs": list,
-        "patience": int,
-    },
-    "augment": {
-        "pad": int,
-        "hflip": bool,
-        "cutout": int,
-        "scale": list,
-        "crop": int,
-        "color_jitter": NUMBER,
-    },
-    "regularise": {"label_smoothing": NUMBER, "ema_decay": NUMBER},
-    "model": {"shortcut": str, "zero_init_residual": bool, "variant": str},
+    **{name: {f.name: _kind(str(f.type)) for f in fields(cls)} for name, cls in SECTIONS.items()},
 }
 OPTIMIZERS = ("sgd",)
 DATASETS = ("cifar10", "imagenet1k")
@@ -238,17 +312,17 @@ def _validate(doc: dict, path: Path, text: str = "") -> None:
 
 def lr_at(recipe: Recipe, step: int, total: int) -> float:
     """The learning rate of a step-wise schedule (plateau is decided per epoch by the trainer)."""
-    base = float(recipe.get("optimizer", "lr"))
-    name = recipe.get("schedule", "name", "multistep")
-    if name == "multistep":
-        fractions = recipe.get("schedule", "milestone_fractions")
-        milestones = [f * total for f in fractions] if fractions else recipe.get("schedule", "milestones")
-        return base * recipe.get("schedule", "gamma", 0.1) ** sum(step >= m for m in milestones)
-    if name in ("onecycle", "cosine"):
-        warm = int(total * recipe.get("schedule", "warmup_fraction", 0.15 if name == "onecycle" else 0.0))
-        if recipe.get("schedule", "warmup_epochs") and recipe.get("train", "epochs"):
-            warm = int(total * recipe.get("schedule", "warmup_epochs") / recipe.get("train", "epochs"))
-        final = base * recipe.get("schedule", "final_lr_fraction", 0.0)
+    base, sched = float(recipe.optimizer.lr), recipe.schedule
+    if sched.name == "multistep":
+        fractions = sched.milestone_fractions
+        milestones = [f * total for f in fractions] if fractions else sched.milestones
+        return base * sched.gamma ** sum(step >= m for m in milestones)
+    if sched.name in ("onecycle", "cosine"):
+        fraction = sched.warmup_fraction
+        warm = int(total * (fraction if fraction is not None else 0.15 if sched.name == "onecycle" else 0.0))
+        if sched.warmup_epochs and recipe.train.epochs:
+            warm = int(total * sched.warmup_epochs / recipe.train.epochs)
+        final = base * sched.final_lr_fraction
         if step < warm:
             return base * (step + 1) / warm
         t = (step - warm) / max(1, total - warm)

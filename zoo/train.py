@@ -88,8 +88,8 @@ def _dist_and_device(choice: str) -> tuple[int, int, int, torch.device]:
 
 
 def _param_groups(model: nn.Module, recipe: Recipe) -> list[dict]:
-    wd = float(recipe.get("optimizer", "weight_decay", 0.0))
-    if not recipe.get("optimizer", "no_decay_on_norm_and_bias", False):
+    wd = float(recipe.optimizer.weight_decay)
+    if not recipe.optimizer.no_decay_on_norm_and_bias:
         return [{"params": list(model.parameters()), "weight_decay": wd}]
     decay = [p for p in model.parameters() if p.ndim > 1]
     other = [p for p in model.parameters() if p.ndim <= 1]
@@ -101,8 +101,7 @@ def _loaders(cfg: TrainConfig, spec, device, rank: int, world: int, channels_las
     from zoo.loaders import DeviceCifarLoader, FolderDataset, ScaleAugment
 
     r = cfg.recipe
-    bs = int(r.get("train", "batch_size"))
-    seed = int(r.get("train", "seed", 0))
+    bs, seed, aug = int(r.train.batch_size), int(r.train.seed), r.augment
     train_ds, test_ds = find_dataset(r.dataset, cfg.data, "train"), find_dataset(r.dataset, cfg.data, "test")
     side = spec.resize or spec.crop
     for ds in (train_ds, test_ds):  # before any work: data that does not fit the recipe's dataset
@@ -111,17 +110,15 @@ def _loaders(cfg: TrainConfig, spec, device, rank: int, world: int, channels_las
         xs, ys = train_ds.images[: cfg.train_limit], train_ds.labels[: cfg.train_limit]
         if len(ys) < bs * world:
             raise ZooError(f"{len(ys)} training images are fewer than one batch of {bs} per process.")
-        pad, flip = int(r.get("augment", "pad", 4)), bool(r.get("augment", "hflip", True))
-        cutout = int(r.get("augment", "cutout", 0))
         common = {"spec": spec, "device": device, "channels_last": channels_last}
         train = DeviceCifarLoader(
             xs,
             ys,
             bs,
             train=True,
-            pad=pad,
-            hflip=flip,
-            cutout=cutout,
+            pad=int(aug.pad),
+            hflip=bool(aug.hflip),
+            cutout=int(aug.cutout),
             seed=seed,
             rank=rank,
             world=world,
@@ -134,15 +131,10 @@ def _loaders(cfg: TrainConfig, spec, device, rank: int, world: int, channels_las
     # ImageFolder / ImageNet: decoded and augmented by DataLoader workers.
     from zoo.preprocess import preprocess
 
-    aug = ScaleAugment(
-        spec,
-        tuple(r.get("augment", "scale", (256, 480))),
-        int(r.get("augment", "crop", 224)),
-        bool(r.get("augment", "hflip", True)),
-        float(r.get("augment", "color_jitter", 0.0)),
-        seed,
+    augment = ScaleAugment(
+        spec, tuple(aug.scale), int(aug.crop), bool(aug.hflip), float(aug.color_jitter), seed
     )
-    train_set = FolderDataset(train_ds, aug)
+    train_set = FolderDataset(train_ds, augment)
     test_set = FolderDataset(test_ds, lambda img: torch.from_numpy(preprocess(img, spec)))
     if cfg.train_limit:
         train_set = torch.utils.data.Subset(train_set, range(min(cfg.train_limit, len(train_set))))
@@ -194,180 +186,198 @@ def evaluate_loader(model: nn.Module, loader, device: torch.device, bf16: bool =
     return {"top1": 100.0 * correct1 / n, "top5": 100.0 * correct5 / n, "loss": loss / n, "n": n}
 
 
+@dataclass
+class Run:
+    """One run's training state: what every epoch works on, and what a checkpoint saves and restores."""
+
+    cfg: TrainConfig
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    ema: nn.Module | None
+    loaders: tuple  # (train, test, number of training images)
+    device: torch.device
+    rank: int
+    world: int
+    bf16: bool
+    net: nn.Module | None = None  # the model as trained: wrapped in DDP and/or compiled
+    epoch: int = 0  # the next epoch to train
+    step: int = 0
+    wall: float = 0.0
+    plateau: dict = field(default_factory=lambda: {"best": float("inf"), "bad": 0, "scale": 1.0})
+    warm: bool = False  # the paper's warm-up lr, until the train error falls below the recipe's bar
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.cfg.recipe
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.loaders[0])
+
+    @property
+    def total(self) -> int:
+        return self.recipe.total_steps(self.steps_per_epoch)
+
+    @property
+    def epochs(self) -> int:
+        return self.recipe.epochs(self.steps_per_epoch)
+
+
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train `cfg.arch` with `cfg.recipe`; returns the summary written to out/summary.json."""
+    run = _start(cfg)
+    progress = _progress(cfg.progress and run.rank == 0 and sys.stderr.isatty())
+    for epoch in range(run.epoch, run.epochs):
+        row = _train_epoch(run, epoch, progress)
+        if row is None:  # stopped by --max-steps, like a kill: the partial epoch is neither logged nor saved
+            break
+        if run.rank == 0:
+            _end_epoch(run, epoch, row, progress)
+    divergence = replica_divergence(run.model) if run.world > 1 else None
+    summary = _finish(run, divergence)
+    if run.world > 1:
+        torch.distributed.barrier()
+    return summary
+
+
+def _start(cfg: TrainConfig) -> Run:
+    """The model, optimiser, EMA and data of a run, fresh or restored from its checkpoint."""
     from zoo import registry
 
-    rank, local_rank, world, device = _dist_and_device(cfg.device)
+    rank, _, world, device = _dist_and_device(cfg.device)
     r = cfg.recipe
-    seed = int(r.get("train", "seed", 0))
-    torch.manual_seed(seed)
-    spec = preprocess_spec(r.dataset)
-    model_opts = {
-        k: v for k, v in r.doc.get("model", {}).items() if k in ("shortcut", "zero_init_residual", "variant")
-    }
+    torch.manual_seed(int(r.train.seed))
     arch, _ = registry.resolve(cfg.arch)  # an unknown name: one sentence with close matches
     if registry.archs()[arch]["family"] != dataset(r.dataset)["family"]:
         raise ZooError(f"{cfg.arch} is not a {r.dataset} architecture; recipe {r.name} trains {r.dataset}.")
     model = registry.create_model(
-        cfg.arch.split(".")[0], num_classes=num_classes(r.dataset), **model_opts
+        cfg.arch.split(".")[0], num_classes=num_classes(r.dataset), **r.model.options()
     ).to(device)
-    channels_last = True  # faster for these convs on CUDA and on x86 CPUs alike
-    model = model.to(memory_format=torch.channels_last)
-    use_bf16 = cfg.amp == "bf16" or (
+    model = model.to(memory_format=torch.channels_last)  # faster for these convs on CUDA and x86 CPUs alike
+    bf16 = cfg.amp == "bf16" or (
         cfg.amp == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported(False)
     )
-
-    train_loader, test_loader, n_train = _loaders(cfg, spec, device, rank, world, channels_last)
-    steps_per_epoch = len(train_loader)
-    total = r.total_steps(steps_per_epoch)
-    epochs = r.epochs(steps_per_epoch)
+    loaders = _loaders(cfg, preprocess_spec(r.dataset), device, rank, world, channels_last=True)
+    o = r.optimizer
     opt = torch.optim.SGD(
-        _param_groups(model, r),
-        lr=float(r.get("optimizer", "lr")),
-        momentum=float(r.get("optimizer", "momentum", 0.9)),
-        nesterov=bool(r.get("optimizer", "nesterov", False)),
+        _param_groups(model, r), lr=float(o.lr), momentum=float(o.momentum), nesterov=bool(o.nesterov)
     )
-    ema_decay = r.get("regularise", "ema_decay")
-    ema = (
-        torch.optim.swa_utils.AveragedModel(
-            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(float(ema_decay)), use_buffers=True
-        )
-        if ema_decay
-        else None
-    )
-    smoothing = float(r.get("regularise", "label_smoothing", 0.0))
+    ema = None
+    if r.regularise.ema_decay:
+        ema_avg = torch.optim.swa_utils.get_ema_multi_avg_fn(float(r.regularise.ema_decay))
+        ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=ema_avg, use_buffers=True)
+    run = Run(cfg, model, opt, ema, loaders, device, rank, world, bf16, warm=_needs_warmup(cfg.arch, r))
     cfg.out.mkdir(parents=True, exist_ok=True)
-    start_epoch, step, wall, plateau = 0, 0, 0.0, {"best": float("inf"), "bad": 0, "scale": 1.0}
-    warm = _needs_warmup(cfg.arch, r)
-    ckpt = cfg.out / CHECKPOINT
     if cfg.resume:
-        if not ckpt.is_file():
-            raise ZooError(f"nothing to resume: {ckpt} does not exist.")
-        state = read_train_checkpoint(ckpt, device)
-        _check_same_recipe(state.get("recipe") or {}, r.doc, ckpt)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        start_epoch, step, wall, plateau, warm = (
-            state["epoch"] + 1,
-            state["step"],
-            state["wall"],
-            state["plateau"],
-            state["warm"],
-        )
-        if rank == 0:
-            _keep_rows_until(cfg.out / METRICS, start_epoch)
+        _restore(run, cfg.out / CHECKPOINT)
     elif rank == 0:
         (cfg.out / METRICS).unlink(missing_ok=True)
-    net = model
+    run.net = model
     if world > 1:
-        net = nn.parallel.DistributedDataParallel(
+        run.net = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     if cfg.compile:
-        net = torch.compile(net)
+        run.net = torch.compile(run.net)
+    return run
 
-    progress = _progress(cfg.progress and rank == 0 and sys.stderr.isatty())
-    stopped = False
-    for epoch in range(start_epoch, epochs):
-        if hasattr(train_loader, "set_epoch"):
-            train_loader.set_epoch(epoch)
-        elif isinstance(getattr(train_loader, "sampler", None), torch.utils.data.DistributedSampler):
-            train_loader.sampler.set_epoch(epoch)
-        net.train()
-        t0, seen, loss_sum, correct = (
-            time.perf_counter(),
-            0,
-            torch.zeros((), device=device),
-            torch.zeros((), device=device),
-        )
-        task = progress.add_task(f"epoch {epoch + 1}/{epochs}", total=steps_per_epoch) if progress else None
-        for x, y in train_loader:
-            if step >= total or (cfg.max_steps is not None and step >= cfg.max_steps):
-                stopped = step < total
-                break
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            x = x.contiguous(memory_format=torch.channels_last)  # ImageNet batches arrive NCHW
-            lr = (float(r.get("schedule", "warmup_lr")) if warm else lr_at(r, step, total)) * plateau["scale"]
-            for g in opt.param_groups:
-                g["lr"] = lr
-            logits, loss = train_step(net, opt, x, y, smoothing, use_bf16)
-            if ema is not None:
-                ema.update_parameters(model)
-            batch_correct = (logits.argmax(1) == y).sum()
-            loss_sum += loss.detach() * len(y)
-            correct += batch_correct
-            seen += len(y)
-            step += 1
-            if warm and 1 - batch_correct.item() / len(y) < float(
-                r.get("schedule", "warmup_until_train_error", 0.8)
-            ):
-                warm = False
+
+def _restore(run: Run, ckpt: Path) -> None:
+    """Continue exactly where the checkpoint ended: weights, optimiser, EMA, counters, schedule state."""
+    if not ckpt.is_file():
+        raise ZooError(f"nothing to resume: {ckpt} does not exist.")
+    state = read_train_checkpoint(ckpt, run.device)
+    _check_same_recipe(state.get("recipe") or {}, run.recipe.doc, ckpt)
+    run.model.load_state_dict(state["model"])
+    run.opt.load_state_dict(state["optimizer"])
+    if run.ema is not None:
+        run.ema.load_state_dict(state["ema"])
+    run.epoch, run.step, run.wall = state["epoch"] + 1, state["step"], state["wall"]
+    run.plateau, run.warm = state["plateau"], state["warm"]
+    if run.rank == 0:
+        _keep_rows_until(run.cfg.out / METRICS, run.epoch)
+
+
+def _train_epoch(run: Run, epoch: int, progress) -> dict[str, Any] | None:
+    """One epoch of SGD steps; its metrics row, or None when --max-steps stopped it part-way."""
+    r, device, loader = run.recipe, run.device, run.loaders[0]
+    if hasattr(loader, "set_epoch"):
+        loader.set_epoch(epoch)
+    elif isinstance(getattr(loader, "sampler", None), torch.utils.data.DistributedSampler):
+        loader.sampler.set_epoch(epoch)
+    run.net.train()
+    t0, seen = time.perf_counter(), 0
+    loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device)
+    total, smoothing = run.total, float(r.regularise.label_smoothing)
+    task = progress.add_task(f"epoch {epoch + 1}/{run.epochs}", total=len(loader)) if progress else None
+    for x, y in loader:
+        if run.step >= total or (run.cfg.max_steps is not None and run.step >= run.cfg.max_steps):
             if task is not None:
-                progress.update(
-                    task, advance=1, description=f"epoch {epoch + 1}/{epochs} loss {loss.item():.3f}"
-                )
+                progress.remove_task(task)
+            return None if run.step < total else _epoch_row(run, epoch, t0, seen, loss_sum, correct)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x = x.contiguous(memory_format=torch.channels_last)  # ImageNet batches arrive NCHW
+        lr = float(r.schedule.warmup_lr) if run.warm else lr_at(r, run.step, total)
+        for g in run.opt.param_groups:
+            g["lr"] = lr * run.plateau["scale"]
+        logits, loss = train_step(run.net, run.opt, x, y, smoothing, run.bf16)
+        if run.ema is not None:
+            run.ema.update_parameters(run.model)
+        batch_correct = (logits.argmax(1) == y).sum()
+        loss_sum += loss.detach() * len(y)
+        correct += batch_correct
+        seen += len(y)
+        run.step += 1
+        if run.warm and 1 - batch_correct.item() / len(y) < float(r.schedule.warmup_until_train_error):
+            run.warm = False
         if task is not None:
-            progress.remove_task(task)
-        if stopped:  # like a kill: the partial epoch is neither logged nor checkpointed
-            break
-        if world > 1:
-            for t in (loss_sum, correct):
-                torch.distributed.all_reduce(t)
-            seen *= world
-        if seen == 0:
-            break
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        epoch_time = time.perf_counter() - t0
-        wall += epoch_time
-        row = {
-            "epoch": epoch + 1,
-            "step": step,
-            "lr": opt.param_groups[0]["lr"],
-            "train_loss": loss_sum.item() / seen,
-            "train_top1": 100.0 * correct.item() / seen,
-            "images_per_s": seen / epoch_time,
-            "wall_s": wall,
-        }
-        if rank == 0:
-            every = int(r.get("train", "eval_every", 1))
-            if (epoch + 1) % every == 0 or epoch + 1 == epochs or r.get("schedule", "name") == "plateau":
-                # the last epoch in fp32 (the run's result), the others in the training precision
-                quick = use_bf16 and epoch + 1 < epochs
-                metrics = evaluate_loader(ema or model, test_loader, device, bf16=quick)
-                row |= {f"test_{k}": v for k, v in metrics.items()} | {
-                    "test_precision": "bf16" if quick else "fp32"
-                }
-            if r.get("schedule", "name") == "plateau":
-                _plateau_step(plateau, row["test_loss"], r)
-            # The checkpoint first, then the metrics row: a kill between the two leaves an epoch that is
-            # checkpointed but not logged, and resuming logs nothing twice (rows past the checkpoint's
-            # epoch are dropped on resume).
-            _save_checkpoint(
-                ckpt, model, opt, ema, epoch=epoch, step=step, wall=wall, plateau=plateau, warm=warm, recipe=r
+            progress.update(
+                task, advance=1, description=f"epoch {epoch + 1}/{run.epochs} loss {loss.item():.3f}"
             )
-            _append_jsonl(cfg.out / METRICS, row)
-            _log(row, epochs, progress)
-    divergence = replica_divergence(model) if world > 1 else None
-    summary = _finish(
-        cfg,
-        model,
-        ema,
-        device=device,
-        n_train=n_train,
-        step=step,
-        total=total,
-        wall=wall,
-        rank=rank,
-        world=world,
-        divergence=divergence,
-    )
-    if world > 1:
-        torch.distributed.barrier()
-    return summary
+    if task is not None:
+        progress.remove_task(task)
+    return _epoch_row(run, epoch, t0, seen, loss_sum, correct)
+
+
+def _epoch_row(run: Run, epoch: int, t0: float, seen: int, loss_sum, correct) -> dict[str, Any] | None:
+    """The epoch's metrics row, over every process's images; None if it saw none."""
+    if run.world > 1:
+        for t in (loss_sum, correct):
+            torch.distributed.all_reduce(t)
+        seen *= run.world
+    if seen == 0:
+        return None
+    if run.device.type == "cuda":
+        torch.cuda.synchronize(run.device)
+    epoch_time = time.perf_counter() - t0
+    run.wall += epoch_time
+    return {
+        "epoch": epoch + 1,
+        "step": run.step,
+        "lr": run.opt.param_groups[0]["lr"],
+        "train_loss": loss_sum.item() / seen,
+        "train_top1": 100.0 * correct.item() / seen,
+        "images_per_s": seen / epoch_time,
+        "wall_s": run.wall,
+    }
+
+
+def _end_epoch(run: Run, epoch: int, row: dict[str, Any], progress) -> None:
+    """Rank 0, after an epoch: test when due, step a plateau schedule, save the checkpoint, log the row."""
+    r, last = run.recipe, epoch + 1 == run.epochs
+    plateau = r.schedule.name == "plateau"
+    if (epoch + 1) % int(r.train.eval_every) == 0 or last or plateau:
+        quick = run.bf16 and not last  # the last epoch in fp32 (the run's result), the others as trained
+        metrics = evaluate_loader(run.ema or run.model, run.loaders[1], run.device, bf16=quick)
+        row |= {f"test_{k}": v for k, v in metrics.items()} | {"test_precision": "bf16" if quick else "fp32"}
+    if plateau:
+        _plateau_step(run.plateau, row["test_loss"], r)
+    # The checkpoint first, then the metrics row: a kill between the two leaves an epoch that is
+    # checkpointed but not logged, and resuming logs nothing twice (rows past the checkpoint's epoch
+    # are dropped on resume).
+    _save_checkpoint(run.cfg.out / CHECKPOINT, run, epoch)
+    _append_jsonl(run.cfg.out / METRICS, row)
+    _log(row, run.epochs, progress)
 
 
 def replica_divergence(model: nn.Module) -> float:
@@ -381,12 +391,12 @@ def replica_divergence(model: nn.Module) -> float:
     return diff.item()
 
 
-def _finish(
-    cfg, model, ema, *, device, n_train, step, total, wall, rank, world, divergence
-) -> dict[str, Any]:
+def _finish(run: Run, divergence: float | None) -> dict[str, Any]:
+    """Rank 0: the final weights (the EMA's when there is one), summary.json and the training curves."""
+    cfg, ema = run.cfg, run.ema
     summary: dict[str, Any] = {}
-    if rank == 0:
-        final = ema.module if ema is not None else model
+    if run.rank == 0:
+        final = ema.module if ema is not None else run.model
         rows = (
             [json.loads(line) for line in (cfg.out / METRICS).read_text().splitlines()]
             if (cfg.out / METRICS).is_file()
@@ -398,19 +408,19 @@ def _finish(
             "recipe": cfg.recipe.name,
             "recipe_doc": cfg.recipe.doc,
             "dataset": cfg.recipe.dataset,
-            "train_images": n_train,
-            "steps": step,
-            "total_steps": total,
-            "complete": step >= total,
+            "train_images": run.loaders[2],
+            "steps": run.step,
+            "total_steps": run.total,
+            "complete": run.step >= run.total,
             "epochs_done": last.get("epoch", 0),
             "top1": last.get("test_top1"),
             "top5": last.get("test_top5"),
             "test_images": last.get("test_n"),
             "ema": ema is not None,
-            "wall_s": wall,
-            "world_size": world,
+            "wall_s": run.wall,
+            "world_size": run.world,
             "replica_max_abs_diff": divergence,  # None for one process
-            "hardware": hardware(device),
+            "hardware": hardware(run.device),
             "command": cfg.command,
         }
         state = {k: v.detach().cpu() for k, v in final.state_dict().items()}
@@ -463,10 +473,7 @@ def _check_same_recipe(saved: dict, now: dict, ckpt: Path) -> None:
 
 
 def _needs_warmup(arch: str, r: Recipe) -> bool:
-    return (
-        arch.split(".")[0] in (r.get("schedule", "warmup_archs") or [])
-        and r.get("schedule", "warmup_lr") is not None
-    )
+    return arch.split(".")[0] in r.schedule.warmup_archs and r.schedule.warmup_lr is not None
 
 
 def _plateau_step(state: dict, value: float, r: Recipe) -> None:
@@ -474,24 +481,22 @@ def _plateau_step(state: dict, value: float, r: Recipe) -> None:
         state["best"], state["bad"] = value, 0
     else:
         state["bad"] += 1
-        if state["bad"] >= int(r.get("schedule", "patience", 5)):
-            state["scale"] *= float(r.get("schedule", "gamma", 0.1))
+        if state["bad"] >= int(r.schedule.patience):
+            state["scale"] *= float(r.schedule.gamma)
             state["bad"] = 0
 
 
-def _save_checkpoint(
-    path: Path, model, opt, ema, *, epoch, step, wall, plateau, warm, recipe: Recipe
-) -> None:
+def _save_checkpoint(path: Path, run: Run, epoch: int) -> None:
     state = {
-        "model": model.state_dict(),
-        "optimizer": opt.state_dict(),
-        "ema": ema.state_dict() if ema else None,
+        "model": run.model.state_dict(),
+        "optimizer": run.opt.state_dict(),
+        "ema": run.ema.state_dict() if run.ema else None,
         "epoch": epoch,
-        "step": step,
-        "wall": wall,
-        "plateau": plateau,
-        "warm": warm,
-        "recipe": recipe.doc,
+        "step": run.step,
+        "wall": run.wall,
+        "plateau": run.plateau,
+        "warm": run.warm,
+        "recipe": run.recipe.doc,
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
