@@ -103,39 +103,49 @@ def convert_fp16(proto, keep_fp32: set[str] = frozenset()):
         for i, t in enumerate(n.input):
             if t and t in is_float and dtype_of(t) != want:
                 n.input[i] = cast(t, want)
-        if n.op_type == "Cast" and want == HALF:
-            for a in n.attribute:
-                if a.name == "to" and a.i == FLOAT:
-                    a.i = HALF
-        if n.op_type == "Constant" and want == HALF:
-            for a in n.attribute:
-                if a.name == "value" and a.t.data_type == FLOAT:
-                    a.t.CopyFrom(
-                        numpy_helper.from_array(numpy_helper.to_array(a.t).astype(np.float16), a.t.name)
-                    )
+        if want == HALF:
+            _retype_to_half(n)
         new_nodes.append(n)
     for name, init in inits.items():
         if init.data_type == FLOAT and dtype_of(name) == HALF:
             init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), name))
-    for out in g.output:  # outputs stay FP32
-        if out.name in is_float and dtype_of(out.name) == HALF:
-            node = producer[out.name]
-            inner = f"{out.name}__fp16"
-            for j, o in enumerate(node.output):
-                if o == out.name:
-                    node.output[j] = inner
-            for c in consumers.get(out.name, []):
-                for j, t in enumerate(c.input):
-                    if t == out.name:
-                        c.input[j] = inner
-            new_nodes.append(
-                helper.make_node("Cast", [inner], [out.name], to=FLOAT, name=f"cast_{out.name}_out")
-            )
+    half_outputs = [o.name for o in g.output if o.name in is_float and dtype_of(o.name) == HALF]
+    new_nodes += _outputs_back_to_fp32(half_outputs, producer, consumers)
     # graph inputs stay FP32: the casts above already convert them where FP16 nodes read them
     del g.node[:]
     g.node.extend(_toposort(new_nodes, {i.name for i in g.input} | set(inits)))
     del g.value_info[:]
     return model
+
+
+def _retype_to_half(n) -> None:
+    """A node that now computes in FP16: a Cast to FP32 casts to FP16, a Constant holds FP16."""
+    from onnx import TensorProto, numpy_helper
+
+    for a in n.attribute:
+        if n.op_type == "Cast" and a.name == "to" and a.i == TensorProto.FLOAT:
+            a.i = TensorProto.FLOAT16
+        if n.op_type == "Constant" and a.name == "value" and a.t.data_type == TensorProto.FLOAT:
+            a.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(a.t).astype(np.float16), a.t.name))
+
+
+def _outputs_back_to_fp32(names: list[str], producer: dict, consumers: dict) -> list:
+    """Graph outputs stay FP32: each FP16 output is renamed inside and cast back under its own name."""
+    from onnx import TensorProto, helper
+
+    casts = []
+    for name in names:
+        inner = f"{name}__fp16"
+        node = producer[name]
+        for j, o in enumerate(node.output):
+            if o == name:
+                node.output[j] = inner
+        for c in consumers.get(name, []):
+            for j, t in enumerate(c.input):
+                if t == name:
+                    c.input[j] = inner
+        casts.append(helper.make_node("Cast", [inner], [name], to=TensorProto.FLOAT, name=f"cast_{name}_out"))
+    return casts
 
 
 def _toposort(nodes: list, ready: set[str]) -> list:

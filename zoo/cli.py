@@ -212,7 +212,7 @@ def import_cmd(
 @command("train")
 def train_cmd(
     arch: Annotated[str, typer.Argument(help="Architecture to train, e.g. resnet20.")],
-    data: Annotated[str | None, typer.Option(help="Dataset root (default: $ZOO_DATA).")] = None,
+    data: DataOpt = None,
     recipe: Annotated[
         str,
         typer.Option(help="Recipe name (cifar_budget, cifar_zoo, cifar_paper, imagenet_paper) or TOML file."),
@@ -257,18 +257,23 @@ def train_cmd(
         progress=not as_json,
     )
     summary = train(cfg)
+    if publish and summary:
+        from zoo.publish import publish_run
+
+        summary["published"] = publish_run(out, publish, weights_dir, _data_root(data)).name
+    if as_json:
+        return emit_json({k: v for k, v in summary.items() if k != "recipe_doc"})
+    _say_trained(arch, out, summary)
+
+
+def _say_trained(arch: str, out: Path, summary: dict) -> None:
+    """The end of `zoo train`: a DDP warning, how to continue a cut-short run, or the result."""
     if summary and summary.get("replica_max_abs_diff"):
         typer.echo(
             f"warning: the {summary['world_size']} processes ended with different weights "
             f"(max |difference| {summary['replica_max_abs_diff']:.3g}); this is not a valid DDP run.",
             err=True,
         )
-    if publish and summary:
-        from zoo.publish import publish_run
-
-        summary["published"] = publish_run(out, publish, weights_dir).name
-    if as_json:
-        return emit_json({k: v for k, v in summary.items() if k != "recipe_doc"})
     if summary and not summary["complete"]:
         typer.echo(
             f"{arch}: stopped after {summary['steps']} of {summary['total_steps']} steps; "
@@ -432,6 +437,18 @@ def eval_cmd(
     )
 
 
+def _export_formats(format: str | None, trt: str | None) -> list[str]:
+    """--format and --trt: what to build, parents first (ONNX alone when neither is given)."""
+    from export.formats import TRT_PRESET, plan
+
+    formats = [f.strip() for f in format.split(",") if f.strip()] if format else []
+    if trt:
+        if trt not in TRT_PRESET:
+            raise ZooError(f"--trt must be fp32, fp16 or int8, not {trt!r}.")
+        formats.append(TRT_PRESET[trt])
+    return plan(formats or ["onnx"])
+
+
 def _formats() -> list[str]:
     from export.formats import FORMATS
 
@@ -473,18 +490,12 @@ def export_cmd(
     """Export a pretrained model to ONNX, FP16/INT8 ONNX, TensorRT engines or AOTInductor, with parity."""
     import os
 
-    from export.formats import TRT_PRESET, plan
     from export.pipeline import ExportOptions
     from export.tensorrt import parse_profile
     from serve.checked_export import export_and_check
 
     data = _data_root(data)
-    formats = [f.strip() for f in format.split(",") if f.strip()] if format else []
-    if trt:
-        if trt not in TRT_PRESET:
-            raise ZooError(f"--trt must be fp32, fp16 or int8, not {trt!r}.")
-        formats.append(TRT_PRESET[trt])
-    formats = plan(formats or ["onnx"])
+    formats = _export_formats(format, trt)
     options = ExportOptions(
         formats=formats,
         out=out,
@@ -739,15 +750,9 @@ def bench_cmd(
     from serve.bench import SUMMARY_COLUMNS, BenchOptions, bench, summary_cells
     from serve.checked_export import MARKS
 
-    try:
-        batches = [int(b) for b in batch.split(",")]
-    except ValueError:
-        raise ZooError(f"--batch {batch!r} is not a comma-separated list of integers.") from None
-    if repeats < 1 or any(b < 1 for b in batches):
-        raise ZooError("--repeats and every --batch size must be at least 1.")
     options = BenchOptions(
         formats=[f.strip() for f in formats.split(",") if f.strip()],
-        batches=batches,
+        batches=_batch_sizes(batch, repeats),
         seconds=seconds,
         threads=threads,
         parity_images=parity_images,
@@ -772,6 +777,16 @@ def bench_cmd(
     for e in report["summary"]:
         if e["status"] == "failed":
             typer.echo(f"note: {e['format']}: {e['message']}", err=True)
+
+
+def _batch_sizes(batch: str, repeats: int) -> list[int]:
+    try:
+        batches = [int(b) for b in batch.split(",")]
+    except ValueError:
+        raise ZooError(f"--batch {batch!r} is not a comma-separated list of integers.") from None
+    if repeats < 1 or any(b < 1 for b in batches):
+        raise ZooError("--repeats and every --batch size must be at least 1.")
+    return batches
 
 
 @command("serve")
