@@ -792,14 +792,20 @@ def _batch_sizes(batch: str, repeats: int) -> list[int]:
 @command("serve")
 def serve_cmd(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 7860,
+    port: Annotated[int, typer.Option(help="Port (the Triton server's HTTP port with --triton).")] = 7860,
     share: Annotated[bool, typer.Option(help="Ask Gradio for a public share link.")] = False,
     model: Annotated[
         list[str] | None, typer.Option(help="Tags to offer (repeatable; default: the local ones).")
     ] = None,
     artifacts: Annotated[Path, typer.Option(help="Artifacts folder to pick from.")] = Path("artifacts"),
+    triton: Annotated[
+        Path | None, typer.Option(help="Serve this model repository (from `zoo triton`) with Triton instead.")
+    ] = None,
 ) -> None:
-    """Start the web demo: an artifact's top-5 next to its PyTorch original's, with latency and the crop."""
+    """Start the web demo (an artifact's top-5 next to its PyTorch original's), or with --triton a Triton
+    Inference Server on loopback for a repository written by `zoo triton`."""
+    if triton is not None:
+        return _serve_triton(triton, port)
     try:
         from serve.demo import build_demo
     except ImportError:
@@ -808,6 +814,109 @@ def serve_cmd(
         build_demo(model, artifacts).launch(server_name=host, server_port=port, share=share)
     except ImportError:
         raise ZooError("the web demo needs Gradio: pip install 'resnet-zoo[app]'.") from None
+
+
+def _serve_triton(repo: Path, port: int) -> None:
+    import time
+
+    from serve.tritonserver import TritonServer
+
+    with TritonServer(repo, http_port=port) as server:
+        models = sorted(p.name for p in repo.iterdir() if (p / "config.pbtxt").is_file())
+        typer.echo(f"Triton is serving {len(models)} models of {repo}:")
+        typer.echo(f"  HTTP http://{server.url}   gRPC 127.0.0.1:{server.grpc_port}")
+        typer.echo(f"  models: {', '.join(models)}")
+        typer.echo("Ctrl-C stops it.")
+        try:
+            while server.process.poll() is None:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            typer.echo("stopping ...")
+    if server.process.returncode not in (0, -15, None):
+        raise ZooError(f"the Triton server stopped by itself (exit code {server.process.returncode}).")
+
+
+TritonFormatOpt = Annotated[
+    str,
+    typer.Option("--format", "-f", help="The artifact to serve: onnx, onnx-fp16, onnx-int8(-cpu), trt-*."),
+]
+
+
+@command("triton")
+def triton_cmd(
+    model: Annotated[str, typer.Argument(help="A pretrained tag or arch (its default tag).")],
+    format: TritonFormatOpt = "onnx-int8-cpu",
+    repo: Annotated[Path, typer.Option(help="The model repository to write into.")] = Path("triton"),
+    device: Annotated[
+        str,
+        typer.Option(
+            help="cpu: a Python-backend classifier over ONNX Runtime (what runs here); gpu: "
+            "Triton's onnxruntime_onnx or tensorrt_plan backend."
+        ),
+    ] = "cpu",
+    dynamic_batching: Annotated[bool, typer.Option(help="Let Triton batch concurrent requests.")] = True,
+    out: ArtifactsOpt = Path("artifacts"),
+    data: DataOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a Triton Inference Server model repository for an artifact (exported first if missing):
+    the classifier, and an ensemble that takes encoded image bytes and returns labelled probabilities."""
+    from serve.triton import write_repository
+
+    artifact = _exported(model, format, out, data, quiet=as_json)
+    written = write_repository(artifact, repo, device, dynamic_batching)
+    if as_json:
+        return emit_json(written)
+    typer.echo(f"wrote {len(written['models'])} models into {repo}: {', '.join(written['models'])}")
+    typer.echo(
+        f"serve them with `zoo serve --triton {repo}`; call {written['ensemble']} with image bytes (UINT8)."
+    )
+
+
+def _exported(model: str, fmt: str, out: Path, data: str | None, quiet: bool = False) -> Path:
+    """The artifact of `fmt` for `model`: reused when it is there, else exported (without parity)."""
+    from export.pipeline import ExportOptions, export_model
+
+    log = (lambda _m: None) if quiet else (lambda m: typer.echo(m, err=True))
+    done = export_model(model, ExportOptions(formats=[fmt], out=out, data=_data_root(data)), log)[-1]
+    if done.artifact is None:
+        raise ZooError(f"{fmt} could not be exported: {done.message}")
+    return done.artifact.path
+
+
+@command("bench-triton")
+def bench_triton_cmd(
+    model: Annotated[str, typer.Argument(help="A pretrained tag.")],
+    format: TritonFormatOpt = "onnx-int8-cpu",
+    clients: Annotated[int, typer.Option(help="Concurrent clients.")] = 8,
+    requests: Annotated[int, typer.Option(help="Requests per client.")] = 50,
+    out: Annotated[Path, typer.Option(help="Where the JSON and Markdown go.")] = Path("bench"),
+    artifacts: ArtifactsOpt = Path("artifacts"),
+    data: DataOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Load-test an artifact served by a real Triton server on loopback (the CPU flavour), with dynamic
+    batching on and off: failures, p50/p95/p99 latency and requests/s of image bytes in, top-5 out."""
+    from serve.bench import encoded_images
+    from serve.triton_bench import bench_triton
+    from zoo import registry
+    from zoo.data import find_dataset
+
+    artifact = _exported(model, format, artifacts, data, quiet=as_json)
+    spec = registry.resolve(model)[1]
+    images = encoded_images(find_dataset(spec.dataset, _data_root(data), "test"), 64)
+    log = (lambda _m: None) if as_json else (lambda m: typer.echo(m, err=True))
+    report = bench_triton(artifact, images, out, clients, requests, log)
+    if as_json:
+        return emit_json(report)
+    from serve.triton_bench import markdown
+
+    typer.echo(markdown(report), nl=False)
+    typer.echo(f"wrote {out}/triton-{report['ensemble']}.json and .md")
+    failed = sum(r["failures"] for r in report["runs"].values())
+    if failed:
+        first = next(r["first_failure"] for r in report["runs"].values() if r["failures"])
+        raise ZooError(f"{failed} requests failed under load; the first: {first}")
 
 
 def main() -> None:

@@ -1,0 +1,201 @@
+"""A Triton Inference Server model repository from an exported artifact.
+
+Four models per artifact, named after it (`resnet20-cifar10-onnx-int8-cpu` below):
+
+    resnet20-cifar10-onnx-int8-cpu              ensemble: encoded image bytes (UINT8) -> class probabilities,
+     ├─ ...-preprocess   (Python backend)         whose labels Triton's classification extension returns
+     ├─ ...-classifier   GPU: onnxruntime_onnx or tensorrt_plan; CPU: Python backend over ONNX Runtime
+     └─ ...-softmax      (Python backend)
+
+The Python-backend models run the zoo's own code (serve/triton_backend.py): the same decoding and
+preprocessing as `zoo predict`, the same runtime, the same softmax. Every config.pbtxt is written from
+Triton's own `ModelConfig` protobuf (shipped in tritonclient), so a field Triton does not know cannot be
+written. Each model directory is built under a temporary name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import site
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ZooError
+
+MISSING = "writing a Triton repository needs tritonclient: pip install 'resnet-zoo[triton]'."
+BACKEND_MODELS = Path(__file__).with_name("triton_models")  # the model.py of each Python-backend model
+PLATFORMS = {".onnx": "onnxruntime_onnx", ".engine": "tensorrt_plan"}
+MODEL_FILES = {"onnxruntime_onnx": "model.onnx", "tensorrt_plan": "model.plan"}  # Triton's default names
+IMAGE, PROBABILITIES = "IMAGE", "PROBABILITIES"
+
+
+def model_name(card: dict[str, Any]) -> str:
+    """The ensemble's name: the tag and format, with dots (not allowed everywhere) as dashes."""
+    return f"{card['source']}-{card['format']}".replace(".", "-")
+
+
+def model_config_class():
+    try:
+        from tritonclient.grpc import model_config_pb2
+    except ImportError:
+        raise ZooError(MISSING) from None
+    return model_config_pb2.ModelConfig
+
+
+def config_text(config: dict[str, Any]) -> str:
+    """config.pbtxt from a dict with ModelConfig's field names: parsed into the protobuf (an unknown field
+    or value is one sentence), then printed by protobuf's own text format."""
+    from google.protobuf import json_format, text_format
+
+    try:
+        message = json_format.ParseDict(config, model_config_class()())
+    except json_format.ParseError as e:
+        raise ZooError(f"not a valid Triton model configuration: {e}.") from None
+    return text_format.MessageToString(message)
+
+
+def read_config(path: Path):
+    """A config.pbtxt parsed into Triton's ModelConfig (what the server itself does with it)."""
+    from google.protobuf import text_format
+
+    return text_format.Parse(Path(path).read_text(), model_config_class()())
+
+
+def configs(card: dict[str, Any], device: str = "cpu", dynamic_batching: bool = True) -> dict[str, dict]:
+    """The four model configurations for an artifact's card, by model name."""
+    if device not in ("cpu", "gpu"):
+        raise ZooError(f"--device must be cpu or gpu, not {device!r}.")
+    base = model_name(card)
+    suffix = Path(card["file"]).suffix
+    if suffix not in PLATFORMS:
+        raise ZooError(
+            f"{card['format']} artifacts cannot be served by Triton; export onnx or trt-* formats."
+        )
+    if device == "cpu" and suffix != ".onnx":
+        raise ZooError(f"a TensorRT engine ({card['format']}) runs only on a GPU server: pass --device gpu.")
+    chw = list(card["input"]["shape"][1:])
+    classes = len(card["labels"])
+    batch = card.get("batch", {"opt": 8, "max": 64})
+    classifier: dict[str, Any] = {
+        "name": f"{base}-classifier",
+        "max_batch_size": int(batch["max"]),
+        "input": [{"name": card["input"]["name"], "data_type": "TYPE_FP32", "dims": chw}],
+        "output": [{"name": card["output"]["name"], "data_type": "TYPE_FP32", "dims": [classes]}],
+        "instance_group": [{"kind": "KIND_GPU" if device == "gpu" else "KIND_CPU", "count": 1}],
+    }
+    if device == "gpu":
+        classifier["platform"] = PLATFORMS[suffix]
+    else:
+        classifier["backend"] = "python"
+    if dynamic_batching:
+        preferred = sorted({int(batch["opt"]), int(batch["max"])})
+        classifier["dynamic_batching"] = {
+            "preferred_batch_size": preferred,
+            "max_queue_delay_microseconds": 2000,
+        }
+    python = {"backend": "python", "max_batch_size": 0, "instance_group": [{"kind": "KIND_CPU", "count": 1}]}
+    preprocess = python | {
+        "name": f"{base}-preprocess",
+        "input": [{"name": IMAGE, "data_type": "TYPE_UINT8", "dims": [-1]}],
+        "output": [{"name": "INPUT", "data_type": "TYPE_FP32", "dims": [1, *chw]}],
+    }
+    softmax = python | {
+        "name": f"{base}-softmax",
+        "input": [{"name": "LOGITS", "data_type": "TYPE_FP32", "dims": [1, classes]}],
+        "output": [{"name": PROBABILITIES, "data_type": "TYPE_FP32", "dims": [classes]}],
+    }
+    step = [
+        (preprocess["name"], {IMAGE: IMAGE}, {"INPUT": "preprocessed"}),
+        (classifier["name"], {card["input"]["name"]: "preprocessed"}, {card["output"]["name"]: "logits"}),
+        (softmax["name"], {"LOGITS": "logits"}, {PROBABILITIES: PROBABILITIES}),
+    ]
+    ensemble = {
+        "name": base,
+        "platform": "ensemble",
+        "max_batch_size": 0,
+        "input": [{"name": IMAGE, "data_type": "TYPE_UINT8", "dims": [-1]}],
+        "output": [
+            {
+                "name": PROBABILITIES,
+                "data_type": "TYPE_FP32",
+                "dims": [classes],
+                "label_filename": "labels.txt",
+            }
+        ],
+        "ensemble_scheduling": {
+            "step": [
+                {"model_name": m, "model_version": -1, "input_map": i, "output_map": o} for m, i, o in step
+            ]
+        },
+    }
+    return {c["name"]: c for c in (ensemble, preprocess, classifier, softmax)}
+
+
+def write_repository(
+    artifact: Path, repo: Path, device: str = "cpu", dynamic_batching: bool = True
+) -> dict[str, Any]:
+    """Write (or replace) the four models of an artifact directory into the repository `repo`."""
+    from export.artifact import read_card, verify_file
+    from zoo.files import temp_dir
+
+    artifact = Path(artifact)
+    card = read_card(artifact)
+    verify_file(artifact, card)
+    models = configs(card, device, dynamic_batching)
+    try:
+        repo.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ZooError(f"cannot write the repository {repo}: {e.strerror or e}.") from None
+    for name, config in models.items():
+        tmp = temp_dir(repo, name)
+        try:
+            _fill(tmp, config, card, artifact)
+            _swap_into_place(tmp, repo / name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return {"repository": str(repo), "ensemble": model_name(card), "models": list(models), "device": device}
+
+
+def _fill(directory: Path, config: dict[str, Any], card: dict[str, Any], artifact: Path) -> None:
+    """One model directory: config.pbtxt, version 1 (the model file, or a Python model and what it runs),
+    the labels (for the ensemble's classification output) and the artifact's card."""
+    (directory / "config.pbtxt").write_text(config_text(config))
+    version = directory / "1"
+    version.mkdir()
+    if config.get("platform") == "ensemble":
+        (directory / "labels.txt").write_text("".join(f"{label}\n" for label in card["labels"]))
+    elif config.get("platform"):
+        shutil.copy2(artifact / card["file"], version / MODEL_FILES[config["platform"]])
+    else:
+        role = config["name"].rsplit("-", 1)[1]  # preprocess, classifier or softmax
+        shutil.copy2(BACKEND_MODELS / f"{role}.py", version / "model.py")
+        shutil.copy2(BACKEND_MODELS / "zoo_site.py", version / "zoo_site.py")
+        (version / "zoo_site.json").write_text(json.dumps({"paths": python_paths()}, indent=2) + "\n")
+        if role == "classifier":  # the model file and its card, run by the zoo's runtime
+            shutil.copytree(artifact, version / "artifact")
+        elif role == "preprocess":  # the card: its preprocessing spec
+            (version / "artifact").mkdir()
+            shutil.copy2(artifact / "card.json", version / "artifact" / "card.json")
+    (directory / "card.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
+
+
+def python_paths() -> list[str]:
+    """Where the zoo and its packages live in this environment, for the Python backend's interpreter
+    (the bundled server starts it without site-packages)."""
+    import zoo
+
+    here = [*site.getsitepackages(), str(Path(zoo.__file__).resolve().parent.parent)]
+    return [p for p in dict.fromkeys(here) if Path(p).is_dir()]
+
+
+def _swap_into_place(tmp: Path, dest: Path) -> None:
+    import os
+
+    old = None
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.{os.getpid()}.old")
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

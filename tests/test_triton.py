@@ -1,0 +1,195 @@
+"""A Triton model repository from `zoo triton`: every config parses into Triton's own ModelConfig, and a
+real Triton server on loopback serves the ensemble with what `zoo predict` computes, under load too."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import missing
+from typer.testing import CliRunner
+
+from zoo.cli import app
+from zoo.errors import ZooError
+
+
+def _need_tritonclient() -> None:
+    try:
+        import tritonclient.grpc.model_config_pb2  # noqa: F401
+        import tritonclient.http  # noqa: F401
+    except ImportError:
+        missing("tritonclient is not installed: pip install 'resnet-zoo[triton]'")
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory, cifar_tag, cifar_dir) -> Path:
+    from export.pipeline import ExportOptions, export_model
+
+    out = tmp_path_factory.mktemp("artifacts")
+    done = export_model(
+        cifar_tag, ExportOptions(formats=["onnx-int8-cpu"], out=out, calib_size=128), lambda m: None
+    )
+    return done[-1].artifact.path
+
+
+@pytest.fixture(scope="module")
+def repository(artifact, tmp_path_factory) -> tuple[Path, dict]:
+    _need_tritonclient()
+    from serve.triton import write_repository
+
+    repo = tmp_path_factory.mktemp("triton") / "repo"
+    return repo, write_repository(artifact, repo)
+
+
+@pytest.fixture(scope="module")
+def server(repository):
+    from serve.tritonserver import TritonServer, find_server
+
+    try:
+        find_server()
+    except ZooError as e:
+        missing(str(e))
+    with TritonServer(repository[0]) as s:
+        yield s
+
+
+def test_every_config_parses_into_tritons_model_config_and_the_ensemble_is_wired(repository, artifact):
+    from export.artifact import read_card
+    from serve.triton import read_config
+
+    repo, written = repository
+    card = read_card(artifact)
+    configs = {name: read_config(repo / name / "config.pbtxt") for name in written["models"]}
+    assert set(configs) == {p.name for p in repo.iterdir() if (p / "config.pbtxt").is_file()}
+    ensemble = configs[written["ensemble"]]
+    assert ensemble.platform == "ensemble"
+    steps = ensemble.ensemble_scheduling.step
+    assert [s.model_name for s in steps] == [
+        f"{written['ensemble']}-{r}" for r in ("preprocess", "classifier", "softmax")
+    ]
+    produced = {"IMAGE"}  # each step reads only tensors that exist by then, and writes the output last
+    for s in steps:
+        assert set(s.input_map.values()) <= produced
+        produced |= set(s.output_map.values())
+    assert ensemble.output[0].name in produced and list(ensemble.output[0].dims) == [len(card["labels"])]
+    labels = (repo / written["ensemble"] / ensemble.output[0].label_filename).read_text().splitlines()
+    assert labels == card["labels"]
+    classifier = configs[f"{written['ensemble']}-classifier"]
+    assert classifier.backend == "python" and classifier.max_batch_size == card["batch"]["max"]
+    assert list(classifier.input[0].dims) == card["input"]["shape"][1:]
+    assert list(classifier.dynamic_batching.preferred_batch_size) == sorted(
+        {card["batch"]["opt"], card["batch"]["max"]}
+    )
+    assert (repo / classifier.name / "1" / "artifact" / card["file"]).is_file()
+
+
+def test_gpu_configs_use_tritons_own_backends_and_an_engine_never_goes_to_a_cpu(artifact, tmp_path):
+    _need_tritonclient()
+    from export.artifact import read_card
+    from serve.triton import config_text, configs, read_config
+
+    card = read_card(artifact)
+    onnx = configs(card, "gpu")[f"{card['source']}-{card['format']}-classifier".replace(".", "-")]
+    engine_card = card | {"format": "trt-fp16", "file": "model.engine"}
+    engine = configs(engine_card, "gpu", dynamic_batching=False)
+    plan = next(c for name, c in engine.items() if name.endswith("-classifier"))
+    from tritonclient.grpc import model_config_pb2
+
+    for config, platform in ((onnx, "onnxruntime_onnx"), (plan, "tensorrt_plan")):
+        text = tmp_path / f"{platform}.pbtxt"
+        text.write_text(config_text(config))
+        parsed = read_config(text)  # parsed from its text, as the server reads it
+        assert parsed.platform == platform and parsed.max_batch_size == card["batch"]["max"]
+        assert parsed.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
+    assert not plan.get("dynamic_batching")
+    with pytest.raises(ZooError, match="runs only on a GPU"):
+        configs(engine_card, "cpu")
+    with pytest.raises(ZooError, match="cannot be served by Triton"):
+        configs(card | {"format": "pt2", "file": "model.pt2"}, "cpu")
+    with pytest.raises(ZooError, match="not a valid Triton model configuration"):
+        config_text({"name": "x", "max_batch": 4})
+
+
+def _png(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _infer(client, model: str, data: bytes, classes: int | None = None):
+    import tritonclient.http as http
+
+    x = http.InferInput("IMAGE", [len(data)], "UINT8")
+    x.set_data_from_numpy(np.frombuffer(data, dtype=np.uint8))
+    out = [http.InferRequestedOutput("PROBABILITIES", class_count=classes or 0)]
+    return client.infer(model, [x], outputs=out).as_numpy("PROBABILITIES")
+
+
+def test_the_served_ensemble_answers_what_zoo_predict_answers_on_real_images(
+    server, repository, artifact, cifar_dir, tmp_path
+):
+    import tritonclient.http as http
+
+    from serve.predict import predict
+    from serve.runtimes import open_runtime
+    from zoo.data import CIFAR10
+
+    test = CIFAR10(cifar_dir, "test")
+    files = []
+    for i in range(0, 10_000, 250):  # 40 real test images, as the files a user would send
+        files.append(tmp_path / f"{i}.png")
+        files[-1].write_bytes(_png(test.images[i]))
+    with open_runtime(artifact) as rt:
+        expected = predict(rt, [str(f) for f in files], topk=10)
+    client = http.InferenceServerClient(server.url)
+    name = repository[1]["ensemble"]
+    for f, want in zip(files, expected, strict=True):
+        probs = {t["label"]: t["prob"] for t in want["top"]}
+        full = _infer(client, name, f.read_bytes())
+        assert np.allclose(sorted(full, reverse=True), [t["prob"] for t in want["top"]], atol=1e-6)
+        top5 = [s.decode().split(":") for s in _infer(client, name, f.read_bytes(), classes=5)]
+        assert top5[0][2] == want["top"][0]["label"]
+        for value, index, label in top5:  # Triton's classification: "probability:index:label", best first
+            assert abs(float(value) - probs[label]) < 1e-5 and label == rt.labels[int(index)]
+        assert [float(v) for v, _, _ in top5] == sorted((float(v) for v, _, _ in top5), reverse=True)
+
+
+def test_a_bad_image_is_one_sentence_and_the_server_keeps_serving(server, repository, cifar_dir):
+    import tritonclient.http as http
+    from tritonclient.utils import InferenceServerException
+
+    from zoo.data import CIFAR10
+
+    client = http.InferenceServerClient(server.url)
+    name = repository[1]["ensemble"]
+    with pytest.raises(InferenceServerException, match="not an image that Pillow can read"):
+        _infer(client, name, b"this is not an image")
+    good = _infer(client, name, _png(CIFAR10(cifar_dir, "test").images[0]), classes=1)
+    assert len(good) == 1 and server.process.poll() is None
+
+
+def test_a_bounded_load_test_counts_every_request(server, repository, cifar_dir):
+    from serve.triton_bench import load_test
+    from zoo.data import CIFAR10
+
+    images = [_png(a) for a in CIFAR10(cifar_dir, "test").images[:16]]
+    images.append(b"broken")  # one bad image among them: counted as a failure, never stopping the test
+    r = load_test(server.url, repository[1]["ensemble"], images, clients=4, requests=6)  # images 0..23 mod 17
+    assert r["succeeded"] == 23 and r["failures"] == 1
+    assert "not an image" in r["first_failure"] and r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"]
+
+
+def test_bench_triton_writes_both_batching_runs(server, artifact, cifar_tag, tmp_path):
+    del server  # only to skip where no Triton server is installed
+    out = tmp_path / "bench"
+    args = ["bench-triton", cifar_tag, "--artifacts", str(artifact.parent.parent), "--clients", "2"]
+    result = CliRunner().invoke(app, [*args, "--requests", "3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(next(out.glob("triton-*.json")).read_text())
+    assert set(report["runs"]) == {"dynamic_batching", "no_batching"}
+    assert all(r["failures"] == 0 and r["succeeded"] == 6 for r in report["runs"].values())
