@@ -289,6 +289,7 @@ def bench(tag: str, o: BenchOptions, log=print) -> dict[str, Any]:
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "rows": rows,
         "summary": list(summary.values()),
+        "fastest": fastest(list(summary.values())),
     }
     for fmt, path in timed.items():
         if path is not None and "by_batch" in summary[fmt]:
@@ -296,6 +297,20 @@ def bench(tag: str, o: BenchOptions, log=print) -> dict[str, Any]:
             update_card(path, **{targets.get(fmt).card_key: record})
     write_report(report, Path(o.out))
     return report
+
+
+def fastest(summary: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The artifact + runtime pair with the lowest batch-1 latency among those within their parity bar
+    (untrained weights: timing only), with the ratio of the next best to it."""
+    ok = [e for e in summary if e["status"] in ("ok", "timing only") and 1 in e.get("by_batch", {})]
+    ranked = sorted(ok, key=lambda e: e["by_batch"][1]["model_p50_ms"])
+    if not ranked:
+        return None
+    best = {"format": ranked[0]["format"], "p50_ms_b1": ranked[0]["by_batch"][1]["model_p50_ms"]}
+    if len(ranked) > 1:
+        runner_up = ranked[1]["by_batch"][1]["model_p50_ms"]
+        best |= {"runner_up": ranked[1]["format"], "ratio": runner_up / best["p50_ms_b1"]}
+    return best
 
 
 def _spec(tag: str, untrained: bool):
@@ -382,6 +397,8 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     hw, o = report["hardware"], report["options"]
     v = hw.get("versions", {})
+    if report.get("fastest"):
+        lines += ["", fastest_sentence(report["fastest"])]
     lines += [
         "",
         f"{report['model']}{' (untrained: timing only)' if report.get('untrained') else ''} on "
@@ -391,6 +408,13 @@ def markdown(report: dict[str, Any]) -> str:
         f"parity on {_parity_count(report)} labelled test images, bars judged on 95% confidence intervals.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def fastest_sentence(best: dict[str, Any]) -> str:
+    ahead = f", {best['ratio']:.2f}× ahead of {best['runner_up']}" if "runner_up" in best else ""
+    return (
+        f"Fastest within its parity bar: {best['format']} ({best['p50_ms_b1']:.3f} ms p50 at batch 1{ahead})."
+    )
 
 
 def _parity_count(report: dict[str, Any]) -> str:

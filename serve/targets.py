@@ -28,9 +28,29 @@ TARGETS: dict[str, Target] = {
     "pytorch": Target("pytorch", None),
     "pytorch-compiled": Target("pytorch-compiled", None, compiled=True),
     **{name: Target(name, name) for name in FORMATS},
+    # OpenVINO runs every ONNX graph the zoo writes, its own FP16 and Q/DQ INT8 ones too
     "openvino": Target("openvino", "onnx", backend="openvino"),
+    "openvino-fp16": Target("openvino-fp16", "onnx-fp16", backend="openvino"),
+    "openvino-int8": Target("openvino-int8", "onnx-int8", backend="openvino"),
 }
 EAGER = "pytorch"  # the baseline every speed-up is measured against
+
+
+def runnable_here() -> list[str]:
+    """`--formats all`: every target this machine can run (TensorRT engines need TensorRT and a GPU,
+    OpenVINO targets the openvino package)."""
+    import importlib.util
+
+    from export import tensorrt
+
+    def can(t: Target) -> bool:
+        if t.backend == "openvino":
+            return importlib.util.find_spec("openvino") is not None
+        if t.artifact and FORMATS[t.artifact].file.endswith(".engine"):
+            return tensorrt.available()
+        return True
+
+    return [name for name, t in TARGETS.items() if can(t)]
 
 
 def get(name: str) -> Target:

@@ -359,3 +359,39 @@ def test_bench_untrained_times_an_architecture_without_weights_and_says_so(
     assert again.file != spec.file
     a, b = read_checkpoint(spec.file), read_checkpoint(again.file)
     assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
+
+
+def test_bench_runs_openvino_on_the_int8_graph_too_and_names_the_fastest_pair_within_its_bar(
+    artifacts, cifar_tag, tmp_path
+):
+    """Every runtime that can run an artifact is a target (OpenVINO on the zoo's Q/DQ INT8 ONNX as well),
+    and the report names the fastest artifact + runtime pair that passed its bar, with the next best."""
+    from serve.targets import runnable_here
+
+    if not _has("openvino"):
+        pytest.skip("openvino is not installed")
+    every = runnable_here()
+    assert {"openvino-int8", "openvino-fp16", "onnx-int8", "pytorch"} <= set(every)
+    assert not any(t.startswith("trt-") for t in every) or _has("tensorrt")
+    args = ["bench", cifar_tag, "--formats", "onnx-int8,openvino-int8", "--batch", "1", "--seconds", "0.2"]
+    args += [
+        "--repeats",
+        "1",
+        "--parity-images",
+        "200",
+        "--out",
+        str(tmp_path),
+        "--artifacts",
+        str(artifacts[0]),
+    ]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    p50 = {e["format"]: e["by_batch"]["1"]["model_p50_ms"] for e in report["summary"] if e["status"] == "ok"}
+    assert set(p50) == {"onnx-int8", "openvino-int8"}
+    best, other = sorted(p50, key=p50.get)
+    assert report["fastest"]["format"] == best and report["fastest"]["runner_up"] == other
+    assert report["fastest"]["ratio"] == pytest.approx(p50[other] / p50[best])
+    card = json.loads((artifacts[0] / cifar_tag / "onnx-int8" / "card.json").read_text())
+    assert {"bench", "bench_openvino", "parity", "parity_openvino"} <= set(card)  # kept apart per runtime
+    assert "Fastest within its parity bar: " + best in (tmp_path / f"bench-{cifar_tag}.md").read_text()

@@ -193,3 +193,42 @@ def test_bench_triton_writes_both_batching_runs(server, artifact, cifar_tag, tmp
     report = json.loads(next(out.glob("triton-*.json")).read_text())
     assert set(report["runs"]) == {"dynamic_batching", "no_batching"}
     assert all(r["failures"] == 0 and r["succeeded"] == 6 for r in report["runs"].values())
+
+
+def test_zoo_serve_triton_prints_its_endpoints_and_stops_cleanly_on_ctrl_c(server, repository):
+    """`zoo serve --triton REPO`: a second server on its own port, ready, then SIGINT (Ctrl-C)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from serve.tritonserver import free_port
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "zoo.cli", "serve", "--triton", str(repository[0]), "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        ready = False
+        while not ready and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                ready = (
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status
+                    == 200
+                )
+            except OSError:
+                time.sleep(0.5)
+        assert ready, proc.stderr.read() if proc.poll() is not None else "not ready in 120 s"
+        time.sleep(1.0)  # past the readiness poll of the command itself, into its serving loop
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert (
+        f"HTTP http://127.0.0.1:{port}" in out and repository[1]["ensemble"] in out and "Traceback" not in err
+    )
+    with pytest.raises(OSError):  # stopped: nothing listens there any more
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2)
+    assert server.process.poll() is None  # the other server is untouched

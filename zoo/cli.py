@@ -722,7 +722,8 @@ def _parity_cells(name: str, r: dict, mark: str) -> list[str]:
 def bench_cmd(
     model: Annotated[str, typer.Argument(help="A pretrained tag.")],
     formats: Annotated[
-        str, typer.Option(help=f"Comma-separated: {', '.join(_targets())}.")
+        str,
+        typer.Option(help=f"Comma-separated: {', '.join(_targets())}; or all (every one this machine runs)."),
     ] = "pytorch,onnx,onnx-fp16,onnx-int8,onnx-int8-cpu",
     batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8,32",
     seconds: Annotated[float, typer.Option(help="Timed seconds per format and batch size.")] = 2.0,
@@ -749,9 +750,11 @@ def bench_cmd(
     Each format runs in fresh processes, in turns with the others; the figures are medians over them."""
     from serve.bench import SUMMARY_COLUMNS, BenchOptions, bench, summary_cells
     from serve.checked_export import MARKS
+    from serve.targets import runnable_here
 
+    wanted = runnable_here() if formats == "all" else [f.strip() for f in formats.split(",") if f.strip()]
     options = BenchOptions(
-        formats=[f.strip() for f in formats.split(",") if f.strip()],
+        formats=wanted,
         batches=_batch_sizes(batch, repeats),
         seconds=seconds,
         threads=threads,
@@ -771,6 +774,10 @@ def bench_cmd(
         SUMMARY_COLUMNS,
         [[c[0], f"{MARKS.get(c[1], '·')} {c[1]}", *c[2:]] for c in summary_cells(report)],
     )
+    if report["fastest"]:
+        from serve.bench import fastest_sentence
+
+        typer.echo(fastest_sentence(report["fastest"]))
     typer.echo(f"wrote {out}/bench-{report['model']}.json, .csv, .md and .png")
     if report["untrained"]:
         typer.echo("note: untrained weights: the timings hold, accuracy and agreement mean little.", err=True)
@@ -830,10 +837,10 @@ def _serve_triton(repo: Path, port: int) -> None:
         try:
             while server.process.poll() is None:
                 time.sleep(0.5)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # in a terminal the server gets the Ctrl-C too; stop() waits for it
             typer.echo("stopping ...")
-    if server.process.returncode not in (0, -15, None):
-        raise ZooError(f"the Triton server stopped by itself (exit code {server.process.returncode}).")
+            return
+    raise ZooError(f"the Triton server stopped by itself (exit code {server.process.returncode}).")
 
 
 TritonFormatOpt = Annotated[
