@@ -74,26 +74,8 @@ def configs(card: dict[str, Any], device: str = "cpu", dynamic_batching: bool = 
         )
     if device == "cpu" and suffix != ".onnx":
         raise ZooError(f"a TensorRT engine ({card['format']}) runs only on a GPU server: pass --device gpu.")
-    chw = list(card["input"]["shape"][1:])
-    classes = len(card["labels"])
-    batch = card.get("batch", {"opt": 8, "max": 64})
-    classifier: dict[str, Any] = {
-        "name": f"{base}-classifier",
-        "max_batch_size": int(batch["max"]),
-        "input": [{"name": card["input"]["name"], "data_type": "TYPE_FP32", "dims": chw}],
-        "output": [{"name": card["output"]["name"], "data_type": "TYPE_FP32", "dims": [classes]}],
-        "instance_group": [{"kind": "KIND_GPU" if device == "gpu" else "KIND_CPU", "count": 1}],
-    }
-    if device == "gpu":
-        classifier["platform"] = PLATFORMS[suffix]
-    else:
-        classifier["backend"] = "python"
-    if dynamic_batching:
-        preferred = sorted({int(batch["opt"]), int(batch["max"])})
-        classifier["dynamic_batching"] = {
-            "preferred_batch_size": preferred,
-            "max_queue_delay_microseconds": 2000,
-        }
+    chw, classes = list(card["input"]["shape"][1:]), len(card["labels"])
+    classifier = classifier_config(card, f"{base}-classifier", device, dynamic_batching)
     python = {"backend": "python", "max_batch_size": 0, "instance_group": [{"kind": "KIND_CPU", "count": 1}]}
     preprocess = python | {
         "name": f"{base}-preprocess",
@@ -130,6 +112,33 @@ def configs(card: dict[str, Any], device: str = "cpu", dynamic_batching: bool = 
         },
     }
     return {c["name"]: c for c in (ensemble, preprocess, classifier, softmax)}
+
+
+def classifier_config(card: dict[str, Any], name: str, device: str, dynamic_batching: bool) -> dict[str, Any]:
+    """The classifier: Triton's own backend for the file on a GPU, the zoo's runtime in the Python backend
+    on a CPU; batch limits from the artifact's profile, its opt and max as preferred batch sizes."""
+    batch = card.get("batch", {"opt": 8, "max": 64})
+    config: dict[str, Any] = {
+        "name": name,
+        "max_batch_size": int(batch["max"]),
+        "input": [
+            {
+                "name": card["input"]["name"],
+                "data_type": "TYPE_FP32",
+                "dims": list(card["input"]["shape"][1:]),
+            }
+        ],
+        "output": [{"name": card["output"]["name"], "data_type": "TYPE_FP32", "dims": [len(card["labels"])]}],
+        "instance_group": [{"kind": "KIND_GPU" if device == "gpu" else "KIND_CPU", "count": 1}],
+    }
+    if device == "gpu":
+        config["platform"] = PLATFORMS[Path(card["file"]).suffix]
+    else:
+        config["backend"] = "python"
+    if dynamic_batching:
+        preferred = sorted({int(batch["opt"]), int(batch["max"])})
+        config["dynamic_batching"] = {"preferred_batch_size": preferred, "max_queue_delay_microseconds": 2000}
+    return config
 
 
 def write_repository(

@@ -141,3 +141,21 @@ class TritonServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def serve_until_interrupted(repo: Path, port: int, say=print) -> None:
+    """`zoo serve --triton`: start the server, say where it listens and what it serves, run until Ctrl-C
+    (or until the server stops by itself, which is an error)."""
+    with TritonServer(repo, http_port=port) as server:
+        models = sorted(p.name for p in Path(repo).iterdir() if (p / "config.pbtxt").is_file())
+        say(f"Triton is serving {len(models)} models of {repo}:")
+        say(f"  HTTP http://{server.url}   gRPC 127.0.0.1:{server.grpc_port}")
+        say(f"  models: {', '.join(models)}")
+        say("Ctrl-C stops it.")
+        try:
+            while server.process.poll() is None:
+                time.sleep(0.5)
+        except KeyboardInterrupt:  # in a terminal the server gets the Ctrl-C too; stop() waits for it
+            say("stopping ...")
+            return
+    raise ZooError(f"the Triton server stopped by itself (exit code {server.process.returncode}).")

@@ -12,6 +12,16 @@ from typing import Annotated, Any
 
 import typer
 
+from zoo.cli_output import (
+    PARITY_COLUMNS,
+    exit_if_failed,
+    export_row,
+    parity_cells,
+    parity_footnote,
+    say_trained,
+    show_export,
+    table,
+)
 from zoo.errors import ZooError
 
 app = typer.Typer(
@@ -60,22 +70,6 @@ ParityImagesOpt = Annotated[
 ]
 
 
-def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    rows = [[escape(str(c)) for c in r] for r in rows]
-    table = Table(title=title, title_justify="left")
-    for i, c in enumerate(columns):
-        table.add_column(
-            c, justify="left" if i == 0 else "right" if c in ("params", "GMACs", "top-1") else "left"
-        )
-    for r in rows:
-        table.add_row(*r)
-    Console(width=None if sys.stdout.isatty() else 140).print(table)
-
-
 @command("list")
 def list_cmd(
     pattern: Annotated[str, typer.Argument(help="Shell-style pattern, e.g. 'resnet*' or '*.cifar10'.")] = "*",
@@ -109,7 +103,7 @@ def list_cmd(
         return emit_json(rows)
     if not rows:
         raise ZooError(f"no model matches {pattern!r}; try `zoo list` for all of them.")
-    _table(
+    table(
         "resnet-zoo" + (" — pretrained tags" if pretrained else ""),
         ["name", "family", "params", "GMACs", "dataset", "top-1", "default tag"],
         [
@@ -171,15 +165,15 @@ def doctor_cmd(as_json: JsonOpt = False) -> None:
     report = diagnose()
     if as_json:
         return emit_json(report)
-    _table(
+    table(
         "versions", ["package", "version"], [[k, v or "not installed"] for k, v in report["versions"].items()]
     )
-    _table(
+    table(
         "backends",
         ["backend", "usable", "detail"],
         [[b["name"], "yes" if b["usable"] else "no", b["detail"]] for b in report["backends"]],
     )
-    _table("places", ["what", "where"], [[k, str(v)] for k, v in report["paths"].items()])
+    table("places", ["what", "where"], [[k, str(v)] for k, v in report["paths"].items()])
 
 
 @command("import-weights")
@@ -263,27 +257,7 @@ def train_cmd(
         summary["published"] = publish_run(out, publish, weights_dir, _data_root(data)).name
     if as_json:
         return emit_json({k: v for k, v in summary.items() if k != "recipe_doc"})
-    _say_trained(arch, out, summary)
-
-
-def _say_trained(arch: str, out: Path, summary: dict) -> None:
-    """The end of `zoo train`: a DDP warning, how to continue a cut-short run, or the result."""
-    if summary and summary.get("replica_max_abs_diff"):
-        typer.echo(
-            f"warning: the {summary['world_size']} processes ended with different weights "
-            f"(max |difference| {summary['replica_max_abs_diff']:.3g}); this is not a valid DDP run.",
-            err=True,
-        )
-    if summary and not summary["complete"]:
-        typer.echo(
-            f"{arch}: stopped after {summary['steps']} of {summary['total_steps']} steps; "
-            f"continue with `zoo train {arch} --resume --out {out}` and the same options."
-        )
-    elif summary:
-        typer.echo(
-            f"{arch}: top-1 {summary['top1']:.2f}% top-5 {summary['top5']:.2f}% after {summary['epochs_done']} epochs, "
-            f"{summary['wall_s'] / 60:.1f} min; weights in {out / 'weights.safetensors'}"
-        )
+    say_trained(arch, out, summary)
 
 
 @command("publish")
@@ -342,7 +316,7 @@ def bench_train_cmd(
         tmp.write_text(json.dumps(report, indent=2) + "\n")
     if as_json:
         return emit_json(report)
-    _table(
+    table(
         "zoo bench-train",
         ["arch", "setting", "img/s", "step ms (median)"],
         [
@@ -363,10 +337,10 @@ def table6_cmd(as_json: JsonOpt = False) -> None:
     """The paper's Table 6 regenerated: its CIFAR-10 errors beside the reference checkpoints' and the zoo's."""
     from zoo.table6 import markdown, rows
 
-    table = rows()
+    rows_ = rows()
     if as_json:
-        return emit_json(table)
-    typer.echo(markdown(table), nl=False)
+        return emit_json(rows_)
+    typer.echo(markdown(rows_), nl=False)
 
 
 @command("degradation")
@@ -514,88 +488,16 @@ def export_cmd(
         model, formats, options, parity_images=parity_images, parity_data=parity_data, log=log
     )
     if as_json:
-        emit_json([_export_row(c) for c in checked])
+        emit_json([export_row(c) for c in checked])
     else:
-        _show_export(f"zoo export {model} -> {out}", checked)
+        show_export(f"zoo export {model} -> {out}", checked)
         if model.endswith(".untrained"):
             typer.echo(
                 "note: untrained weights: agreement says how closely the artifacts follow them; "
                 "their accuracy means nothing.",
                 err=True,
             )
-    _exit_if_failed(checked, quiet=as_json)
-
-
-_PARITY_KEYS = ("top1_agreement", "top5_agreement", "top1", "reference_top1", "max_abs_logit_diff")
-_PARITY_KEYS += ("images", "verdict", "skipped", "failed")
-
-
-def _export_row(c) -> dict:
-    """One artifact of `zoo export --json`: how it was made, where it is, and how its check went."""
-    a = c.artifact
-    return {
-        "format": c.target,
-        "status": c.exported.status,  # built, reused or failed
-        "check": c.status,  # the status of serve.checked_export.MARKS
-        "path": str(a.path) if a else None,
-        "file": str(a.file) if a else None,
-        "size_mb": round(a.card["size_bytes"] / 1e6, 3) if a else None,
-        "parity": {k: c.parity[k] for k in _PARITY_KEYS if k in c.parity},
-        "message": c.exported.message,
-        "ok": c.ok,
-    }
-
-
-def _show_export(title: str, checked: list) -> None:
-    from serve.checked_export import LEGEND
-
-    def pct(key: str, unit: str = "") -> Callable[[dict], str]:
-        return lambda p: f"{p[key]:.2f}{unit}" if key in p else "-"
-
-    top1, agreement = pct("top1"), pct("top1_agreement", "%")
-    _table(
-        title,
-        ["format", "status", "size MB", "top-1", "agreement", ""],
-        [
-            [
-                c.target,
-                c.exported.status,
-                f"{c.artifact.card['size_bytes'] / 1e6:.2f}" if c.artifact else "-",
-                top1(c.parity),
-                agreement(c.parity),
-                c.mark,
-            ]
-            for c in checked
-        ],
-    )
-    typer.echo(LEGEND)
-    _parity_footnote([c.parity for c in checked])
-    for c in checked:
-        ranges = c.artifact.card.get("ranges", "measured") if c.artifact else "measured"
-        if ranges != "measured":
-            typer.echo(
-                f"note: {c.target}: activation ranges {ranges}; pass --calib-data DIR "
-                "to keep out-of-range nodes in FP32 by measurement.",
-                err=True,
-            )
-
-
-def _exit_if_failed(checked: list, quiet: bool = False) -> None:
-    """Exit 1, each failure named in one sentence, when any target failed or missed its parity bar."""
-    failed = [c for c in checked if not c.ok]
-    for c in [] if quiet else failed:
-        typer.echo(f"error: {c.target}: {c.reason()}", err=True)
-    if failed:
-        raise typer.Exit(1)
-
-
-def _parity_footnote(results) -> None:
-    """Which images and which statistics a table of verdicts rests on."""
-    measured = [r for r in results if "images" in r]
-    if measured:
-        from serve.parity import METHOD
-
-        typer.echo(f"parity on {measured[0]['images']} labelled images ({measured[0]['data']}); {METHOD}.")
+    exit_if_failed(checked, quiet=as_json)
 
 
 BackendOpt = Annotated[
@@ -688,12 +590,12 @@ def parity_cmd(
     if as_json:
         emit_json(results)
     else:
-        _table(
+        table(
             f"zoo parity {spec.name}",
-            _PARITY_COLUMNS,
-            [_parity_cells(Path(d).name, r, MARKS[status_of(r)]) for d, r in results.items()],
+            PARITY_COLUMNS,
+            [parity_cells(Path(d).name, r, MARKS[status_of(r)]) for d, r in results.items()],
         )
-        _parity_footnote(results.values())
+        parity_footnote(results.values())
     failed = {d: r for d, r in results.items() if not r.get("verdict", {}).get("passed", False)}
     for d, r in [] if as_json else failed.items():
         reason = (
@@ -702,20 +604,6 @@ def parity_cmd(
         typer.echo(f"error: {d}: {reason}", err=True)
     if failed:
         raise typer.Exit(1)
-
-
-_PARITY_COLUMNS = ["artifact", "images", "top-1 agr.", "top-5 agr.", "top-5 overlap", "top-1", "original"]
-_PARITY_COLUMNS += ["max |Δlogit|", ""]
-
-
-def _parity_cells(name: str, r: dict, mark: str) -> list[str]:
-    if "verdict" not in r:
-        return [name, *["-"] * 7, r.get("skipped") or r.get("failed", "")]
-    pct = [f"{r[k]:.2f}%" for k in ("top1_agreement", "top5_agreement", "top5_overlap")]
-    return [name, r["images"], *pct, f"{r['top1']:.2f}", f"{r['reference_top1']:.2f}"] + [
-        f"{r['max_abs_logit_diff']:.4f}",
-        mark,
-    ]
 
 
 @command("bench")
@@ -769,7 +657,7 @@ def bench_cmd(
     report = bench(model, options, (lambda _m: None) if as_json else (lambda m: typer.echo(m, err=True)))
     if as_json:
         return emit_json(report)
-    _table(
+    table(
         f"zoo bench {report['model']} on {report['hardware']['cpu']}",
         SUMMARY_COLUMNS,
         [[c[0], f"{MARKS.get(c[1], '·')} {c[1]}", *c[2:]] for c in summary_cells(report)],
@@ -812,7 +700,9 @@ def serve_cmd(
     """Start the web demo (an artifact's top-5 next to its PyTorch original's), or with --triton a Triton
     Inference Server on loopback for a repository written by `zoo triton`."""
     if triton is not None:
-        return _serve_triton(triton, port)
+        from serve.tritonserver import serve_until_interrupted
+
+        return serve_until_interrupted(triton, port, typer.echo)
     try:
         from serve.demo import build_demo
     except ImportError:
@@ -821,26 +711,6 @@ def serve_cmd(
         build_demo(model, artifacts).launch(server_name=host, server_port=port, share=share)
     except ImportError:
         raise ZooError("the web demo needs Gradio: pip install 'resnet-zoo[app]'.") from None
-
-
-def _serve_triton(repo: Path, port: int) -> None:
-    import time
-
-    from serve.tritonserver import TritonServer
-
-    with TritonServer(repo, http_port=port) as server:
-        models = sorted(p.name for p in repo.iterdir() if (p / "config.pbtxt").is_file())
-        typer.echo(f"Triton is serving {len(models)} models of {repo}:")
-        typer.echo(f"  HTTP http://{server.url}   gRPC 127.0.0.1:{server.grpc_port}")
-        typer.echo(f"  models: {', '.join(models)}")
-        typer.echo("Ctrl-C stops it.")
-        try:
-            while server.process.poll() is None:
-                time.sleep(0.5)
-        except KeyboardInterrupt:  # in a terminal the server gets the Ctrl-C too; stop() waits for it
-            typer.echo("stopping ...")
-            return
-    raise ZooError(f"the Triton server stopped by itself (exit code {server.process.returncode}).")
 
 
 TritonFormatOpt = Annotated[

@@ -89,35 +89,23 @@ SECTIONS = {
 }
 
 
+def _section(name: str) -> cached_property:
+    return cached_property(lambda self: SECTIONS[name](**self.doc.get(name, {})))
+
+
 @dataclass(frozen=True)
 class Recipe:
     name: str
     source: str  # the file it came from
     doc: dict[str, Any]
 
-    @cached_property
-    def train(self) -> Train:
-        return Train(**self.doc.get("train", {}))
-
-    @cached_property
-    def optimizer(self) -> Optimizer:
-        return Optimizer(**self.doc.get("optimizer", {}))
-
-    @cached_property
-    def schedule(self) -> Schedule:
-        return Schedule(**self.doc.get("schedule", {}))
-
-    @cached_property
-    def augment(self) -> Augment:
-        return Augment(**self.doc.get("augment", {}))
-
-    @cached_property
-    def regularise(self) -> Regularise:
-        return Regularise(**self.doc.get("regularise", {}))
-
-    @cached_property
-    def model(self) -> Model:
-        return Model(**self.doc.get("model", {}))
+    # the typed sections: recipe.train.epochs, recipe.schedule.name ... (defaults from the classes above)
+    train = _section("train")
+    optimizer = _section("optimizer")
+    schedule = _section("schedule")
+    augment = _section("augment")
+    regularise = _section("regularise")
+    model = _section("model")
 
     def get(self, section: str, key: str) -> Any:
         """One setting with its default, by name: `recipe.get("optimizer", "lr")`."""
