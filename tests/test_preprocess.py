@@ -100,6 +100,31 @@ def test_transparency_is_composited_on_white():
     assert half.getpixel((1, 1))[0] in (127, 128)
 
 
+def test_a_palette_image_with_a_transparent_index_is_composited_on_white():
+    pal = Image.new("P", (4, 4), 1)
+    pal.putpalette([0, 0, 0, 200, 30, 10] + [0, 0, 0] * 254)
+    pal.putpixel((0, 0), 0)  # index 0 is the transparent one
+    pal.info["transparency"] = 0
+    img = load_image(_save(pal, "PNG"))
+    assert img.getpixel((0, 0)) == (255, 255, 255) and img.getpixel((2, 2)) == (200, 30, 10)
+
+
+def test_16_bit_images_with_small_values_are_still_16_bit_values():
+    """A dark 16-bit image (every value below 256) is scaled by 1/257 like any 16-bit image, not read as 8-bit."""
+    arr = np.full((4, 4), 200, dtype=np.uint16)
+    img = load_image(_save(Image.fromarray(arr), "PNG"))
+    assert img.getpixel((1, 1)) == (1, 1, 1)  # round(200 / 257)
+
+
+@pytest.mark.parametrize("size", [(20, 27), (21, 40), (32, 5)])
+def test_a_crop_larger_than_the_image_pads_it_as_torchvisions_center_crop_does(size, torchvision):
+    img = Image.fromarray(np.random.default_rng(0).integers(1, 255, (*size[::-1], 3), dtype=np.uint8))
+    spec = PreprocessSpec(resize=None, crop=32, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    ours = np.asarray(resize_and_crop(img, spec))
+    theirs = np.asarray(torchvision.transforms.CenterCrop(32)(img))
+    assert ours.shape == (32, 32, 3) and np.array_equal(ours, theirs)
+
+
 def test_16_bit_images_are_scaled_to_8_bit():
     arr = np.full((6, 6), 65535, dtype=np.uint16)
     arr[0, 0] = 0
