@@ -62,18 +62,21 @@ def read_config(path: Path):
     return text_format.Parse(Path(path).read_text(), model_config_class()())
 
 
-def configs(card: dict[str, Any], device: str = "cpu", dynamic_batching: bool = True) -> dict[str, dict]:
-    """The four model configurations for an artifact's card, by model name."""
+def check_servable(fmt: str, file: str, device: str) -> None:
+    """One sentence, before any work, for what Triton cannot serve on `device`."""
     if device not in ("cpu", "gpu"):
         raise ZooError(f"--device must be cpu or gpu, not {device!r}.")
-    base = model_name(card)
-    suffix = Path(card["file"]).suffix
+    suffix = Path(file).suffix
     if suffix not in PLATFORMS:
-        raise ZooError(
-            f"{card['format']} artifacts cannot be served by Triton; export onnx or trt-* formats."
-        )
+        raise ZooError(f"{fmt} artifacts cannot be served by Triton; export onnx or trt-* formats.")
     if device == "cpu" and suffix != ".onnx":
-        raise ZooError(f"a TensorRT engine ({card['format']}) runs only on a GPU server: pass --device gpu.")
+        raise ZooError(f"a TensorRT engine ({fmt}) runs only on a GPU server: pass --device gpu.")
+
+
+def configs(card: dict[str, Any], device: str = "cpu", dynamic_batching: bool = True) -> dict[str, dict]:
+    """The four model configurations for an artifact's card, by model name."""
+    check_servable(card["format"], card["file"], device)
+    base = model_name(card)
     chw, classes = list(card["input"]["shape"][1:]), len(card["labels"])
     classifier = classifier_config(card, f"{base}-classifier", device, dynamic_batching)
     python = {"backend": "python", "max_batch_size": 0, "instance_group": [{"kind": "KIND_CPU", "count": 1}]}

@@ -112,6 +112,14 @@ def test_gpu_configs_use_tritons_own_backends_and_an_engine_never_goes_to_a_cpu(
     with pytest.raises(ZooError, match="not a valid Triton model configuration"):
         config_text({"name": "x", "max_batch": 4})
 
+    for args, sentence in (
+        (["--format", "pt2"], "cannot be served"),
+        (["--format", "trt-fp16"], "only on a GPU"),
+    ):
+        refused = CliRunner().invoke(app, ["triton", card["source"], *args, "--out", str(tmp_path / "a")])
+        assert refused.exit_code == 1 and sentence in refused.output
+        assert not (tmp_path / "a").exists()  # refused before anything was exported
+
 
 def _png(array: np.ndarray) -> bytes:
     from PIL import Image

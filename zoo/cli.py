@@ -738,8 +738,10 @@ def triton_cmd(
 ) -> None:
     """Write a Triton Inference Server model repository for an artifact (exported first if missing):
     the classifier, and an ensemble that takes encoded image bytes and returns labelled probabilities."""
-    from serve.triton import write_repository
+    from export.formats import get
+    from serve.triton import check_servable, write_repository
 
+    check_servable(format, get(format).file, device)  # before exporting anything
     artifact = _exported(model, format, out, data, quiet=as_json)
     written = write_repository(artifact, repo, device, dynamic_batching)
     if as_json:
