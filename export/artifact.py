@@ -115,7 +115,7 @@ def build_artifact(
     _clean_leftovers(parent, directory.name)
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        from zoo.files import temp_dir
+        from zoo.files import swap_dir_into_place, temp_dir
 
         tmp = temp_dir(parent, f"{directory.name}.{os.getpid()}")
     except OSError as e:
@@ -136,13 +136,7 @@ def build_artifact(
             **extra,
         }
         write_card(tmp, full)
-        old = None
-        if directory.exists():  # swap: the old artifact disappears only once the new one is complete
-            old = parent / f".{directory.name}.{os.getpid()}.old"
-            os.replace(directory, old)
-        os.replace(tmp, directory)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        swap_dir_into_place(tmp, directory)
         return Artifact(directory, full)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

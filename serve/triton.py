@@ -149,7 +149,7 @@ def write_repository(
 ) -> dict[str, Any]:
     """Write (or replace) the four models of an artifact directory into the repository `repo`."""
     from export.artifact import read_card, verify_file
-    from zoo.files import temp_dir
+    from zoo.files import swap_dir_into_place, temp_dir
 
     artifact = Path(artifact)
     card = read_card(artifact)
@@ -163,7 +163,7 @@ def write_repository(
         tmp = temp_dir(repo, name)
         try:
             _fill(tmp, config, card, artifact)
-            _swap_into_place(tmp, repo / name)
+            swap_dir_into_place(tmp, repo / name)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return {"repository": str(repo), "ensemble": model_name(card), "models": list(models), "device": device}
@@ -199,15 +199,3 @@ def python_paths() -> list[str]:
 
     here = [*site.getsitepackages(), str(Path(zoo.__file__).resolve().parent.parent)]
     return [p for p in dict.fromkeys(here) if Path(p).is_dir()]
-
-
-def _swap_into_place(tmp: Path, dest: Path) -> None:
-    import os
-
-    old = None
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.{os.getpid()}.old")
-        os.replace(dest, old)
-    os.replace(tmp, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -39,3 +39,16 @@ def atomic_path(dest: Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def swap_dir_into_place(tmp: Path, dest: Path) -> None:
+    """Rename the complete folder `tmp` to `dest`; an old `dest` disappears only once the new one is there."""
+    import shutil
+
+    old = None
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.{os.getpid()}.old")
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
