@@ -37,13 +37,7 @@ def calibration_images(
     if size < 1:
         raise ZooError("--calib-size must be at least 1.")
     dataset = open_calibration_set(weights, calib_data, data)
-    check_fits(
-        dataset,
-        weights.num_classes,
-        weights.preprocess.resize or weights.preprocess.crop,
-        weights.name,
-        calib_data,
-    )
+    check_fits(dataset, weights.num_classes, weights.preprocess.shorter_side, weights.name, calib_data)
     rng = np.random.default_rng(seed)
     picks = rng.permutation(len(dataset))[: min(size, len(dataset))]
     return [dataset[int(i)][0] for i in picks]

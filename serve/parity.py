@@ -182,7 +182,7 @@ def check_artifacts(
         dataset = find_dataset(spec.dataset, data, "test")
     except ZooError as e:
         return {key: {"skipped": f"no labelled {spec.dataset} images: {e}"} for key in keys}
-    check_fits(dataset, spec.num_classes, spec.preprocess.resize or spec.preprocess.crop, spec.name, data)
+    check_fits(dataset, spec.num_classes, spec.preprocess.shorter_side, spec.name, data)
     if limit is not None and limit < 1:
         raise ZooError(f"the number of parity images must be at least 1, not {limit}.")
     reference = TorchRuntime(tag)

@@ -10,6 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from zoo.cli import app
+from zoo.errors import ZooError
 from zoo.evaluate import SCALES, _views, evaluate
 from zoo.preprocess import PreprocessSpec, load_image, normalize, resize_shorter_side
 
@@ -24,6 +25,8 @@ def test_ten_crop_views_are_the_four_corners_the_centre_and_their_flips(imagenet
     big = normalize(resize_shorter_side(img, 256, SPEC), SPEC)
     h, w = big.shape[1:]
     np.testing.assert_array_equal(views[0], big[:, :224, :224])  # top-left
+    np.testing.assert_array_equal(views[2], big[:, :224, w - 224 :])  # top-right
+    np.testing.assert_array_equal(views[4], big[:, h - 224 :, :224])  # bottom-left
     np.testing.assert_array_equal(views[6], big[:, h - 224 :, w - 224 :])  # bottom-right
     np.testing.assert_array_equal(views[1], views[0][:, :, ::-1])  # its flip
     np.testing.assert_array_equal(
@@ -89,3 +92,29 @@ def test_shipped_tags_reproduce_their_manifest_top1_on_the_full_test_split(cifar
         result = evaluate([spec.name], split="test")
         assert result["n"] == 10_000
         assert abs(result["top1"] - spec.metrics["top1"]) <= 0.05, spec.name
+
+
+def test_a_run_folder_and_a_bare_weights_file_load_as_the_architecture_and_dataset_they_record(tmp_path):
+    """`zoo eval RUN_DIR` reads the run's summary.json (arch and dataset); a weights file alone is read
+    through its safetensors metadata, as `zoo train` writes it."""
+    from zoo import create_model
+    from zoo.evaluate import load_model
+    from zoo.weights import save_safetensors
+
+    torch.manual_seed(0)
+    original = create_model("resnet18").eval()  # an ImageNet net: 1000 classes, not CIFAR-10's 10
+    run = tmp_path / "run"
+    save_safetensors(original.state_dict(), run / "weights.safetensors", metadata={"arch": "resnet18"})
+    (run / "summary.json").write_text(json.dumps({"arch": "resnet18", "dataset": "imagenet1k"}))
+    model, spec, name, dataset = load_model(str(run))
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), original(x), rtol=0, atol=0)
+    assert (dataset, spec.crop, name) == ("imagenet1k", 224, str(run))
+    bare = tmp_path / "elsewhere" / "w.safetensors"
+    save_safetensors(original.state_dict(), bare, metadata={"arch": "resnet18", "dataset": "imagenet1k"})
+    model, spec, _, dataset = load_model(str(bare))
+    assert (dataset, spec.crop, model.fc.out_features) == ("imagenet1k", 224, 1000)
+    (run / "summary.json").write_text(json.dumps({"arch": "resnet34", "dataset": "imagenet1k"}))
+    with pytest.raises(ZooError, match=r"run/weights\.safetensors do not fit resnet34"):
+        load_model(str(run))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -123,6 +124,9 @@ def test_the_card_records_what_a_deployer_needs(exported, cifar_tag):
     card = read_card(exported["onnx-int8"].path)
     assert card["source"] == cifar_tag and len(card["weights_sha256"]) == 64
     assert card["input"] == {"name": "input", "shape": [None, 3, 32, 32], "dtype": "float32"}
+    assert card["output"] == {"name": "logits", "shape": [None, 10]}
+    graph = onnx.load(str(exported["onnx-int8"].file)).graph  # the card names the graph's own tensors
+    assert (graph.input[0].name, graph.output[0].name) == (card["input"]["name"], card["output"]["name"])
     assert card["batch"] == {"min": 1, "opt": 8, "max": 64} and card["precision"] == "int8"
     assert card["preprocess"]["mean"][0] == pytest.approx(0.4914) and card["labels"][0] == "airplane"
     assert card["calibration"]["size"] == 512 and card["calibration"]["method"] == "entropy"
@@ -298,6 +302,23 @@ def test_exporting_again_reuses_and_a_changed_input_rebuilds(exported, cifar_tag
     assert read_card(changed[1].artifact.path)["calibration"]["size"] == 128
 
 
+def test_an_int8_graph_is_rebuilt_when_the_graph_it_was_quantised_from_changes(
+    tmp_path, cifar_tag, cifar_dir
+):
+    """Same calibration, another parent (here: another opset): the INT8 artifact is not reused."""
+    make = lambda opset: export_model(  # noqa: E731
+        cifar_tag, ExportOptions(["onnx-int8-cpu"], tmp_path, opset=opset, calib_size=32), log=lambda _m: None
+    )
+    first = make(20)
+    assert [r.status for r in first] == ["built", "built"]
+    second = make(18)
+    assert [r.status for r in second] == ["built", "built"]
+    card = read_card(second[1].artifact.path)
+    assert (
+        card["opset"] == 18 and card["key"]["parent_sha256"] == read_card(second[0].artifact.path)["sha256"]
+    )
+
+
 def test_a_corrupt_or_foreign_artifact_is_rebuilt_not_loaded(tmp_path, cifar_tag, cifar_dir):
     options = ExportOptions(["onnx"], tmp_path)
     (art,) = export_model(cifar_tag, options, log=lambda _m: None)
@@ -320,6 +341,13 @@ def test_a_failed_build_leaves_nothing_half_written(tmp_path, cifar_tag, cifar_d
     assert [r.status for r in results] == ["built", "failed"] and "calibration method" in results[1].message
     tag_dir = tmp_path / cifar_tag
     assert sorted(p.name for p in tag_dir.iterdir()) == ["onnx"]  # no onnx-int8, no temporary directory
+    # A parent that fails takes what is built from it along, saying so; nothing is written.
+    results = export_model(
+        cifar_tag, ExportOptions(["onnx-int8"], tmp_path / "b", opset=6), log=lambda _m: None
+    )
+    assert [(r.format, r.status) for r in results] == [("onnx", "failed"), ("onnx-int8", "failed")]
+    assert "opset 6 is not supported" in results[0].message and results[1].message == "skipped: onnx failed"
+    assert not any((tmp_path / "b").rglob("*.onnx"))
 
 
 def test_calibration_data_of_the_wrong_dataset_is_refused(cifar_tag, imagenet_sample, tmp_path):
@@ -327,15 +355,34 @@ def test_calibration_data_of_the_wrong_dataset_is_refused(cifar_tag, imagenet_sa
     from zoo import registry
 
     spec = registry.resolve(cifar_tag)[1]
-    with pytest.raises(ZooError, match="1000 classes but .* has 10"):
+    with pytest.raises(ZooError, match=f"1000 classes but {re.escape(cifar_tag)} has 10"):
         calibration_images(spec, imagenet_sample, 16)
     from PIL import Image
 
     for cls in range(10):  # ten classes, but ImageNet-sized photos
         (tmp_path / f"c{cls}").mkdir()
         Image.new("RGB", (320, 256), (cls * 20, 0, 0)).save(tmp_path / f"c{cls}" / "a.jpg")
-    with pytest.raises(ZooError, match="256 px on their shorter side, but .* sees 32 px"):
+    with pytest.raises(
+        ZooError, match=f"256 px on their shorter side, but {re.escape(cifar_tag)} sees 32 px"
+    ):
         calibration_images(spec, tmp_path, 16)
+
+
+def test_the_card_names_the_calibration_folder_and_split_really_read(cifar_tag, data, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from export.calibration import describe_calibration_set
+    from zoo import registry
+
+    monkeypatch.delenv("ZOO_DATA", raising=False)  # the --data root alone must lead to the train split
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
+    spec = registry.resolve(cifar_tag)[1]
+    assert describe_calibration_set(spec, None, data) == f"{data / 'cifar10'} (train split) [CIFAR10]"
+    mine = tmp_path / "mine"
+    for cls in range(10):  # a user's own folder of 32 px images, one sub-folder per class
+        (mine / f"c{cls}").mkdir(parents=True)
+        Image.new("RGB", (32, 32), (cls * 20, 0, 0)).save(mine / f"c{cls}" / "a.png")
+    assert describe_calibration_set(spec, mine) == f"{mine} [ImageFolder]"
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

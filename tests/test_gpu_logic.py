@@ -252,3 +252,20 @@ def test_fp16_without_measured_ranges_costs_nothing_on_a_cifar_net(tmp_path, cif
         )
         agreement[name] = compare(ref, logits_of(rt, data), data.labels)["top1_agreement"]
     assert agreement["measured"] == agreement["unmeasured"] >= 99.5
+
+
+@pytest.mark.parametrize(
+    ("text", "profile"), [("8", (1, 8, 8)), ("1", (1, 1, 1)), ("1:8:64", (1, 8, 64)), ("4:4:4", (4, 4, 4))]
+)
+def test_a_batch_profile_is_min_opt_max_or_one_number_for_opt_and_max(text, profile):
+    from export.tensorrt import parse_profile
+
+    assert parse_profile(text) == profile
+
+
+@pytest.mark.parametrize("text", ["2:4", "1:8:64:128", "8:4:16", "0:1:1", "1:16:8", "a:b:c", "", "0"])
+def test_a_batch_profile_out_of_order_or_malformed_is_one_sentence(text):
+    from export.tensorrt import parse_profile
+
+    with pytest.raises(ZooError, match="--batch"):
+        parse_profile(text)

@@ -125,6 +125,43 @@ def test_a_crop_larger_than_the_image_pads_it_as_torchvisions_center_crop_does(s
     assert ours.shape == (32, 32, 3) and np.array_equal(ours, theirs)
 
 
+def test_images_handed_in_already_open_are_converted_like_files():
+    """The web demo and the Python API hand in PIL images, in modes no file stores (premultiplied alpha,
+    big-endian 16-bit): they become the same RGB pixels."""
+    half = Image.new("LA", (4, 4), (0, 128))
+    assert load_image(half).getpixel((1, 1)) == load_image(_save(half, "PNG")).getpixel((1, 1))
+    premultiplied = Image.new("RGBA", (4, 4), (200, 40, 0, 128)).convert("RGBa")
+    r, g, b = load_image(premultiplied).getpixel((1, 1))
+    assert abs(r - 227) <= 1 and abs(g - 147) <= 1 and abs(b - 127) <= 1  # 200 * 128/255 + 255 * 127/255
+    assert load_image(half.convert("La")).getpixel((1, 1)) == load_image(half).getpixel((1, 1))
+    big_endian = np.full((4, 4), 65535, ">u2")
+    big_endian[0, 0] = 0
+    wide = load_image(Image.frombytes("I;16B", (4, 4), big_endian.tobytes()))
+    assert wide.getpixel((1, 1)) == (255, 255, 255) and wide.getpixel((0, 0)) == (0, 0, 0)
+
+
+def test_lanczos_without_antialias_falls_back_to_bicubic():
+    img = Image.fromarray(np.random.default_rng(1).integers(0, 256, (90, 120, 3), dtype=np.uint8))
+    lanczos = PreprocessSpec(resize=40, crop=32, interpolation="lanczos", antialias=False)
+    bicubic = PreprocessSpec(resize=40, crop=32, interpolation="bicubic", antialias=False)
+    assert np.array_equal(
+        np.asarray(resize_and_crop(img, lanczos)), np.asarray(resize_and_crop(img, bicubic))
+    )
+    antialiased = PreprocessSpec(resize=40, crop=32, interpolation="lanczos")
+    assert not np.array_equal(
+        np.asarray(resize_and_crop(img, antialiased)), np.asarray(resize_and_crop(img, lanczos))
+    )
+
+
+def test_a_photo_with_corrupt_exif_data_still_loads():
+    """Pillow only warns about a broken EXIF block (cameras and editors write them); the pixels are fine."""
+    exif = b"Exif\x00\x00MM\x00\x2a\x00\x00\x00\x08\x00\x05\x01\x12\x00\x03\x00\x00\x00\x01\x00\x06"
+    photo = _save(Image.new("RGB", (8, 6), (10, 120, 240)), "JPEG", quality=100, exif=exif)
+    img = load_image(photo)
+    r, g, b = img.getpixel((4, 3))
+    assert img.size == (8, 6) and abs(r - 10) <= 3 and abs(g - 120) <= 3 and abs(b - 240) <= 3
+
+
 def test_16_bit_images_are_scaled_to_8_bit():
     arr = np.full((6, 6), 65535, dtype=np.uint16)
     arr[0, 0] = 0

@@ -119,6 +119,75 @@ def test_intervals_equal_scipys():
         assert p == pytest.approx(expected, rel=1e-9)
 
 
+def test_every_parity_column_equals_its_definition_computed_another_way():
+    """Each column of `compare`, recomputed image by image with Python's sorted() on logits without ties."""
+    rng = np.random.default_rng(3)
+    ref = rng.standard_normal((200, 10))
+    cand = ref + rng.standard_normal((200, 10)) * 0.6  # disagrees on some images, not on most
+    labels = rng.integers(0, 10, 200)
+    top = [[sorted(range(10), key=lambda k, row=row: -row[k]) for row in x] for x in (ref, cand)]
+    r5, c5 = [[t[:5] for t in x] for x in top]
+
+    def pct(flags) -> float:
+        return 100.0 * sum(flags) / len(flags)
+
+    m = compare(ref, cand, labels)
+    expected = {
+        "top1_agreement": pct([r[0] == c[0] for r, c in zip(r5, c5, strict=True)]),
+        "top5_agreement": pct([r[0] in c for r, c in zip(r5, c5, strict=True)]),
+        "top5_overlap": 100.0 * np.mean([len(set(r) & set(c)) / 5 for r, c in zip(r5, c5, strict=True)]),
+        "reference_top1": pct([r[0] == y for r, y in zip(r5, labels, strict=True)]),
+        "top1": pct([c[0] == y for c, y in zip(c5, labels, strict=True)]),
+        "reference_top5": pct([y in r for r, y in zip(r5, labels, strict=True)]),
+        "top5": pct([y in c for c, y in zip(c5, labels, strict=True)]),
+        "max_abs_logit_diff": float(np.max(np.abs(ref - cand))),
+        "mean_abs_logit_diff": float(np.mean(np.abs(ref - cand))),
+    }
+    assert {k: m[k] for k in expected} == pytest.approx(expected, abs=1e-12)
+    assert 50 < expected["top1_agreement"] < 100 and expected["reference_top5"] != expected["top5"]
+    assert m["images"] == 200 and m["nonfinite"] == 0
+    lost = sum(r[0] == y and c[0] != y for r, c, y in zip(r5, c5, labels, strict=True))
+    gained = sum(r[0] != y and c[0] == y for r, c, y in zip(r5, c5, labels, strict=True))
+    assert (m["top1_change"]["lost"], m["top1_change"]["gained"]) == (lost, gained) and lost and gained
+    assert compare(ref, np.where(np.eye(10)[labels] > 0, np.nan, cand), labels)["nonfinite"] == 200
+
+
+def test_the_paired_interval_is_the_mean_difference_plus_minus_z_standard_errors():
+    """The accuracy change's interval from its definition: the per-image differences (candidate right
+    minus reference right), their mean +- 1.96 x their standard deviation / sqrt(n)."""
+    from serve.parity import Z95, paired_change
+
+    rng = np.random.default_rng(0)
+    for n, p_lost, p_gained in ((1000, 0.009, 0.002), (50, 0.1, 0.3), (400, 0.0, 0.0)):
+        ref = rng.random(n) < 0.9
+        u = rng.random(n)
+        cand = np.where(ref, u >= p_lost, u < p_gained / 0.1)
+        d = cand.astype(float) - ref.astype(float)
+        half = Z95 * d.std() / np.sqrt(n)
+        out = paired_change(ref, cand)
+        assert out["change"] == pytest.approx(100 * d.mean(), abs=1e-12)
+        assert out["ci"] == pytest.approx([100 * (d.mean() - half), 100 * (d.mean() + half)], abs=1e-9)
+    assert paired_change(np.ones(400, bool), np.ones(400, bool))["ci"] == [0.0, 0.0]
+    empty = paired_change(np.zeros(0, bool), np.zeros(0, bool))  # no images: no change, no evidence
+    assert empty["change"] == 0.0 and empty["ci"] == [0.0, 0.0] and empty["mcnemar_p"] == 1.0
+
+
+def test_parity_runs_the_reference_itself_when_not_given_its_logits(artifacts, cifar_tag, cifar_dir):
+    from serve.parity import labelled_images, logits_of, parity
+    from serve.runtimes import TorchRuntime
+    from zoo import registry
+    from zoo.data import CIFAR10
+
+    spec = registry.resolve(cifar_tag)[1]
+    images = labelled_images(spec.preprocess, CIFAR10(cifar_dir, "test"), 100)
+    reference = TorchRuntime(cifar_tag)
+    with open_runtime(artifacts[1]["onnx"].path) as rt:
+        alone = parity(reference, rt, images)
+        given = parity(reference, rt, images, logits_of(reference, images))
+    assert alone["top1_agreement"] == given["top1_agreement"] and alone["images"] == 100
+    assert alone["reference_top1"] == given["reference_top1"] > 80
+
+
 def test_top_k_is_sorted_probabilities_that_sum_to_one():
     logits = np.array([[0.0, 3.0, 1.0, 2.0]])
     (top,) = top_k(logits, ["a", "b", "c", "d"], 3)
@@ -395,3 +464,36 @@ def test_bench_runs_openvino_on_the_int8_graph_too_and_names_the_fastest_pair_wi
     card = json.loads((artifacts[0] / cifar_tag / "onnx-int8" / "card.json").read_text())
     assert {"bench", "bench_openvino", "parity", "parity_openvino"} <= set(card)  # kept apart per runtime
     assert "Fastest within its parity bar: " + best in (tmp_path / f"bench-{cifar_tag}.md").read_text()
+
+
+def test_export_and_check_reads_data_by_option_and_says_how_each_target_went(
+    tmp_path, cifar_tag, data, monkeypatch
+):
+    """The workflow behind `zoo export` and `zoo bench`: the original's row carries the accuracy the
+    artifacts were compared with, parity runs on --data without $ZOO_DATA, a format that cannot be built
+    is 'failed' with its cause."""
+    from serve.checked_export import export_and_check
+
+    monkeypatch.delenv("ZOO_DATA", raising=False)
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))  # no fetched CIFAR-10 to fall back on
+    options = ExportOptions(out=tmp_path / "out", calib_method="median", data=str(data))  # no such method
+    out = export_and_check(cifar_tag, ["pytorch", "onnx", "onnx-int8"], options, parity_images=200, log=print)
+    assert [c.status for c in out] == ["ok", "ok", "failed"]
+    pytorch, onnx_row, int8 = out
+    assert onnx_row.parity["images"] == 200 and onnx_row.ok and onnx_row.artifact is not None
+    assert pytorch.parity == {"top1_agreement": 100.0, "top1": onnx_row.parity["reference_top1"]}
+    assert not int8.ok and "calibration method" in int8.message and int8.reason() == int8.message
+
+
+def test_a_status_and_its_reason_follow_the_parity_result():
+    from serve.checked_export import Checked, status_of
+
+    failing = {"verdict": {"passed": False, "failures": ["top-1 agreement 90%", "drop 2 points"]}}
+    assert status_of(failing) == "parity failed" and status_of({"verdict": {"passed": True}}) == "ok"
+    assert status_of({"failed": "could not run it"}) == "parity failed"
+    assert status_of({"skipped": "no labelled images"}) == status_of({}) == "not validated"
+    c = Checked("onnx", status_of(failing), parity=failing)
+    assert c.reason() == "failed its parity bar: top-1 agreement 90%; drop 2 points" and not c.ok
+    assert (
+        Checked("onnx", "parity failed", parity={"failed": "could not run it"}).reason() == "could not run it"
+    )

@@ -103,12 +103,14 @@ def _torchvision_style_checkpoint(root: Path, arch: str = "resnet18") -> tuple[P
     return published, prefix, state
 
 
-def _publish(zoo_cache: Path, url: str, prefix: str) -> None:
-    """A user-manifest tag whose weights are published at `url`, like torchvision's."""
+def _publish(zoo_cache: Path, url: str, prefix: str | None, sha256: str | None = None) -> None:
+    """A user-manifest tag whose weights are published at `url`: with the hash prefix in the file name,
+    like torchvision's, or with the file's whole sha256, like the paper's reference checkpoints."""
     entry = {
         "arch": "resnet18",
         "url": url,
         "sha256_prefix": prefix,
+        "sha256": sha256,
         "dataset": "imagenet1k",
         "labels": "imagenet1k",
         "preprocess": {"resize": 256, "crop": 224},
@@ -308,3 +310,100 @@ def test_reference_tags_export_check_bench_and_serve_like_any_tag(
     CIFAR10(cifar_dir, "test")[1][0].save(image)
     cand, orig, status, crop = classify(RuntimeCache(out), str(image), tag, "onnx-int8-cpu")
     assert len(cand) == 5 and max(cand, key=cand.get) == max(orig, key=orig.get), status
+
+
+def test_a_cached_download_is_checked_against_the_whole_published_hash(http_root, zoo_cache):
+    root, url = http_root
+    pth, _, state = _torchvision_style_checkpoint(root)
+    _publish(zoo_cache, f"{url}/{pth.name}", None, sha256=hashlib.sha256(pth.read_bytes()).hexdigest())
+    model = create_model("resnet18.loopback", pretrained=True)
+    assert torch.equal(model.state_dict()["fc.weight"], state["fc.weight"])
+    fetched = zoo_cache / "downloads" / pth.name
+    assert fetched.is_file()
+    for converted in (zoo_cache / "weights").glob("resnet18.loopback-*"):
+        converted.unlink()  # so the next load converts the cached download again
+    fetched.write_bytes(fetched.read_bytes()[:-8] + b"corrupt!")
+    with pytest.raises(ZooError, match="untouched"):
+        create_model("resnet18.loopback", pretrained=True)
+    assert not list((zoo_cache / "weights").glob("resnet18.loopback-*"))
+
+
+def test_a_mirror_given_with_a_trailing_slash_serves_the_published_file(http_root, zoo_cache, monkeypatch):
+    from zoo.weights import mirrored
+
+    root, url = http_root
+    pth, prefix, state = _torchvision_style_checkpoint(root)
+    published = f"https://download.example.org/models/{pth.name}"  # unreachable here: the mirror serves it
+    _publish(zoo_cache, published, prefix)
+    monkeypatch.setenv("ZOO_MIRROR", url + "/")
+    assert mirrored(published) == f"{url}/{pth.name}"
+    model = create_model("resnet18.loopback", pretrained=True)
+    assert torch.equal(model.state_dict()["conv1.weight"], state["conv1.weight"])
+
+
+def test_a_manifest_entry_reads_back_with_every_field(tmp_path):
+    """append_manifest_entry writes what tomllib reads back unchanged, and read_manifest keeps every field:
+    the known ones as WeightSpec fields, the rest in `extra`."""
+    from zoo.preprocess import PreprocessSpec
+
+    pre = {
+        "resize": 36,
+        "crop": 32,
+        "interpolation": "bicubic",
+        "mean": [0.5, 0.4, 0.3],
+        "std": [0.2, 0.2, 0.2],
+    }
+    entry = {
+        "arch": "resnet20",
+        "dataset": "cifar10",
+        "labels": "cifar10",
+        "preprocess": pre,
+        "file": "w.safetensors",
+        "url": "https://example.org/a/w.pth",
+        "sha256": "ab" * 32,
+        "sha256_prefix": "abcd1234",
+        "default": True,
+        "metrics": {"top1": 91.5, "protocol": "single"},
+        "recipe": "cifar_budget",
+        "command": 'zoo train resnet20 --note "C:\\runs"\nand a second line',
+        "rename": {"linear.": "fc."},
+        "paper": "He et al. 2015",
+        "untrained": False,
+    }
+    manifest = tmp_path / "manifest.toml"
+    append_manifest_entry(manifest, "resnet20.mine", entry)
+    assert tomllib.loads(manifest.read_text())["weights"]["resnet20.mine"] == entry
+    spec = read_manifest(manifest)["resnet20.mine"]
+    assert (spec.name, spec.arch, spec.dataset, spec.labels) == (
+        "resnet20.mine",
+        "resnet20",
+        "cifar10",
+        "cifar10",
+    )
+    assert spec.preprocess == PreprocessSpec(**pre) and spec.file == tmp_path / "w.safetensors"
+    assert (spec.url, spec.sha256, spec.sha256_prefix) == (
+        entry["url"],
+        entry["sha256"],
+        entry["sha256_prefix"],
+    )
+    assert spec.default is True and spec.metrics == entry["metrics"] and spec.recipe == "cifar_budget"
+    assert spec.command == entry["command"] and spec.rename == {"linear.": "fc."}
+    assert spec.extra == {"paper": "He et al. 2015", "untrained": False}
+    with pytest.raises(ZooError, match=r"resnet20\.mine is already in .*manifest\.toml; choose another tag"):
+        append_manifest_entry(manifest, "resnet20.mine", entry)
+    append_manifest_entry(manifest, "resnet32.mislabelled", entry)
+    with pytest.raises(ZooError, match=r"'resnet32\.mislabelled'.*the name must be 'resnet20\.TAG'"):
+        read_manifest(manifest)
+
+
+@pytest.mark.parametrize("wrapper", ["state_dict", "model", "model_state_dict", "ema"])
+def test_checkpoints_wrapped_by_training_scripts_are_unwrapped(tmp_path, wrapper):
+    from zoo.weights import read_checkpoint
+
+    state = create_model("resnet20").state_dict()
+    torch.save({wrapper: {f"module.{k}": v for k, v in state.items()}, "epoch": 7}, tmp_path / "c.pth")
+    read = read_checkpoint(tmp_path / "c.pth")
+    assert read.keys() == state.keys() and all(torch.equal(read[k], state[k]) for k in state)
+    torch.save({"epoch": 7, "lr": 0.1}, tmp_path / "bare.pth")
+    with pytest.raises(ZooError, match=r"bare\.pth does not hold a state dict of tensors"):
+        read_checkpoint(tmp_path / "bare.pth")

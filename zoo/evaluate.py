@@ -59,7 +59,7 @@ def _views(img: Image.Image, spec: PreprocessSpec, protocol: str) -> list[np.nda
         x = preprocess(img, spec)
         return [x, np.ascontiguousarray(x[:, :, ::-1])] if protocol == "flip" else [x]
     if protocol == "10crop":  # four corners and the centre of the resized image, and their flips
-        big = resize_shorter_side(img, spec.resize or spec.crop, spec)
+        big = resize_shorter_side(img, spec.shorter_side, spec)
         w, h, c = *big.size, spec.crop
         views = []
         for left, top in ((0, 0), (w - c, 0), (0, h - c), (w - c, h - c), ((w - c) // 2, (h - c) // 2)):
@@ -92,7 +92,7 @@ def evaluate(
         raise ZooError(f"--limit must be at least 1, not {limit}.")
     dataset = find_dataset(datasets.pop(), data, split)
     for model, spec, name, _ in loaded:
-        check_fits(dataset, model.fc.out_features, spec.resize or spec.crop, name, data)
+        check_fits(dataset, model.fc.out_features, spec.shorter_side, name, data)
     n = min(len(dataset), limit or len(dataset))
     probs = torch.zeros(n, loaded[0][0].fc.out_features)
     labels = torch.zeros(n, dtype=torch.long)

@@ -50,6 +50,12 @@ class PreprocessSpec:
     def input_shape(self) -> tuple[int, int, int]:
         return (3, self.crop, self.crop)
 
+    @property
+    def shorter_side(self) -> int:
+        """The shorter side an image is resized to before the crop (the crop where nothing is resized):
+        the scale the images of the model's dataset are expected near."""
+        return self.resize or self.crop
+
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "mean": list(self.mean), "std": list(self.std)}
 
@@ -120,7 +126,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
             arr = arr / 257.0  # 16-bit range onto 8-bit
         return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L").convert("RGB")
     if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
+        rgba = (img.convert("LA") if img.mode == "La" else img).convert("RGBA")  # Pillow: La only to LA
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return img.convert("RGB")

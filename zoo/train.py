@@ -103,7 +103,7 @@ def _loaders(cfg: TrainConfig, spec, device, rank: int, world: int, channels_las
     r = cfg.recipe
     bs, seed, aug = int(r.train.batch_size), int(r.train.seed), r.augment
     train_ds, test_ds = find_dataset(r.dataset, cfg.data, "train"), find_dataset(r.dataset, cfg.data, "test")
-    side = spec.resize or spec.crop
+    side = spec.shorter_side
     for ds in (train_ds, test_ds):  # before any work: data that does not fit the recipe's dataset
         check_fits(ds, num_classes(r.dataset), side, f"recipe {r.name} ({r.dataset})", cfg.data)
     if isinstance(train_ds, CIFAR10):
@@ -427,7 +427,7 @@ def _finish(run: Run, divergence: float | None) -> dict[str, Any]:
         save_safetensors(
             state,
             cfg.out / "weights.safetensors",
-            metadata={"arch": summary["arch"], "recipe": cfg.recipe.name},
+            metadata={"arch": summary["arch"], "dataset": summary["dataset"], "recipe": cfg.recipe.name},
         )
         with atomic_path(cfg.out / SUMMARY) as tmp:
             tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")

@@ -289,24 +289,19 @@ def save_safetensors(state: dict, dest: Path, metadata: dict[str, str] | None = 
 
 
 def append_manifest_entry(manifest: Path, name: str, entry: dict[str, Any]) -> None:
-    """Add `[weights."name"]` to a manifest file, atomically; the name must be new there."""
+    """Add `[weights."name"]` to a manifest file, atomically; the name must be new there. Fields that
+    are None are left out (TOML has no null)."""
+    import tomli_w
+
     existing = manifest.read_text() if manifest.is_file() else ""
     if name in read_manifest(manifest):
         raise ZooError(f"{name} is already in {manifest}; choose another tag.")
-    lines = [f'\n[weights."{name}"]'] + [f"{k} = {_toml(v)}" for k, v in entry.items() if v is not None]
+    block = tomli_w.dumps({"weights": {name: _without_none(entry)}})
     with atomic_path(manifest) as tmp:
-        tmp.write_text(existing + "\n".join(lines) + "\n")
+        tmp.write_text(existing + "\n" + block)
 
 
-def _toml(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return repr(v)
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(_toml(x) for x in v) + "]"
+def _without_none(v: Any) -> Any:
     if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_toml(x)}" for k, x in v.items() if x is not None) + " }"
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+        return {k: _without_none(x) for k, x in v.items() if x is not None}
+    return [_without_none(x) for x in v] if isinstance(v, list | tuple) else v
