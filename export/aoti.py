@@ -13,12 +13,14 @@ from typing import Any
 import numpy as np
 
 from zoo.errors import ZooError
+from zoo.lazy import lazy_import
+
+torch = lazy_import("torch")
 
 
 def export_pt2(
     model, example: np.ndarray, path: Path, max_batch: int = 1024, device: str = "cpu"
 ) -> dict[str, Any]:
-    import torch
 
     if example.shape[0] < 2:
         raise ZooError("the example batch for AOTInductor needs at least 2 images.")
@@ -47,7 +49,6 @@ def export_pt2(
 
 
 def check_compatible(card: dict[str, Any]) -> None:
-    import torch
 
     built = card.get("aoti", {})
     if built.get("torch") != torch.__version__:

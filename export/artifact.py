@@ -14,6 +14,8 @@ from typing import Any
 
 from export.formats import Format
 from zoo.errors import ZooError
+from zoo.files import atomic_path, swap_dir_into_place, temp_dir
+from zoo.weights import sha256_file
 
 CARD = "card.json"
 CARD_VERSION = 1
@@ -65,8 +67,6 @@ def read_card(directory: Path) -> dict[str, Any]:
 
 def verify_file(directory: Path, card: dict[str, Any]) -> None:
     """The model file must be the one its card describes: nothing edited after export runs."""
-    from zoo.weights import sha256_file
-
     if sha256_file(Path(directory) / card["file"]) != card["sha256"]:
         raise ZooError(
             f"{Path(directory) / card['file']} does not match the sha256 in its card: it was changed "
@@ -85,8 +85,6 @@ def artifact_dirs(folder: Path) -> list[Path]:
 
 def find_reusable(directory: Path, key: dict[str, Any]) -> Artifact | None:
     """The artifact already in `directory` if it was built from the same inputs, with its file intact."""
-    from zoo.weights import sha256_file
-
     _clean_leftovers(Path(directory).parent, Path(directory).name)
     try:
         card = read_card(directory)
@@ -108,14 +106,11 @@ def build_artifact(
     build: Callable[[Path], dict[str, Any] | None],
 ) -> Artifact:
     """Run `build(model_path)` in a temporary directory, write the card, then move it into place."""
-    from zoo.weights import sha256_file
-
     directory = Path(directory)
     parent = directory.parent
     _clean_leftovers(parent, directory.name)
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        from zoo.files import swap_dir_into_place, temp_dir
 
         tmp = temp_dir(parent, f"{directory.name}.{os.getpid()}")
     except OSError as e:
@@ -158,7 +153,6 @@ def _clean_leftovers(parent: Path, name: str) -> None:
 
 
 def write_card(directory: Path, card: dict[str, Any]) -> None:
-    from zoo.files import atomic_path
 
     with atomic_path(Path(directory) / CARD) as tmp:
         tmp.write_text(json.dumps(card, indent=2, default=str) + "\n")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from zoo.data import check_fits, find_dataset, open_dataset
 from zoo.errors import ZooError
 from zoo.preprocess import preprocess_batch
 from zoo.weights import WeightSpec
@@ -19,8 +20,6 @@ def open_calibration_set(
 ):
     """The user's --calib-data folder, else the train split of the model's own dataset under `data`
     (the --data root; None: $ZOO_DATA)."""
-    from zoo.data import find_dataset, open_dataset
-
     return open_dataset(calib_data, "train") if calib_data else find_dataset(weights.dataset, data, "train")
 
 
@@ -32,8 +31,6 @@ def calibration_images(
     data: str | Path | None = None,
 ) -> list[Image.Image]:
     """`size` images spread over the calibration set (deterministic), after the resolution check."""
-    from zoo.data import check_fits
-
     if size < 1:
         raise ZooError("--calib-size must be at least 1.")
     dataset = open_calibration_set(weights, calib_data, data)

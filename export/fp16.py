@@ -12,15 +12,20 @@ from pathlib import Path
 
 import numpy as np
 
+from export.onnx import annotate, finish, load
+from zoo.lazy import lazy_import
+
+helper = lazy_import("onnx.helper")
+numpy_helper = lazy_import("onnx.numpy_helper")
+onnx = lazy_import("onnx")
+ort = lazy_import("onnxruntime")
+
 DATA_MAX = 8192.0  # 1/8 of FP16's largest value: headroom for the sums inside a Conv or Gemm
 INIT_MAX = 65504.0
 
 
 def activation_ranges(proto, batches: Iterable[np.ndarray]) -> dict[str, float]:
     """max |value| of every float tensor of the graph over real input batches (ONNX Runtime, CPU)."""
-    import onnx
-    import onnxruntime as ort
-
     inferred = onnx.shape_inference.infer_shapes(proto)
     floats = {
         v.name
@@ -47,8 +52,6 @@ def fp32_nodes(
     proto, ranges: dict[str, float], data_max: float = DATA_MAX, init_max: float = INIT_MAX
 ) -> set[str]:
     """Names of the nodes that must stay FP32, by measured range."""
-    from onnx import numpy_helper
-
     inits = {
         i.name: float(np.abs(numpy_helper.to_array(i)).max(initial=0))
         for i in proto.graph.initializer
@@ -64,10 +67,7 @@ def fp32_nodes(
 
 def convert_fp16(proto, keep_fp32: set[str] = frozenset()):
     """A copy of `proto` computing in FP16 except the nodes named in `keep_fp32`; I/O stay FP32."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    FLOAT, HALF = TensorProto.FLOAT, TensorProto.FLOAT16
+    FLOAT, HALF = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
     model = onnx.ModelProto()
     model.CopyFrom(onnx.shape_inference.infer_shapes(proto))
     g = model.graph
@@ -120,19 +120,15 @@ def convert_fp16(proto, keep_fp32: set[str] = frozenset()):
 
 def _retype_to_half(n) -> None:
     """A node that now computes in FP16: a Cast to FP32 casts to FP16, a Constant holds FP16."""
-    from onnx import TensorProto, numpy_helper
-
     for a in n.attribute:
-        if n.op_type == "Cast" and a.name == "to" and a.i == TensorProto.FLOAT:
-            a.i = TensorProto.FLOAT16
-        if n.op_type == "Constant" and a.name == "value" and a.t.data_type == TensorProto.FLOAT:
+        if n.op_type == "Cast" and a.name == "to" and a.i == onnx.TensorProto.FLOAT:
+            a.i = onnx.TensorProto.FLOAT16
+        if n.op_type == "Constant" and a.name == "value" and a.t.data_type == onnx.TensorProto.FLOAT:
             a.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(a.t).astype(np.float16), a.t.name))
 
 
 def _outputs_back_to_fp32(names: list[str], producer: dict, consumers: dict) -> list:
     """Graph outputs stay FP32: each FP16 output is renamed inside and cast back under its own name."""
-    from onnx import TensorProto, helper
-
     casts = []
     for name in names:
         inner = f"{name}__fp16"
@@ -144,7 +140,9 @@ def _outputs_back_to_fp32(names: list[str], producer: dict, consumers: dict) -> 
             for j, t in enumerate(c.input):
                 if t == name:
                     c.input[j] = inner
-        casts.append(helper.make_node("Cast", [inner], [name], to=TensorProto.FLOAT, name=f"cast_{name}_out"))
+        casts.append(
+            helper.make_node("Cast", [inner], [name], to=onnx.TensorProto.FLOAT, name=f"cast_{name}_out")
+        )
     return casts
 
 
@@ -168,8 +166,6 @@ def export_fp16(
     fp32_path: Path, out: Path, batches: Iterable[np.ndarray], metadata: dict | None = None
 ) -> dict:
     """Write the FP16 graph of `fp32_path` to `out`; returns what was kept in FP32 and why."""
-    from export.onnx import annotate, finish, load
-
     proto = load(fp32_path)
     ranges = activation_ranges(proto, batches)
     keep = fp32_nodes(proto, ranges)

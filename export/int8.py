@@ -14,12 +14,20 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
+from export.onnx import INPUT, annotate, finish, load
 from zoo.errors import ZooError
+from zoo.lazy import lazy_import
+
+helper = lazy_import("onnx.helper")
+numpy_helper = lazy_import("onnx.numpy_helper")
+onnx = lazy_import("onnx")
+quantization = lazy_import("onnxruntime.quantization")
 
 FLAVOURS = ("trt", "cpu")
 REVISION = 3  # of the graphs written here; in the artifact key, so older INT8 artifacts are rebuilt
@@ -31,9 +39,8 @@ def _reader(batches: Iterable[np.ndarray], input_name: str):
     calibrate one batch at a time (its `CalibStridedMinMax` option, which every calibrator honours):
     the histograms then grow batch by batch instead of every activation of every image being held at
     once, which for ResNet-50 at 224 px and 512 images is about 50 GB."""
-    from onnxruntime.quantization import CalibrationDataReader
 
-    class Reader(CalibrationDataReader):
+    class Reader(quantization.CalibrationDataReader):
         def __init__(self) -> None:
             self.batches = list(batches)
             self.set_range(0, len(self.batches))
@@ -60,20 +67,14 @@ def quantize(
     metadata: dict | None = None,
 ) -> dict:
     """Calibrate on `batches` (real, preprocessed NCHW float32) and write the Q/DQ graph to `out`."""
-    import tempfile
-
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
-    from export.onnx import INPUT, annotate, finish, load
-
     if flavour not in FLAVOURS:
         raise ZooError(f"INT8 flavour {flavour!r} is not one of {', '.join(FLAVOURS)}.")
     if method not in METHODS:
         raise ZooError(f"calibration method {method!r} is not one of {', '.join(METHODS)}.")
     calibrate = {
-        "entropy": CalibrationMethod.Entropy,
-        "percentile": CalibrationMethod.Percentile,
-        "minmax": CalibrationMethod.MinMax,
+        "entropy": quantization.CalibrationMethod.Entropy,
+        "percentile": quantization.CalibrationMethod.Percentile,
+        "minmax": quantization.CalibrationMethod.MinMax,
     }[method]
     trt = flavour == "trt"
     options = {"WeightSymmetric": True, "ActivationSymmetric": trt, "CalibStridedMinMax": 1}
@@ -83,20 +84,18 @@ def quantize(
     with tempfile.TemporaryDirectory() as tmp, _quiet():
         raw = Path(tmp) / "q.onnx"
         if not trt:
-            import onnx
-
             fp32 = load(fp32_path)
             rewritten = shortcuts_as_convs(fp32)
             fp32_path = Path(tmp) / "fp32.onnx"
             onnx.save(fp32, str(fp32_path))
-        quantize_static(
+        quantization.quantize_static(
             str(fp32_path),
             str(raw),
             _reader(batches, INPUT),
-            quant_format=QuantFormat.QDQ,
+            quant_format=quantization.QuantFormat.QDQ,
             per_channel=True,
-            activation_type=QuantType.QInt8 if trt else QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
+            activation_type=quantization.QuantType.QInt8 if trt else quantization.QuantType.QUInt8,
+            weight_type=quantization.QuantType.QInt8,
             calibrate_method=calibrate,
             op_types_to_quantize=["Conv", "Gemm", "Add"] if trt else None,
             extra_options=options,
@@ -131,8 +130,6 @@ def shortcuts_as_convs(proto) -> int:
     the 1x1 stride-2 Conv with identity weights that computes exactly the same: ONNX Runtime has no
     quantized Slice or Pad, so the shortcut would run in float between a Dequantize and a Quantize, while
     a Conv becomes one more QLinearConv. Returns how many were rewritten."""
-    from onnx import helper, numpy_helper
-
     g = proto.graph
     const = {i.name: numpy_helper.to_array(i) for i in g.initializer}
     const |= {n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in g.node if n.op_type == "Constant"}
@@ -228,8 +225,6 @@ def _drop_dead(proto) -> None:
 
 def qdq_summary(proto) -> dict:
     """Counts a card records: Q/DQ nodes, and whether every activation zero-point is 0 (symmetric)."""
-    from onnx import numpy_helper
-
     inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
     q = [n for n in proto.graph.node if n.op_type == "QuantizeLinear"]
     zero_points = [inits[n.input[2]] for n in q if len(n.input) > 2 and n.input[2] in inits]

@@ -14,6 +14,13 @@ from typing import Any
 import numpy as np
 
 from zoo.errors import ZooError
+from zoo.files import atomic_path
+from zoo.lazy import lazy_import
+
+onnx = lazy_import("onnx")
+protobuf_message = lazy_import("google.protobuf.message")
+ort = lazy_import("onnxruntime")
+torch = lazy_import("torch")
 
 INPUT, OUTPUT = "input", "logits"
 DEFAULT_OPSET = 20
@@ -30,8 +37,6 @@ def export_onnx(
 ) -> Path:
     """Export `model` (eval mode) to `path`. `example` is a real NCHW batch of at least 2 images: a batch of
     1 would be specialised by torch.export and lose the dynamic batch dimension."""
-    import torch
-
     if not 7 <= opset <= MAX_OPSET:
         raise ZooError(
             f"opset {opset} is not supported; choose one from 7 to {MAX_OPSET} (default {DEFAULT_OPSET})."
@@ -81,7 +86,6 @@ def annotate(proto, metadata: dict[str, Any]) -> None:
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
-    import onnx
 
     proto = load(path, with_weights=False)
     out = {}
@@ -90,18 +94,14 @@ def read_metadata(path: Path) -> dict[str, Any]:
             out[p.key] = json.loads(p.value)
         except json.JSONDecodeError:
             out[p.key] = p.value
-    del onnx
     return out
 
 
 def load(path: Path, with_weights: bool = True):
     """An ONNX model, or one clear sentence when the file is not one."""
-    import onnx
-    from google.protobuf.message import DecodeError
-
     try:
         proto = onnx.load(str(path), load_external_data=with_weights)
-    except (DecodeError, OSError, ValueError) as e:
+    except (protobuf_message.DecodeError, OSError, ValueError) as e:
         raise ZooError(f"{path} is not a readable ONNX model ({type(e).__name__}).") from None
     if not proto.graph.node:
         raise ZooError(f"{path} is not a readable ONNX model (it has no graph).")
@@ -110,10 +110,6 @@ def load(path: Path, with_weights: bool = True):
 
 def finish(proto, path: Path) -> None:
     """Check, infer shapes, and write atomically."""
-    import onnx
-
-    from zoo.files import atomic_path
-
     try:
         onnx.checker.check_model(proto, full_check=False)
         proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
@@ -125,8 +121,6 @@ def finish(proto, path: Path) -> None:
 
 def io_spec(path: Path) -> dict[str, Any]:
     """Input name, shape (None for dynamic dims) and element type, as recorded in a card."""
-    import onnx
-
     proto = load(path, with_weights=False)
     (inp,) = [i for i in proto.graph.input if i.name not in {x.name for x in proto.graph.initializer}]
     dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
@@ -147,8 +141,6 @@ def ort_session(
     spinning=False stops its worker threads from spinning after each run: they would otherwise keep the
     cores busy and starve whatever else runs in the process (PyTorch beside it in the demo ran 2-3x
     slower). A process that runs ONNX Runtime alone (a benchmark) keeps the spin, which lowers latency."""
-    import onnxruntime as ort
-
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:

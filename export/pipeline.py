@@ -12,9 +12,24 @@ from typing import Any
 
 import numpy as np
 
+from export import tensorrt
+from export.aoti import export_pt2
 from export.artifact import Artifact, build_artifact, find_reusable
+from export.calibration import batches, calibration_images, describe_calibration_set
 from export.formats import FORMATS, INT8, Format, plan
+from export.fp16 import export_fp16
+from export.int8 import REVISION, quantize
+from export.onnx import export_onnx
+from export.verify import compare_with_torch
+from zoo import registry
 from zoo.errors import ZooError
+from zoo.labels import load_labels
+from zoo.lazy import lazy_import
+from zoo.machine import versions as installed
+from zoo.paths import cache_dir
+from zoo.weights import sha256_file, weights_file
+
+torch = lazy_import("torch")
 
 __all__ = ["ExportOptions", "Exported", "export_model", "plan"]
 
@@ -46,12 +61,9 @@ def pt2_target(device: str) -> dict[str, Any]:
     """What a .pt2 is compiled for: the device, and on CUDA the GPU model and compute capability (a
     package for another GPU architecture must be rebuilt, not reused)."""
     target: dict[str, Any] = {"device": device}
-    if device.startswith("cuda"):
-        import torch
-
-        if torch.cuda.is_available():
-            p = torch.cuda.get_device_properties(torch.device(device))
-            target |= {"gpu": p.name, "compute_capability": f"{p.major}.{p.minor}"}
+    if device.startswith("cuda") and torch.cuda.is_available():
+        p = torch.cuda.get_device_properties(torch.device(device))
+        target |= {"gpu": p.name, "compute_capability": f"{p.major}.{p.minor}"}
     return target
 
 
@@ -60,15 +72,11 @@ EXPORT_PACKAGES = ("resnet-zoo", "torch", "onnx", "onnxruntime", "onnxscript", "
 
 def versions() -> dict[str, str | None]:
     """The versions an artifact's card records."""
-    from zoo.machine import versions as installed
-
     return installed(EXPORT_PACKAGES)
 
 
 def export_model(name: str, options: ExportOptions, log: Callable[[str], None] = print) -> list[Exported]:
     """Build every artifact of `options.formats` for the pretrained tag `name` under options.out/TAG/."""
-    from zoo import registry
-
     _, spec = registry.resolve(name)
     if spec is None:
         raise ZooError(f"{name} has no pretrained weights to export; see `zoo list --pretrained`.")
@@ -107,8 +115,6 @@ class Builder:
     source fields and the calibration images (read once, when first needed)."""
 
     def __init__(self, spec, model, options: ExportOptions) -> None:
-        from zoo.labels import load_labels
-        from zoo.weights import sha256_file, weights_file
 
         self.spec, self.model, self.o = spec, model, options
         self.root = Path(options.out) / spec.name
@@ -132,8 +138,6 @@ class Builder:
 
     def calibration(self) -> list[np.ndarray]:
         if self._calib is None:
-            from export.calibration import batches, calibration_images
-
             images = calibration_images(self.spec, self.o.calib_data, self.o.calib_size, data=self.o.data)
             self._calib = batches(images, self.spec)
         return self._calib
@@ -179,8 +183,6 @@ Made = tuple[dict[str, Any], dict[str, Any], Callable[[Path], dict[str, Any]]]
 
 
 def make_onnx(b: Builder, fmt: Format, parent: Artifact | None) -> Made:
-    from export.onnx import export_onnx
-    from export.verify import compare_with_torch
 
     meta = {k: b.source[k] for k in ("source", "weights_sha256", "preprocess", "labels", "dataset")}
 
@@ -193,7 +195,6 @@ def make_onnx(b: Builder, fmt: Format, parent: Artifact | None) -> Made:
 
 
 def make_fp16(b: Builder, fmt: Format, parent: Artifact) -> Made:
-    from export.fp16 import export_fp16
 
     # With real images, nodes whose measured range reaches FP16's limits stay FP32 (as AutoCast). Without
     # (ImageNet has no redistributable set), convert as the common tools do: weights checked, activation
@@ -201,8 +202,8 @@ def make_fp16(b: Builder, fmt: Format, parent: Artifact) -> Made:
     measured = b.has_data()
 
     def build(path: Path) -> dict:
-        batches = b.calibration()[:4] if measured else []
-        return {"fp16": export_fp16(parent.file, path, batches, {"source": b.spec.name})}
+        ranges = b.calibration()[:4] if measured else []  # real batches to measure activation ranges on
+        return {"fp16": export_fp16(parent.file, path, ranges, {"source": b.spec.name})}
 
     ranges = "measured" if measured else "not measured (no images: weights checked only)"
     return (
@@ -213,8 +214,6 @@ def make_fp16(b: Builder, fmt: Format, parent: Artifact) -> Made:
 
 
 def make_int8(b: Builder, fmt: Format, parent: Artifact) -> Made:
-    from export.calibration import describe_calibration_set
-    from export.int8 import REVISION, quantize
 
     calib = {
         "data": str(b.o.calib_data or f"{b.o.data or '$ZOO_DATA'} ({b.spec.dataset}, train split)"),
@@ -237,7 +236,6 @@ def make_int8(b: Builder, fmt: Format, parent: Artifact) -> Made:
 
 
 def make_engine(b: Builder, fmt: Format, parent: Artifact) -> Made:
-    from export import tensorrt
 
     if not tensorrt.available():
         raise ZooError(tensorrt.MISSING)
@@ -245,7 +243,6 @@ def make_engine(b: Builder, fmt: Format, parent: Artifact) -> Made:
     engine = tensorrt.engine_key(parent.card["sha256"], fmt.variant, b.o.batch, shape)
 
     def build(path: Path) -> dict:
-        from zoo.paths import cache_dir
 
         return tensorrt.build_engine(
             parent.file, path, b.o.batch, shape, fmt.variant, cache_dir() / "tensorrt"
@@ -255,7 +252,6 @@ def make_engine(b: Builder, fmt: Format, parent: Artifact) -> Made:
 
 
 def make_pt2(b: Builder, fmt: Format, parent: Artifact | None) -> Made:
-    from export.aoti import export_pt2
 
     def build(path: Path) -> dict:
         return export_pt2(b.model, b.example(), path, max(b.o.batch[2], 2), b.o.device)

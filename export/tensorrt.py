@@ -10,12 +10,19 @@ Runs where `import tensorrt` works; everywhere else says so in one sentence.
 from __future__ import annotations
 
 import hashlib
+import subprocess
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from zoo.errors import ZooError
+from zoo.files import atomic_path
+from zoo.lazy import lazy_import
+
+torch = lazy_import("torch")
+trt = lazy_import("tensorrt")
 
 MISSING = (
     "TensorRT is not installed here, so no engine was built (the ONNX artifacts before it were kept); "
@@ -26,17 +33,15 @@ WORKSPACE = 4 << 30
 
 def available() -> bool:
     try:
-        import tensorrt  # noqa: F401
-    except ImportError:
+        trt.__version__  # noqa: B018  (loads it)
+    except (ZooError, ImportError, OSError):  # not installed, or its CUDA libraries do not load
         return False
     return True
 
 
 def _trt():
-    try:
-        import tensorrt as trt
-    except ImportError:
-        raise ZooError(MISSING) from None
+    if not available():
+        raise ZooError(MISSING)
     return trt
 
 
@@ -56,7 +61,6 @@ def parse_profile(text: str) -> tuple[int, int, int]:
 def device_fingerprint() -> dict[str, Any]:
     """TensorRT version, CUDA, GPU name and compute capability, driver: what an engine is tied to."""
     trt = _trt()
-    import torch
 
     if not torch.cuda.is_available():
         raise ZooError("TensorRT is installed but PyTorch sees no CUDA GPU, so no engine can be built here.")
@@ -73,8 +77,6 @@ def device_fingerprint() -> dict[str, Any]:
 
 def _driver_version() -> str | None:
     try:
-        import subprocess
-
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
             capture_output=True,
@@ -89,8 +91,6 @@ def _driver_version() -> str | None:
 def tensorrt_cuda_major() -> str | None:
     """The CUDA major TensorRT itself was built for, from its wheel's name (tensorrt-cu12, -cu13, ...):
     it, not PyTorch's CUDA, is what an engine depends on."""
-    from importlib import metadata
-
     for dist in metadata.distributions():
         name = (dist.metadata["Name"] or "").lower().replace("_", "-")
         if name.startswith("tensorrt-cu") and name[len("tensorrt-cu") :].split("-")[0].isdigit():
@@ -161,8 +161,6 @@ def build_engine(
     engine_path.write_bytes(bytes(serialized))
     updated = config.get_timing_cache()
     if updated is not None:  # written atomically: two builds at once must not corrupt it
-        from zoo.files import atomic_path
-
         with atomic_path(cache_file) as tmp:
             tmp.write_bytes(bytes(updated.serialize()))
     return {
@@ -202,7 +200,6 @@ class Engine:
 
     def __init__(self, path: Path, card: dict[str, Any]) -> None:
         trt = _trt()
-        import torch
 
         check_fingerprint(card)
         self.torch = torch

@@ -6,15 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
+from export.onnx import INPUT, ort_session
 from zoo.errors import ZooError
+from zoo.lazy import lazy_import
+
+torch = lazy_import("torch")
 
 ATOL, RTOL = 1e-3, 1e-3  # FP32 ONNX vs eager PyTorch on the CPU: only summation order differs
 
 
 def compare_with_torch(model, onnx_path: Path, x: np.ndarray) -> dict:
-    import torch
-
-    from export.onnx import INPUT, ort_session
 
     with torch.no_grad():
         ref = model(torch.from_numpy(x)).numpy()

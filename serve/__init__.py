@@ -5,6 +5,7 @@ with serve.open_runtime("artifacts/resnet20.cifar10/onnx-int8-cpu") as rt:
     print(serve.predict(rt, ["cat.jpg"]))
 """
 
+import importlib
 from typing import Any
 
 _API = {
@@ -17,7 +18,5 @@ _API = {
 
 def __getattr__(name: str) -> Any:  # lazy: importing serve must not import torch or onnxruntime
     if name in _API:
-        import importlib
-
         return getattr(importlib.import_module(_API[name]), name)
     raise AttributeError(f"module 'serve' has no attribute {name!r}")

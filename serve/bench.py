@@ -12,6 +12,8 @@ import csv
 import io
 import json
 import resource
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +21,21 @@ from typing import Any
 
 import numpy as np
 
-from serve.runtimes import Runtime
+from export.artifact import update_card
+from export.pipeline import EXPORT_PACKAGES, ExportOptions
+from serve import targets
+from serve.checked_export import export_and_check
+from serve.runtimes import Runtime, TorchRuntime, open_runtime
+from zoo import machine, registry
+from zoo.checkpoints import untrained as register
+from zoo.data import find_dataset
 from zoo.errors import ZooError
+from zoo.figures import pyplot, save
+from zoo.files import atomic_path
+from zoo.lazy import lazy_import
+from zoo.preprocess import load_image, preprocess
+
+torch = lazy_import("torch")
 
 
 @dataclass
@@ -42,8 +57,6 @@ class BenchOptions:
 
 
 def hardware() -> dict[str, Any]:
-    from export.pipeline import EXPORT_PACKAGES
-    from zoo import machine
 
     return {**machine.hardware(), "versions": machine.versions((*EXPORT_PACKAGES, "openvino"))}
 
@@ -59,8 +72,6 @@ def time_calls(fn, sync, seconds: float, warmup: float, min_runs: int, cuda: boo
     stop = time.perf_counter() + seconds
     while len(times) < min_runs or time.perf_counter() < stop:
         if cuda:
-            import torch
-
             start, done = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
             fn()
@@ -108,8 +119,6 @@ def bench_runtime(
     rt: Runtime, batches: list[int], images: list[bytes], o: BenchOptions, label: str | None = None
 ) -> list[dict[str, Any]]:
     """Rows of timings per batch size, labelled `label` (default: the runtime's own format)."""
-    from zoo.preprocess import load_image, preprocess
-
     c, h, w = rt.input_shape
     rows = []
     for b in batches:
@@ -152,7 +161,6 @@ def device_timings(rt: Runtime, x: np.ndarray, o: BenchOptions) -> dict[str, Any
     the host-to-device and device-to-host copies apart, and the peak GPU memory. {} on the CPU."""
     if not rt.device.startswith("cuda"):
         return {}
-    import torch
 
     dev = torch.from_numpy(x).to(rt.device)
     if rt.run_device(dev) is None:
@@ -179,9 +187,6 @@ def device_timings(rt: Runtime, x: np.ndarray, o: BenchOptions) -> dict[str, Any
 def time_in_fresh_process(tag: str, fmt: str, artifact: Path | None, o: BenchOptions) -> list[dict[str, Any]]:
     """Time one format in a new Python process: runtimes sharing a process disturb each other's thread
     pools (ONNX Runtime measured 2x slower after eager PyTorch had run), and peak memory is per format."""
-    import subprocess
-    import sys
-
     timing = ("batches", "seconds", "warmup", "min_runs", "e2e_images", "threads", "device", "data")
     job = {"tag": tag, "format": fmt, "artifact": str(artifact) if artifact else None}
     job["options"] = {k: getattr(o, k) for k in timing}
@@ -198,15 +203,9 @@ def time_in_fresh_process(tag: str, fmt: str, artifact: Path | None, o: BenchOpt
 
 
 def _worker(job: dict[str, Any]) -> list[dict[str, Any]]:
-    from serve import targets
-    from serve.runtimes import TorchRuntime, open_runtime
-    from zoo import registry
-    from zoo.data import find_dataset
 
     o = BenchOptions(**job["options"])
     if o.threads:
-        import torch
-
         torch.set_num_threads(o.threads)
     target = targets.get(job["format"])
     if job["artifact"] is None:  # the baselines run on the device the artifacts are compared on
@@ -240,17 +239,9 @@ def bench(tag: str, o: BenchOptions, log=print) -> dict[str, Any]:
 
     Each format is timed in `o.repeats` fresh processes, taken in turns (format A, B, C, A, B, C, ...), so
     that a slow spell of a shared machine falls on every format alike; the figures are medians over them."""
-    from export.artifact import update_card
-    from export.pipeline import ExportOptions
-    from serve import targets
-    from serve.checked_export import export_and_check
-
     spec = _spec(tag, o.untrained)
     if o.threads:
-        import torch
-
         torch.set_num_threads(o.threads)
-    from zoo.data import find_dataset
 
     checked = export_and_check(
         spec.name,
@@ -315,11 +306,7 @@ def fastest(summary: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def _spec(tag: str, untrained: bool):
     """The weights to time: the tag's, or with `untrained` seeded random ones registered for it."""
-    from zoo import registry
-
     if untrained:
-        from zoo.checkpoints import untrained as register
-
         return register(tag)
     spec = registry.resolve(tag)[1]
     if spec is None:
@@ -423,7 +410,6 @@ def _parity_count(report: dict[str, Any]) -> str:
 
 
 def write_report(report: dict[str, Any], out: Path) -> None:
-    from zoo.files import atomic_path
 
     out.mkdir(parents=True, exist_ok=True)
     stem = f"bench-{report['model']}"
@@ -440,7 +426,6 @@ def write_report(report: dict[str, Any], out: Path) -> None:
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
-    from zoo.figures import pyplot, save
 
     plt = pyplot()
     if plt is None:

@@ -10,7 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from export.pipeline import Exported, ExportOptions
+from export.pipeline import Exported, ExportOptions, export_model
+from serve import targets as table
+from serve.parity import check_artifacts
+from zoo import registry
 
 MARKS = {
     "ok": "✅",  # exported and within its parity bar (or the PyTorch original itself)
@@ -81,11 +84,6 @@ def export_and_check(
     """Build (or reuse) the artifact of every target of the pretrained tag `tag`, check each against the
     PyTorch original on `parity_images` labelled test images (None: the whole split; 0: no check) of
     `parity_data` (None: `options.data`, then $ZOO_DATA), and say how each went, in `targets`' order."""
-    from export.pipeline import export_model
-    from serve import targets as table
-    from serve.parity import check_artifacts
-    from zoo import registry
-
     wanted = [table.get(t) for t in targets]
     formats = list(dict.fromkeys(t.artifact for t in wanted if t.artifact))
     exported = (

@@ -6,6 +6,8 @@ Runtimes are opened once and reused; a bad input gives a visible message and the
 
 from __future__ import annotations
 
+import hashlib
+import io
 import tempfile
 import threading
 import time
@@ -15,10 +17,19 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from export.artifact import artifact_dirs
+from export.pipeline import ExportOptions, export_model
 from serve.predict import top_k
 from serve.runtimes import Runtime, open_runtime
+from zoo import registry
+from zoo.data import find_dataset
 from zoo.errors import ZooError
+from zoo.files import atomic_path
+from zoo.lazy import lazy_import
+from zoo.paths import cache_dir
 from zoo.preprocess import load_image, preprocess, resize_and_crop
+
+gr = lazy_import("gradio")
 
 PYTORCH = "pytorch"
 DEMO_FORMATS = ["onnx", "onnx-fp16", "onnx-int8", "onnx-int8-cpu"]
@@ -33,7 +44,6 @@ class RuntimeCache:
         self._lock = threading.Lock()
 
     def formats(self, tag: str) -> list[str]:
-        from export.artifact import artifact_dirs
 
         found = [p.name for p in artifact_dirs(self.artifacts / tag)]
         return [PYTORCH, *found]
@@ -120,11 +130,6 @@ def crop_file(crop: Image.Image | None, folder: Path) -> str | None:
     """The crop as a PNG file named by its content and written atomically. Gradio copies a returned file
     atomically into its cache, whereas it rewrites a returned PIL image in place, so concurrent requests
     with the same picture could be served a half-written file."""
-    import hashlib
-    import io
-
-    from zoo.files import atomic_path
-
     if crop is None:
         return None
     buf = io.BytesIO()
@@ -138,8 +143,6 @@ def crop_file(crop: Image.Image | None, folder: Path) -> str | None:
 
 def export_missing(cache: RuntimeCache, tag: str) -> str:
     """Export the ONNX artifacts of `tag` that are not there yet (calibrated on its own dataset)."""
-    from export.pipeline import ExportOptions, export_model
-
     try:
         missing = [f for f in DEMO_FORMATS if f not in cache.formats(tag)]
         if not missing:
@@ -153,9 +156,6 @@ def export_missing(cache: RuntimeCache, tag: str) -> str:
 
 def example_images(tag: str, folder: Path, n: int = 6) -> list[str]:
     """Real test images of the tag's dataset when $ZOO_DATA has it, else images the project draws."""
-    from zoo import registry
-    from zoo.data import find_dataset
-
     folder.mkdir(parents=True, exist_ok=True)
     try:
         spec = registry.resolve(tag)[1]
@@ -195,11 +195,6 @@ def _default(cache: RuntimeCache, tag: str) -> str:
 
 def build_demo(models: list[str] | None = None, artifacts: Path = Path("artifacts"), concurrency: int = 2):
     """The Gradio Blocks app. `models`: the tags offered (default: every tag whose weights are local)."""
-    import gradio as gr
-
-    from zoo import registry
-    from zoo.paths import cache_dir
-
     tags = (
         models
         or [s.name for s in registry.pretrained_tags().values() if s.file is not None]

@@ -13,8 +13,13 @@ from typing import Any
 
 import numpy as np
 
+from export.artifact import update_card
 from serve.bars import BARS, JUDGED_AS, bars_with  # noqa: F401  (re-exported: parity is their user)
-from serve.runtimes import Runtime
+from serve.runtimes import Runtime, TorchRuntime, open_runtime
+from zoo import registry
+from zoo.data import check_fits, find_dataset
+from zoo.errors import ZooError
+from zoo.preprocess import preprocess_batch
 
 
 @dataclass
@@ -29,7 +34,6 @@ class LabelledImages:
 def labelled_images(
     spec, dataset, limit: int | None = None, batch_size: int = 250, source: str = ""
 ) -> LabelledImages:
-    from zoo.preprocess import preprocess_batch
 
     n = min(len(dataset), limit or len(dataset))
     batches, labels = [], []
@@ -164,12 +168,6 @@ def check_artifacts(
     (default: the artifact's own runtime), or a `(directory, backend)` pair. Each result is also written
     into the artifact's card, as `parity` (or `parity_BACKEND` for another backend). Keyed by the
     directory as a string, or by `(directory string, backend)` for a pair."""
-    from export.artifact import update_card
-    from serve.runtimes import TorchRuntime, open_runtime
-    from zoo import registry
-    from zoo.data import check_fits, find_dataset
-    from zoo.errors import ZooError
-
     runs = [
         (d, None, backend) if not isinstance(d, tuple) else (d[0], (str(d[0]), d[1]), d[1])
         for d in directories

@@ -12,8 +12,19 @@ from typing import Any
 
 import numpy as np
 
+from export.aoti import check_compatible
+from export.artifact import read_card, verify_file
+from export.onnx import ort_session
+from export.tensorrt import Engine
+from zoo import registry
 from zoo.errors import ZooError
+from zoo.labels import load_labels
+from zoo.lazy import lazy_import
+from zoo.paths import cache_dir
 from zoo.preprocess import PreprocessSpec
+
+ov = lazy_import("openvino")
+torch = lazy_import("torch")
 
 
 def chunks(n: int, size: int | None) -> list[tuple[int, int]]:
@@ -88,8 +99,6 @@ class Runtime:
             if hasattr(self, name):
                 delattr(self, name)
         if not self.closed and self.device.startswith("cuda"):
-            import torch
-
             torch.cuda.empty_cache()
         self.closed = True
 
@@ -114,10 +123,6 @@ class TorchRuntime(Runtime):
     _handles = ("model",)
 
     def __init__(self, tag: str, device: str = "cpu", compiled: bool = False, **kw: Any) -> None:
-        import torch
-
-        from zoo import registry
-        from zoo.labels import load_labels
 
         _, spec = registry.resolve(tag)
         if spec is None:
@@ -163,7 +168,6 @@ class OnnxRuntime(Runtime):
         spinning: bool = True,
         **kw: Any,
     ) -> None:
-        from export.onnx import ort_session
 
         self.session = ort_session(path, threads, providers, spinning)
         check_provider(providers, self.session.get_providers())
@@ -181,7 +185,6 @@ class TensorRTRuntime(Runtime):
     _handles = ("engine",)
 
     def __init__(self, path: Path, card: dict[str, Any], **kw: Any) -> None:
-        from export.tensorrt import Engine
 
         self.engine = Engine(path, card)
         super().__init__(device="cuda", card=card, **kw)
@@ -201,9 +204,6 @@ class AOTIRuntime(Runtime):
     _handles = ("model",)
 
     def __init__(self, path: Path, card: dict[str, Any], **kw: Any) -> None:
-        import torch
-
-        from export.aoti import check_compatible
 
         check_compatible(card)
         self.torch = torch
@@ -241,10 +241,6 @@ class OpenVINORuntime(Runtime):
     _handles = ("request", "compiled")
 
     def __init__(self, path: Path, threads: int | None = None, **kw: Any) -> None:
-        try:
-            import openvino as ov
-        except ImportError:
-            raise ZooError("OpenVINO is not installed: pip install 'resnet-zoo[openvino]'.") from None
         core = ov.Core()
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
         if threads:
@@ -283,8 +279,6 @@ def open_runtime(
     """A runtime for an artifact directory (its card says what it is) or a model name (PyTorch eager).
     `backend` runs an ONNX artifact with OpenVINO or ONNX Runtime's CUDA / TensorRT provider. `shared`:
     other runtimes share this process's cores (the demo), so ONNX Runtime's threads do not spin."""
-    from export.artifact import read_card, verify_file
-
     check_backend(backend)
     path = Path(source)
     if not path.exists():
@@ -321,7 +315,6 @@ def ort_providers(backend: str | None, card: dict[str, Any], artifact: Path) -> 
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     if backend != "tensorrt":
         return None
-    from zoo.paths import cache_dir
 
     name = card.get("input", {}).get("name", "input")
     chw = "x".join(str(d) for d in PreprocessSpec.from_dict(card["preprocess"]).input_shape)

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from export import tensorrt
 from export.formats import FORMATS
 from zoo.errors import ZooError
+from zoo.lazy import installed
 
 
 @dataclass(frozen=True)
@@ -39,13 +41,10 @@ EAGER = "pytorch"  # the baseline every speed-up is measured against
 def runnable_here() -> list[str]:
     """`--formats all`: every target this machine can run (TensorRT engines need TensorRT and a GPU,
     OpenVINO targets the openvino package)."""
-    import importlib.util
-
-    from export import tensorrt
 
     def can(t: Target) -> bool:
         if t.backend == "openvino":
-            return importlib.util.find_spec("openvino") is not None
+            return installed("openvino")
         if t.artifact and FORMATS[t.artifact].file.endswith(".engine"):
             return tensorrt.available()
         return True

@@ -21,9 +21,16 @@ import site
 from pathlib import Path
 from typing import Any
 
+import zoo
+from export.artifact import read_card, verify_file
 from zoo.errors import ZooError
+from zoo.files import swap_dir_into_place, temp_dir
+from zoo.lazy import lazy_import
 
-MISSING = "writing a Triton repository needs tritonclient: pip install 'resnet-zoo[triton]'."
+json_format = lazy_import("google.protobuf.json_format")
+model_config_pb2 = lazy_import("tritonclient.grpc.model_config_pb2")
+text_format = lazy_import("google.protobuf.text_format")
+
 BACKEND_MODELS = Path(__file__).with_name("triton_models")  # the model.py of each Python-backend model
 PLATFORMS = {".onnx": "onnxruntime_onnx", ".engine": "tensorrt_plan"}
 MODEL_FILES = {"onnxruntime_onnx": "model.onnx", "tensorrt_plan": "model.plan"}  # Triton's default names
@@ -36,18 +43,12 @@ def model_name(card: dict[str, Any]) -> str:
 
 
 def model_config_class():
-    try:
-        from tritonclient.grpc import model_config_pb2
-    except ImportError:
-        raise ZooError(MISSING) from None
     return model_config_pb2.ModelConfig
 
 
 def config_text(config: dict[str, Any]) -> str:
     """config.pbtxt from a dict with ModelConfig's field names: parsed into the protobuf (an unknown field
     or value is one sentence), then printed by protobuf's own text format."""
-    from google.protobuf import json_format, text_format
-
     try:
         message = json_format.ParseDict(config, model_config_class()())
     except json_format.ParseError as e:
@@ -57,8 +58,6 @@ def config_text(config: dict[str, Any]) -> str:
 
 def read_config(path: Path):
     """A config.pbtxt parsed into Triton's ModelConfig (what the server itself does with it)."""
-    from google.protobuf import text_format
-
     return text_format.Parse(Path(path).read_text(), model_config_class()())
 
 
@@ -148,9 +147,6 @@ def write_repository(
     artifact: Path, repo: Path, device: str = "cpu", dynamic_batching: bool = True
 ) -> dict[str, Any]:
     """Write (or replace) the four models of an artifact directory into the repository `repo`."""
-    from export.artifact import read_card, verify_file
-    from zoo.files import swap_dir_into_place, temp_dir
-
     artifact = Path(artifact)
     card = read_card(artifact)
     verify_file(artifact, card)
@@ -195,7 +191,5 @@ def _fill(directory: Path, config: dict[str, Any], card: dict[str, Any], artifac
 def python_paths() -> list[str]:
     """Where the zoo and its packages live in this environment, for the Python backend's interpreter
     (the bundled server starts it without site-packages)."""
-    import zoo
-
     here = [*site.getsitepackages(), str(Path(zoo.__file__).resolve().parent.parent)]
     return [p for p in dict.fromkeys(here) if Path(p).is_dir()]

@@ -8,6 +8,7 @@ against NumPy 1 and read wrong or empty data under NumPy 2, while DLPack is the 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,6 @@ class Preprocess:
     zoo.preprocess with the artifact's own spec. A bad image is an error response with the zoo's sentence."""
 
     def initialize(self, args: dict[str, Any]) -> None:
-        import json
 
         from zoo.preprocess import PreprocessSpec
 

@@ -8,6 +8,7 @@ Triton's dynamic batching on and off, so the report shows what batching buys. JS
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -15,15 +16,21 @@ from typing import Any
 
 import numpy as np
 
+from export.artifact import read_card
+from serve.triton import model_name, write_repository
+from serve.tritonserver import TritonServer
+from zoo import machine
 from zoo.errors import ZooError
+from zoo.files import atomic_path, temp_dir
+from zoo.lazy import lazy_import
+
+http = lazy_import("tritonclient.http")
 
 
 def load_test(
     url: str, model: str, images: list[bytes], clients: int = 8, requests: int = 50
 ) -> dict[str, Any]:
     """`clients` threads, each with its own HTTP client, send `requests` requests one after another."""
-    import tritonclient.http as http
-
     if clients < 1 or requests < 1:
         raise ZooError("--clients and --requests must be at least 1.")
     latencies: list[list[float]] = [[] for _ in range(clients)]
@@ -74,12 +81,6 @@ def bench_triton(
     artifact: Path, images: list[bytes], out: Path, clients: int = 8, requests: int = 50, log=print
 ) -> dict[str, Any]:
     """Serve `artifact` with dynamic batching on, then off, load-test each; write the report."""
-    from export.artifact import read_card
-    from serve.triton import model_name, write_repository
-    from serve.tritonserver import TritonServer
-    from zoo import machine
-    from zoo.files import temp_dir
-
     card = read_card(artifact)
     runs = {}
     for batching in (True, False):
@@ -93,8 +94,6 @@ def bench_triton(
                 log(f"load test, {key.replace('_', ' ')}: {clients} clients x {requests} requests ...")
                 runs[key] = load_test(server.url, model_name(card), images, clients, requests)
         finally:
-            import shutil
-
             shutil.rmtree(repo, ignore_errors=True)
     report = {
         "model": card["source"],
@@ -128,7 +127,6 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def write_report(report: dict[str, Any], out: Path) -> None:
-    from zoo.files import atomic_path
 
     stem = out / f"triton-{report['ensemble']}"
     with atomic_path(stem.with_suffix(".json")) as tmp:

@@ -4,11 +4,13 @@ this Python copied into its backend folder (done here, once). Loopback only; sto
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -27,7 +29,6 @@ def find_server() -> tuple[Path, Path | None]:
     on_path = shutil.which("tritonserver")
     if on_path:
         return Path(on_path), None
-    import importlib.util
 
     found = importlib.util.find_spec("pytriton")  # located, not imported: only its binary is needed
     if found is None or not found.submodule_search_locations:
@@ -92,7 +93,6 @@ class TritonServer:
                 f"{self.repository} is not a model repository folder; write one with `zoo triton`."
             )
         command = self.command()
-        import tempfile
 
         fd, name = tempfile.mkstemp(prefix="tritonserver-", suffix=".log")
         os.close(fd)

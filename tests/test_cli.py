@@ -6,11 +6,13 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from zoo.cli import app
+from zoo.errors import ZooError
 
 runner = CliRunner()
 
@@ -82,6 +84,70 @@ def test_help_and_list_do_not_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
+
+
+# The modules that subclass torch classes or decorate with torch at import time: the networks, the data
+# loaders, the trainer and what is built on them. Every other module imports no heavy library until used.
+MADE_WITH_TORCH = {
+    "zoo.resnet",
+    "zoo.loaders",
+    "zoo.train",
+    "zoo.train_bench",
+    "zoo.evaluate",
+    "zoo.degradation",
+    "zoo.flops",
+    "zoo.publish",
+}
+HEAVY = ("torch", "onnx", "onnxruntime", "tensorrt", "openvino", "gradio", "matplotlib", "tritonclient")
+
+
+def test_every_other_module_imports_without_a_heavy_library():
+    """zoo/lazy.py's promise, module by module: importing one loads none of HEAVY (each in a fresh
+    interpreter, so one module's imports cannot hide another's)."""
+    root = Path(__file__).resolve().parents[1]
+    modules = sorted(
+        str(p.relative_to(root).with_suffix("")).replace("/", ".").removesuffix(".__init__")
+        for folder in ("zoo", "export", "serve")
+        for p in (root / folder).rglob("*.py")
+        if "triton_models" not in p.parts
+    )
+    assert "zoo.cli" in modules and "export.pipeline" in modules and "serve.runtimes" in modules
+    code = (
+        "import importlib, json, sys\n"
+        f"heavy = {HEAVY!r}\n"
+        "m = sys.argv[1]; importlib.import_module(m)\n"
+        "print(json.dumps([h for h in heavy if h in sys.modules]))"
+    )
+    loaded = {}
+    for m in modules:
+        if m in MADE_WITH_TORCH:
+            continue
+        out = subprocess.run(
+            [sys.executable, "-c", code, m], capture_output=True, text=True, timeout=60, cwd=root
+        )
+        assert out.returncode == 0, f"{m}: {out.stderr.strip().splitlines()[-1:]}"
+        loaded[m] = json.loads(out.stdout)
+    assert {m: h for m, h in loaded.items() if h} == {}
+
+
+def test_a_lazy_module_loads_on_first_use_and_a_missing_one_is_one_sentence(tmp_path, monkeypatch):
+    from zoo.lazy import install_hint, installed, lazy_import
+
+    (tmp_path / "zoo_lazy_probe.py").write_text("VALUE = 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert installed("json") and not installed("no_such_module_here") and not installed("no_such.child")
+    probe = lazy_import("zoo_lazy_probe")
+    assert "zoo_lazy_probe" not in sys.modules and "not loaded yet" in repr(probe)  # named, not imported
+    assert probe.VALUE == 42 and "zoo_lazy_probe" in sys.modules and "not loaded yet" not in repr(probe)
+    monkeypatch.delitem(sys.modules, "zoo_lazy_probe")
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if it were not installed
+    with pytest.raises(ZooError) as e:
+        lazy_import("openvino").Core()
+    assert (
+        str(e.value)
+        == install_hint("openvino")
+        == "OpenVINO is not installed: pip install 'resnet-zoo[openvino]'."
+    )
 
 
 def test_the_installed_console_script_answers_help():

@@ -345,5 +345,6 @@ def test_bench_train_measures_img_per_s_and_where_an_epoch_goes(tmp_path, data):
     total = parts["sgd_steps"] + parts["ema_update"] + parts["input_pipeline"] + parts["evaluation_per_epoch"]
     assert epoch["epoch_s"] == pytest.approx(total) and epoch["images_per_s"] == pytest.approx(50_000 / total)
     assert report["hardware"]["cpu_count"] and report["versions"]["torch"] == torch.__version__
+    assert report["hardware"]["torch_threads"] == torch.get_num_threads()  # the record every bench writes
     bad = runner.invoke(app, ["bench-train", "--archs", "resnet50"])
     assert bad.exit_code == 1 and "not a CIFAR architecture" in bad.output

@@ -3,11 +3,18 @@ safetensors + a manifest entry, and `ARCH.untrained`, seeded random weights regi
 
 from __future__ import annotations
 
+import tempfile
+import tomllib
 from pathlib import Path
 from typing import Any
 
+from zoo import registry
+from zoo.datasets import dataset as dataset_entry
+from zoo.datasets import num_classes, of_family
 from zoo.errors import ZooError
-from zoo.paths import user_weights_dir
+from zoo.labels import load_labels
+from zoo.lazy import lazy_import
+from zoo.paths import BUILTIN_WEIGHTS, user_weights_dir
 from zoo.weights import (
     MANIFEST,
     WeightSpec,
@@ -17,6 +24,8 @@ from zoo.weights import (
     save_safetensors,
     sha256_file,
 )
+
+torch = lazy_import("torch")
 
 
 def import_checkpoint(
@@ -34,9 +43,6 @@ def import_checkpoint(
 ) -> WeightSpec:
     """Check that `checkpoint` loads strictly into the architecture of `name` (arch.tag), write it as
     safetensors into `out_dir` (default: the user's weights folder) and add its manifest entry there."""
-    from zoo import registry
-    from zoo.labels import load_labels
-
     arch, _, tag = name.partition(".")
     if not tag:
         raise ZooError(f"name the new weights as ARCH.TAG (e.g. {arch}.mine), not {name!r}.")
@@ -49,10 +55,6 @@ def import_checkpoint(
     out_dir = Path(out_dir) if out_dir else user_weights_dir()
     manifest = out_dir / MANIFEST
     if isinstance(preprocess, str):  # a preset of the built-in manifest, copied so the entry stands alone
-        import tomllib
-
-        from zoo.paths import BUILTIN_WEIGHTS
-
         presets = tomllib.loads((BUILTIN_WEIGHTS / MANIFEST).read_text()).get("preprocess", {})
         if preprocess not in presets:
             raise ZooError(f"unknown preprocessing preset {preprocess!r}; known: {', '.join(presets)}.")
@@ -91,19 +93,11 @@ def untrained(arch: str, seed: int = 0, out_dir: Path | None = None) -> WeightSp
     weights folder, so that `zoo export` and `zoo bench` can time an architecture that has no trained
     weights here, as timm's benchmark does. Its accuracy means nothing; its speed, and how closely its
     artifacts follow it, do. The entry says `untrained = true`, and reports built on it say so."""
-    import tempfile
-
-    import torch
-
-    from zoo import registry
-
     arch = registry.resolve(arch)[0]  # an unknown name gets its one sentence, with suggestions
     name = f"{arch}.{UNTRAINED}"
     existing = registry.pretrained_tags().get(name)
     if existing is not None:
         return existing
-    from zoo.datasets import dataset as dataset_entry
-    from zoo.datasets import num_classes, of_family
 
     dataset = of_family(registry.archs()[arch]["family"])
     preprocess = dataset_entry(dataset)["preprocess"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from zoo.cli_output import (
     export_row,
     parity_cells,
     parity_footnote,
+    rich_console,
     say_trained,
     show_export,
     table,
@@ -152,9 +154,7 @@ def info_cmd(
                 f"metrics: top-1 {m.get('top1')}, top-5 {m.get('top5')} on {m.get('split')} ({m.get('source', '')})"
             )
         lines += [f"recipe: {w['recipe']}", f"command: {w['command']}"]
-    from rich.console import Console
-
-    Console().print("\n".join(lines), highlight=False)
+    rich_console.Console().print("\n".join(lines), highlight=False)
 
 
 @command("doctor")
@@ -462,8 +462,6 @@ def export_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Export a pretrained model to ONNX, FP16/INT8 ONNX, TensorRT engines or AOTInductor, with parity."""
-    import os
-
     from export.pipeline import ExportOptions
     from export.tensorrt import parse_profile
     from serve.checked_export import export_and_check
@@ -703,14 +701,9 @@ def serve_cmd(
         from serve.tritonserver import serve_until_interrupted
 
         return serve_until_interrupted(triton, port, typer.echo)
-    try:
-        from serve.demo import build_demo
-    except ImportError:
-        raise ZooError("the web demo needs Gradio: pip install 'resnet-zoo[app]'.") from None
-    try:
-        build_demo(model, artifacts).launch(server_name=host, server_port=port, share=share)
-    except ImportError:
-        raise ZooError("the web demo needs Gradio: pip install 'resnet-zoo[app]'.") from None
+    from serve.demo import build_demo  # Gradio, when it is missing, is one sentence where first used
+
+    build_demo(model, artifacts).launch(server_name=host, server_port=port, share=share)
 
 
 TritonFormatOpt = Annotated[

@@ -9,21 +9,23 @@ from pathlib import Path
 
 import typer
 
+from zoo.lazy import lazy_import
+
+rich_console = lazy_import("rich.console")  # loaded by the first table printed: `zoo --help` needs none
+rich_markup = lazy_import("rich.markup")
+rich_table = lazy_import("rich.table")
+
 
 def table(title: str, columns: list[str], rows: list[list[str]]) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    rows = [[escape(str(c)) for c in r] for r in rows]
-    table = Table(title=title, title_justify="left")
+    rows = [[rich_markup.escape(str(c)) for c in r] for r in rows]
+    table = rich_table.Table(title=title, title_justify="left")
     for i, c in enumerate(columns):
         table.add_column(
             c, justify="left" if i == 0 else "right" if c in ("params", "GMACs", "top-1") else "left"
         )
     for r in rows:
         table.add_row(*r)
-    Console(width=None if sys.stdout.isatty() else 140).print(table)
+    rich_console.Console(width=None if sys.stdout.isatty() else 140).print(table)
 
 
 def say_trained(arch: str, out: Path, summary: dict) -> None:
@@ -67,7 +69,7 @@ def export_row(c) -> dict:
 
 
 def show_export(title: str, checked: list) -> None:
-    from serve.checked_export import LEGEND
+    from serve.checked_export import LEGEND  # the CLI loads the work's modules when a command runs
 
     def pct(key: str, unit: str = "") -> Callable[[dict], str]:
         return lambda p: f"{p[key]:.2f}{unit}" if key in p else "-"

@@ -13,16 +13,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from zoo import fetch
+from zoo.datasets import datasets
 from zoo.errors import ZooError
 from zoo.paths import data_dir
+from zoo.preprocess import load_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"}
 
 
 def _subfolders() -> dict[str, tuple[str, ...]]:
     """Conventional sub-folders of a data root, per dataset name of the manifest (zoo/datasets.toml)."""
-    from zoo.datasets import datasets
-
     return {name: tuple(d.get("subfolders", ())) for name, d in datasets().items()}
 
 
@@ -78,7 +79,6 @@ class ImageFolder:
         return len(self.samples)
 
     def __getitem__(self, i: int) -> tuple[Image.Image, int]:
-        from zoo.preprocess import load_image
 
         path, label = self.samples[i]
         return load_image(path), label
@@ -109,7 +109,6 @@ class ImageNetSample:
         return len(self.samples)
 
     def __getitem__(self, i: int) -> tuple[Image.Image, int]:
-        from zoo.preprocess import load_image
 
         path, label = self.samples[i]
         return load_image(path), label
@@ -136,8 +135,6 @@ def find_dataset(dataset: str, data: str | os.PathLike | None = None, split: str
     `data` (--data) must exist. Otherwise $ZOO_DATA lists roots (separated by os.pathsep) and the first
     that exists is used; where none does, a dataset the zoo may redistribute (CIFAR-10) is fetched into
     the cache once, so the same command works beside a local copy and on a fresh machine."""
-    from zoo import fetch
-
     if data:
         root = data_dir(data)
     else:

@@ -9,7 +9,10 @@ from functools import cache
 from typing import Any
 
 from zoo.errors import ZooError
+from zoo.labels import load_labels
 from zoo.paths import PACKAGE_DIR
+from zoo.preprocess import PreprocessSpec
+from zoo.weights import builtin_presets
 
 
 @cache
@@ -35,19 +38,15 @@ def of_family(family: str) -> str:
 
 
 def num_classes(name: str) -> int:
-    from zoo.labels import load_labels
 
     return len(load_labels(dataset(name)["labels"]))
 
 
 def preprocess_preset(name: str) -> dict[str, Any]:
     """The preprocessing preset (weights/manifest.toml) of a dataset, as a PreprocessSpec dict."""
-    from zoo.weights import builtin_presets
-
     return builtin_presets()[dataset(name)["preprocess"]]
 
 
 def preprocess_spec(name: str):
-    from zoo.preprocess import PreprocessSpec
 
     return PreprocessSpec.from_dict(preprocess_preset(name))

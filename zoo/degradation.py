@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from zoo.figures import pyplot, save
+from zoo.files import atomic_path
 from zoo.recipe import Recipe
 from zoo.train import CHECKPOINT, METRICS, SUMMARY, TrainConfig, train
 
@@ -36,7 +38,6 @@ def degradation(
                 "epochs": [r["epoch"] for r in rows],
             }
     result = {"recipe": recipe.name, "depths": list(depths), "runs": runs}
-    from zoo.files import atomic_path
 
     with atomic_path(out / "degradation.json") as tmp:
         tmp.write_text(json.dumps(result, indent=2) + "\n")
@@ -46,8 +47,6 @@ def degradation(
 
 def plot(result: dict[str, Any], path: Path) -> None:
     """Figure 6 style: training error dashed, test error bold, plain on the left, ResNets on the right."""
-    from zoo.figures import pyplot, save
-
     plt = pyplot()
     if plt is None:
         return

@@ -9,11 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import safetensors
 import torch
 from PIL import Image
 
+from zoo import registry
+from zoo.data import check_fits, find_dataset
+from zoo.datasets import num_classes, preprocess_spec
 from zoo.errors import ZooError
 from zoo.preprocess import PreprocessSpec, normalize, preprocess, resize_shorter_side
+from zoo.weights import read_checkpoint
 
 PROTOCOLS = ("single", "flip", "10crop", "multiscale")
 SCALES = (224, 256, 384, 480, 640)
@@ -21,9 +26,6 @@ SCALES = (224, 256, 384, 480, 640)
 
 def load_model(source: str) -> tuple[torch.nn.Module, PreprocessSpec, str, str]:
     """(model in eval mode, its preprocessing, a name, its dataset) from a tag, a run folder or a file."""
-    from zoo import registry
-    from zoo.weights import read_checkpoint
-
     path = Path(source)
     if not path.exists():
         _, spec = registry.resolve(source)
@@ -37,16 +39,13 @@ def load_model(source: str) -> tuple[torch.nn.Module, PreprocessSpec, str, str]:
         )
     meta: dict[str, Any] = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
     if not meta and weights.suffix == ".safetensors":
-        from safetensors import safe_open
-
-        with safe_open(str(weights), "pt") as f:
+        with safetensors.safe_open(str(weights), "pt") as f:
             meta = dict(f.metadata() or {})
     arch, dataset = meta.get("arch"), meta.get("dataset", "cifar10")
     if not arch:
         raise ZooError(
             f"cannot tell the architecture of {weights}; import it with `zoo import-weights` first."
         )
-    from zoo.datasets import num_classes, preprocess_spec
 
     model = registry.create_model(arch, num_classes=num_classes(dataset))
     registry.load_state(model, read_checkpoint(weights), str(weights), arch)
@@ -80,8 +79,6 @@ def evaluate(
     batch_size: int = 200,
 ) -> dict[str, Any]:
     """top-1/top-5 (%) and n of one model, or the softmax-averaged ensemble of several."""
-    from zoo.data import check_fits, find_dataset
-
     if protocol not in PROTOCOLS:
         raise ZooError(f"protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}.")
     loaded = [load_model(s) for s in sources]

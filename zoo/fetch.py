@@ -19,7 +19,9 @@ import numpy as np
 
 from zoo.datasets import datasets
 from zoo.errors import ZooError
+from zoo.files import temp_dir
 from zoo.paths import cache_dir
+from zoo.weights import download, mirrored, verify_hash
 
 ALLOWED_GLOBALS = {  # what a pickled numpy array needs, under numpy 1.x and 2.x names
     ("numpy.core.multiarray", "_reconstruct"),
@@ -49,12 +51,9 @@ def ensure(dataset: str) -> Path:
     target = fetched_root() / dataset
     if (target / "test.npz").is_file():
         return target
-    from zoo.weights import download, mirrored
 
     archive = cache_dir() / "downloads" / source["url"].rsplit("/", 1)[-1]
     if archive.is_file():
-        from zoo.weights import verify_hash
-
         verify_hash(archive, md5=source["md5"])
     else:
         print(f"note: fetching {dataset} from {source['url']} into {archive.parent} (once)", file=sys.stderr)
@@ -103,7 +102,6 @@ def _convert_cifar_python(archive: Path, target: Path) -> None:
     missing = [n for n in names if n not in batches]
     if missing:
         raise ZooError(f"{archive} lacks {', '.join(missing)}; it is not the CIFAR-10 python archive.")
-    from zoo.files import temp_dir
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_dir(target.parent, target.name)

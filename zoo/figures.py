@@ -6,25 +6,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from zoo.files import atomic_path
+from zoo.lazy import installed, lazy_import
+
+matplotlib = lazy_import("matplotlib")
+plt = lazy_import("matplotlib.pyplot")
+
 
 def pyplot() -> Any | None:
     """matplotlib.pyplot on the headless Agg backend, or None when matplotlib is not installed."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    if not installed("matplotlib"):
         return None
+    matplotlib.use("Agg")
     return plt
 
 
 def save(fig: Any, path: Path, dpi: int = 110) -> None:
-    from zoo.files import atomic_path
 
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
-    import matplotlib.pyplot as plt
 
     plt.close(fig)

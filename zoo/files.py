@@ -5,6 +5,7 @@ manifest, card, checkpoint and report of the zoo is written this way."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,8 +44,6 @@ def atomic_path(dest: Path) -> Iterator[Path]:
 
 def swap_dir_into_place(tmp: Path, dest: Path) -> None:
     """Rename the complete folder `tmp` to `dest`; an old `dest` disappears only once the new one is there."""
-    import shutil
-
     old = None
     if dest.exists():
         old = dest.with_name(f".{dest.name}.{os.getpid()}.old")

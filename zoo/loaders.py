@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageEnhance
 
 from zoo.preprocess import PreprocessSpec, load_image
 
@@ -126,8 +126,6 @@ class ScaleAugment:
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
-        from PIL import ImageEnhance
-
         s = int(self.rng.integers(self.scale[0], self.scale[1] + 1))
         w, h = img.size
         img = img.resize(

@@ -8,6 +8,10 @@ import platform
 from importlib import metadata
 from typing import Any
 
+from zoo.lazy import installed, lazy_import
+
+torch = lazy_import("torch")
+
 
 def version(dist: str) -> str | None:
     """The installed version of a distribution, or None."""
@@ -41,9 +45,7 @@ def hardware(device: Any = None) -> dict[str, Any]:
     """`machine()` plus torch, its CPU threads, OMP_NUM_THREADS and the GPU (the one `device` names, or
     the first) where there is one. Imports torch only if it is installed."""
     info: dict[str, Any] = {**machine(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
-    try:
-        import torch
-    except ImportError:
+    if not installed("torch"):
         return info
     info |= {"torch": torch.__version__, "torch_threads": torch.get_num_threads()}
     if device is not None:

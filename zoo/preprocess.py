@@ -18,6 +18,10 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from zoo.errors import ZooError
+from zoo.lazy import lazy_import
+
+F = lazy_import("torch.nn.functional")
+torch = lazy_import("torch")
 
 # Larger images are refused before decoding (Pillow's own decompression-bomb threshold, ~89 MP).
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
@@ -170,8 +174,6 @@ def resize_shorter_side(img: Image.Image, size: int, spec: PreprocessSpec) -> Im
 
 def _resize_without_antialias(img: Image.Image, size: tuple[int, int], interpolation: str) -> Image.Image:
     # What OpenCV and TensorFlow do by default; PIL always antialiases when shrinking.
-    import torch
-    import torch.nn.functional as F
 
     mode = {"lanczos": "bicubic"}.get(interpolation, interpolation)
     x = torch.from_numpy(np.asarray(img, dtype=np.float32)).permute(2, 0, 1)[None]

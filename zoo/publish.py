@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import statistics
 from pathlib import Path
 
+from zoo import registry
 from zoo.checkpoints import import_checkpoint
 from zoo.datasets import dataset
 from zoo.errors import ZooError
@@ -29,7 +31,6 @@ def publish_run(run: Path, name: str, weights_dir: Path | None = None, data: str
     # The manifest's numbers are measured by `zoo eval` on the saved file, not taken from the training log.
     result = evaluate([str(run)], data, split="test") if s["test_images"] else {}
     flip = evaluate([str(run)], data, split="test", protocol="flip") if s["test_images"] else {}
-    from zoo import registry
 
     arch = name.split(".")[0]
     spec = import_checkpoint(
@@ -68,7 +69,6 @@ def publish_run(run: Path, name: str, weights_dir: Path | None = None, data: str
 
 
 def _median_epoch_s(metrics: Path, train_images: int) -> float | None:
-    import statistics
 
     if not metrics.is_file():
         return None

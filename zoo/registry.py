@@ -13,8 +13,11 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ZooError
+from zoo.lazy import lazy_import
 from zoo.paths import PACKAGE_DIR
-from zoo.weights import WeightSpec, manifest_paths, read_manifest
+from zoo.weights import WeightSpec, manifest_paths, read_checkpoint, read_manifest, weights_file
+
+torch = lazy_import("torch")
 
 if TYPE_CHECKING:
     from torch import nn
@@ -102,15 +105,12 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Modul
 
 
 def load_weights(model: nn.Module, spec: WeightSpec) -> None:
-    from zoo.weights import read_checkpoint, weights_file
 
     load_state(model, read_checkpoint(weights_file(spec)), f"the weights of {spec.name}", spec.arch)
 
 
 def load_state(model: nn.Module, state: dict, what: str, arch: str) -> None:
     """Load a state dict strictly, or raise one sentence saying how `what` does not fit `arch`."""
-    import torch
-
     own = model.state_dict()
     # Checkpoints saved before PyTorch 0.4.1 have no BatchNorm step counters; like PyTorch, count from 0.
     state = {**{k: torch.zeros_like(v) for k, v in own.items() if k.endswith("num_batches_tracked")}, **state}

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from zoo import registry
+
 DEPTHS = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet1202")
 
 
 def rows() -> list[dict[str, Any]]:
-    from zoo import registry
 
     out = []
     for arch in DEPTHS:

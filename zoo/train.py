@@ -17,12 +17,18 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from rich import progress as rich_progress
 from torch import nn
 
+from zoo import registry
+from zoo.data import CIFAR10, check_fits, find_dataset
 from zoo.datasets import dataset, num_classes, preprocess_spec
 from zoo.errors import ZooError
+from zoo.figures import pyplot, save
 from zoo.files import atomic_path
+from zoo.loaders import DeviceCifarLoader, FolderDataset, ScaleAugment
 from zoo.machine import hardware
+from zoo.preprocess import preprocess
 from zoo.recipe import Recipe, lr_at
 from zoo.weights import save_safetensors
 
@@ -97,8 +103,6 @@ def _param_groups(model: nn.Module, recipe: Recipe) -> list[dict]:
 
 
 def _loaders(cfg: TrainConfig, spec, device, rank: int, world: int, channels_last: bool):
-    from zoo.data import CIFAR10, check_fits, find_dataset
-    from zoo.loaders import DeviceCifarLoader, FolderDataset, ScaleAugment
 
     r = cfg.recipe
     bs, seed, aug = int(r.train.batch_size), int(r.train.seed), r.augment
@@ -129,7 +133,6 @@ def _loaders(cfg: TrainConfig, spec, device, rank: int, world: int, channels_las
         )
         return train, test, len(ys)
     # ImageFolder / ImageNet: decoded and augmented by DataLoader workers.
-    from zoo.preprocess import preprocess
 
     augment = ScaleAugment(
         spec, tuple(aug.scale), int(aug.crop), bool(aug.hflip), float(aug.color_jitter), seed
@@ -242,8 +245,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
 def _start(cfg: TrainConfig) -> Run:
     """The model, optimiser, EMA and data of a run, fresh or restored from its checkpoint."""
-    from zoo import registry
-
     rank, _, world, device = _dist_and_device(cfg.device)
     r = cfg.recipe
     torch.manual_seed(int(r.train.seed))
@@ -521,9 +522,12 @@ def _append_jsonl(path: Path, row: dict) -> None:
 def _progress(enabled: bool):
     if not enabled:
         return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    p = rich_progress.Progress(
+        rich_progress.TextColumn("{task.description}"),
+        rich_progress.BarColumn(),
+        rich_progress.MofNCompleteColumn(),
+        rich_progress.TimeRemainingColumn(),
+    )
     p.start()
     return p
 
@@ -542,8 +546,6 @@ def _log(row: dict, epochs: int, progress) -> None:
 
 def _plot(out: Path) -> None:
     """training_curves.png from metrics.jsonl (needs matplotlib; skipped with a note otherwise)."""
-    from zoo.figures import pyplot, save
-
     plt = pyplot()
     if plt is None:
         print(

@@ -15,6 +15,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from zoo import registry
+from zoo.data import find_dataset
+from zoo.datasets import preprocess_spec
+from zoo.loaders import DeviceCifarLoader
+from zoo.machine import hardware, version
+from zoo.train import evaluate_loader, train_step
+
 SETTINGS = {  # name: (precision, channels_last, batch, threads); threads None: all cores
     "fp32-nchw-b128": ("fp32", False, 128, None),
     "bf16-nchw-b256": ("bf16", False, 256, None),
@@ -34,8 +41,6 @@ class Timing:
 
 def _steps(model, opt, loader, bf16: bool, seconds: float, ema=None) -> Timing:
     """Steps over real batches until `seconds` have passed (after 3 untimed warm-up steps)."""
-    from zoo.train import train_step
-
     model.train()
     batches = iter(loader)
     times: list[float] = []
@@ -63,12 +68,6 @@ def _steps(model, opt, loader, bf16: bool, seconds: float, ema=None) -> Timing:
 def bench_train(
     archs: list[str], settings: list[str], seconds: float, data: str | None, eval_every: int = 5
 ) -> dict[str, Any]:
-    from zoo import registry
-    from zoo.data import find_dataset
-    from zoo.datasets import preprocess_spec
-    from zoo.loaders import DeviceCifarLoader
-    from zoo.machine import machine, version
-    from zoo.train import evaluate_loader
 
     train, test = find_dataset("cifar10", data, "train"), find_dataset("cifar10", data, "test")
     spec = preprocess_spec("cifar10")
@@ -101,11 +100,11 @@ def bench_train(
                 }
             )
         torch.set_num_threads(default_threads)
-        rows.append(_epoch_breakdown(arch, train, test, spec, seconds, eval_every, evaluate_loader))
+        rows.append(_epoch_breakdown(arch, train, test, spec, seconds, eval_every))
     return {
         "kind": "zoo bench-train",
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "hardware": {**machine(), "cpu_threads": default_threads},
+        "hardware": hardware(),  # torch_threads: the default, restored above
         "versions": {
             "torch": torch.__version__,
             "numpy": version("numpy"),
@@ -116,11 +115,8 @@ def bench_train(
     }
 
 
-def _epoch_breakdown(arch, train, test, spec, seconds, eval_every, evaluate_loader) -> dict[str, Any]:
+def _epoch_breakdown(arch, train, test, spec, seconds, eval_every) -> dict[str, Any]:
     """The recipe's setting (bf16, channels_last, batch 256, EMA): where one epoch's time goes."""
-    from zoo import registry
-    from zoo.loaders import DeviceCifarLoader
-
     torch.manual_seed(0)
     model = registry.create_model(arch, zero_init_residual=True).to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)

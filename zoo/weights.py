@@ -18,8 +18,13 @@ from typing import Any
 from zoo.errors import ZooError
 from zoo.files import atomic_path
 from zoo.labels import load_labels
+from zoo.lazy import lazy_import
 from zoo.paths import BUILTIN_WEIGHTS, cache_dir, user_weights_dir
 from zoo.preprocess import PreprocessSpec
+
+safetensors_torch = lazy_import("safetensors.torch")
+tomli_w = lazy_import("tomli_w")
+torch = lazy_import("torch")
 
 MANIFEST = "manifest.toml"
 
@@ -244,15 +249,11 @@ def _converted(pth: Path, spec: WeightSpec) -> Path:
 
 def read_checkpoint(path: Path) -> dict:
     """A state dict from a .pth/.pt (weights only, no pickle code) or .safetensors file."""
-    import torch
-
     if not Path(path).is_file():
         raise ZooError(f"{path} does not exist.")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         try:
-            return load_file(path)
+            return safetensors_torch.load_file(path)
         except Exception as e:  # SafetensorError, OSError, ...: a corrupt or foreign file
             raise ZooError(f"{path} is not a readable safetensors file ({type(e).__name__}).") from None
     try:
@@ -278,10 +279,10 @@ def renamed(state: dict, prefixes: dict[str, str]) -> dict:
 
 
 def save_safetensors(state: dict, dest: Path, metadata: dict[str, str] | None = None) -> Path:
-    from safetensors.torch import save_file
-
     with atomic_path(dest) as tmp:
-        save_file({k: v.detach().contiguous() for k, v in state.items()}, str(tmp), metadata=metadata)
+        safetensors_torch.save_file(
+            {k: v.detach().contiguous() for k, v in state.items()}, str(tmp), metadata=metadata
+        )
     return dest
 
 
@@ -291,8 +292,6 @@ def save_safetensors(state: dict, dest: Path, metadata: dict[str, str] | None = 
 def append_manifest_entry(manifest: Path, name: str, entry: dict[str, Any]) -> None:
     """Add `[weights."name"]` to a manifest file, atomically; the name must be new there. Fields that
     are None are left out (TOML has no null)."""
-    import tomli_w
-
     existing = manifest.read_text() if manifest.is_file() else ""
     if name in read_manifest(manifest):
         raise ZooError(f"{name} is already in {manifest}; choose another tag.")
