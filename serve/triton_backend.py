@@ -3,7 +3,8 @@ softmax, each the zoo's own code, so the server computes what `zoo predict` comp
 
 Runs only inside Triton's Python backend, which provides `triton_python_backend_utils`. Tensors cross
 into and out of numpy by DLPack: the bundled backend's `as_numpy()` and `Tensor(name, array)` were built
-against NumPy 1 and read wrong or empty data under NumPy 2, while DLPack is the same in both.
+against NumPy 1 and read wrong or empty data under NumPy 2, while DLPack is the same in both. Each
+model's `initialize` imports only what its own step needs: every model is a process of its own.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 
-def _utils():
+def _utils():  # the module Triton's Python-backend stub provides; it exists only inside the server
     import triton_python_backend_utils as pb_utils
 
     return pb_utils
@@ -43,7 +44,6 @@ class Preprocess:
     zoo.preprocess with the artifact's own spec. A bad image is an error response with the zoo's sentence."""
 
     def initialize(self, args: dict[str, Any]) -> None:
-
         from zoo.preprocess import PreprocessSpec
 
         card = json.loads((_artifact(args) / "card.json").read_text())

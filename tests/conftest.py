@@ -4,6 +4,7 @@ test-only cross-check (its CUDA build's compiled ops do not load with CPU torch;
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,15 @@ def missing(reason: str) -> None:
     if IN_CI:
         pytest.fail(f"{reason} (CI=true: the CI machine must have it)", pytrace=False)
     pytest.skip(reason)
+
+
+def pytest_sessionfinish(session) -> None:
+    """Under mutmut (which sets MUTANT_UNDER_TEST), each session removes its temporary folders: a sample is
+    thousands of short sessions, their module fixtures export hundreds of MB each, and pytest's own
+    retention (the last three sessions) does not reclaim folders of sessions that ran side by side."""
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if os.environ.get("MUTANT_UNDER_TEST") and factory is not None:
+        shutil.rmtree(factory.getbasetemp(), ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
