@@ -134,10 +134,10 @@ def test_images_handed_in_already_open_are_converted_like_files():
     r, g, b = load_image(premultiplied).getpixel((1, 1))
     assert abs(r - 227) <= 1 and abs(g - 147) <= 1 and abs(b - 127) <= 1  # 200 * 128/255 + 255 * 127/255
     assert load_image(half.convert("La")).getpixel((1, 1)) == load_image(half).getpixel((1, 1))
-    big_endian = np.full((4, 4), 65535, ">u2")
+    big_endian = np.full((4, 4), 128 * 257, ">u2")  # mid-grey in 16 bits
     big_endian[0, 0] = 0
     wide = load_image(Image.frombytes("I;16B", (4, 4), big_endian.tobytes()))
-    assert wide.getpixel((1, 1)) == (255, 255, 255) and wide.getpixel((0, 0)) == (0, 0, 0)
+    assert wide.getpixel((1, 1)) == (128, 128, 128) and wide.getpixel((0, 0)) == (0, 0, 0)
 
 
 def test_lanczos_without_antialias_falls_back_to_bicubic():

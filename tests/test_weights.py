@@ -389,6 +389,11 @@ def test_a_manifest_entry_reads_back_with_every_field(tmp_path):
     assert spec.default is True and spec.metrics == entry["metrics"] and spec.recipe == "cifar_budget"
     assert spec.command == entry["command"] and spec.rename == {"linear.": "fc."}
     assert spec.extra == {"paper": "He et al. 2015", "untrained": False}
+    least = {k: entry[k] for k in ("arch", "dataset", "labels", "preprocess")}  # the fields an entry needs
+    append_manifest_entry(manifest, "resnet20.least", least)
+    bare = read_manifest(manifest)["resnet20.least"]
+    assert (bare.recipe, bare.command, bare.metrics, bare.rename, bare.extra) == ("", "", {}, {}, {})
+    assert (bare.file, bare.url, bare.sha256, bare.default) == (None, None, None, False)
     with pytest.raises(ZooError, match=r"resnet20\.mine is already in .*manifest\.toml; choose another tag"):
         append_manifest_entry(manifest, "resnet20.mine", entry)
     append_manifest_entry(manifest, "resnet32.mislabelled", entry)
