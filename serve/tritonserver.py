@@ -99,18 +99,22 @@ class TritonServer:
         self.log = Path(name)
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            self._wait_until_ready()
+        except BaseException:  # a failure, or Ctrl-C while it starts: no server is left running
+            self.stop()
+            raise
+        return self
+
+    def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                why = self._why()
-                self.stop()
-                raise ZooError(f"the Triton server stopped while starting: {why}")
+                raise ZooError(f"the Triton server stopped while starting: {self._why()}")
             if self._ready():
-                return self
+                return
             time.sleep(0.25)
-        why = self._why()
-        self.stop()
-        raise ZooError(f"the Triton server was not ready after {self.timeout:.0f} s: {why}")
+        raise ZooError(f"the Triton server was not ready after {self.timeout:.0f} s: {self._why()}")
 
     def _ready(self) -> bool:
         try:
@@ -146,16 +150,19 @@ class TritonServer:
 def serve_until_interrupted(repo: Path, port: int, say=print) -> None:
     """`zoo serve --triton`: start the server, say where it listens and what it serves, run until Ctrl-C
     (or until the server stops by itself, which is an error)."""
-    with TritonServer(repo, http_port=port) as server:
+    server = TritonServer(repo, http_port=port)
+    try:
+        server.start()
         models = sorted(p.name for p in Path(repo).iterdir() if (p / "config.pbtxt").is_file())
         say(f"Triton is serving {len(models)} models of {repo}:")
         say(f"  HTTP http://{server.url}   gRPC 127.0.0.1:{server.grpc_port}")
         say(f"  models: {', '.join(models)}")
         say("Ctrl-C stops it.")
-        try:
-            while server.process.poll() is None:
-                time.sleep(0.5)
-        except KeyboardInterrupt:  # in a terminal the server gets the Ctrl-C too; stop() waits for it
-            say("stopping ...")
-            return
+        while server.process.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:  # while it starts or serves; in a terminal the server gets the Ctrl-C too
+        say("stopping ...")
+        return
+    finally:
+        server.stop()  # waits for it to exit (30 s at most, then kills it)
     raise ZooError(f"the Triton server stopped by itself (exit code {server.process.returncode}).")

@@ -230,7 +230,7 @@ def test_zoo_serve_triton_prints_its_endpoints_and_stops_cleanly_on_ctrl_c(serve
         assert ready, proc.stderr.read() if proc.poll() is not None else "not ready in 120 s"
         time.sleep(1.0)  # past the readiness poll of the command itself, into its serving loop
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=120)  # stop() gives the server 30 s, then kills it
     finally:
         proc.kill()
     assert proc.returncode == 0, err
@@ -240,3 +240,41 @@ def test_zoo_serve_triton_prints_its_endpoints_and_stops_cleanly_on_ctrl_c(serve
     with pytest.raises(OSError):  # stopped: nothing listens there any more
         urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2)
     assert server.process.poll() is None  # the other server is untouched
+
+
+def _servers_on(port: int) -> list[int]:
+    """The pids of the processes whose command line holds `--http-port PORT` (Linux /proc)."""
+    needle = f"--http-port\0{port}\0".encode()
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if needle in cmdline.read_bytes():
+                pids.append(int(cmdline.parent.name))
+        except OSError:
+            pass  # the process ended while we looked
+    return pids
+
+
+def test_ctrl_c_while_the_server_starts_leaves_no_server_running(repository):
+    """Ctrl-C during the readiness wait (not only while serving) stops the tritonserver it started."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from serve.tritonserver import free_port
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "zoo.cli", "serve", "--triton", str(repository[0]), "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not _servers_on(port) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert _servers_on(port), "the command started no tritonserver"
+        proc.send_signal(signal.SIGINT)  # the server is starting its models: not ready yet
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "Triton is serving" not in out and _servers_on(port) == []
