@@ -215,7 +215,11 @@ def test_zoo_serve_triton_prints_its_endpoints_and_stops_cleanly_on_ctrl_c(serve
 
     port = free_port()
     cmd = [sys.executable, "-m", "zoo.cli", "serve", "--triton", str(repository[0]), "--port", str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # As from a terminal: Ctrl-C at its default even where this suite was started in the background (a
+    # shell's `&` makes its children ignore SIGINT, and a Python started so never raises KeyboardInterrupt).
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_as_from_a_terminal
+    )
     try:
         deadline = time.monotonic() + 120
         ready = False
@@ -242,6 +246,12 @@ def test_zoo_serve_triton_prints_its_endpoints_and_stops_cleanly_on_ctrl_c(serve
     assert server.process.poll() is None  # the other server is untouched
 
 
+def _as_from_a_terminal() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _servers_on(port: int) -> list[int]:
     """The pids of the processes whose command line holds `--http-port PORT` (Linux /proc)."""
     needle = f"--http-port\0{port}\0".encode()
@@ -266,7 +276,11 @@ def test_ctrl_c_while_the_server_starts_leaves_no_server_running(repository):
 
     port = free_port()
     cmd = [sys.executable, "-m", "zoo.cli", "serve", "--triton", str(repository[0]), "--port", str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # As from a terminal: Ctrl-C at its default even where this suite was started in the background (a
+    # shell's `&` makes its children ignore SIGINT, and a Python started so never raises KeyboardInterrupt).
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_as_from_a_terminal
+    )
     try:
         deadline = time.monotonic() + 60
         while not _servers_on(port) and time.monotonic() < deadline and proc.poll() is None:
