@@ -206,20 +206,13 @@ def test_bench_triton_writes_both_batching_runs(server, artifact, cifar_tag, tmp
 def test_zoo_serve_triton_prints_its_endpoints_and_stops_cleanly_on_ctrl_c(server, repository):
     """`zoo serve --triton REPO`: a second server on its own port, ready, then SIGINT (Ctrl-C)."""
     import signal
-    import subprocess
-    import sys
     import time
     import urllib.request
 
     from serve.tritonserver import free_port
 
     port = free_port()
-    cmd = [sys.executable, "-m", "zoo.cli", "serve", "--triton", str(repository[0]), "--port", str(port)]
-    # As from a terminal: Ctrl-C at its default even where this suite was started in the background (a
-    # shell's `&` makes its children ignore SIGINT, and a Python started so never raises KeyboardInterrupt).
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_as_from_a_terminal
-    )
+    proc = _zoo_serve(repository[0], port)
     try:
         deadline = time.monotonic() + 120
         ready = False
@@ -246,10 +239,22 @@ def test_zoo_serve_triton_prints_its_endpoints_and_stops_cleanly_on_ctrl_c(serve
     assert server.process.poll() is None  # the other server is untouched
 
 
-def _as_from_a_terminal() -> None:
+def _zoo_serve(repo: Path, port: int):
+    """`zoo serve --triton REPO --port PORT` in a subprocess, with Ctrl-C at its default as from a terminal,
+    even where this suite was started in the background (a shell's `&` makes its children ignore SIGINT,
+    and a Python started so never raises KeyboardInterrupt)."""
     import signal
+    import subprocess
+    import sys
 
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    cmd = [sys.executable, "-m", "zoo.cli", "serve", "--triton", str(repo), "--port", str(port)]
+    return subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def _servers_on(port: int) -> list[int]:
@@ -268,19 +273,12 @@ def _servers_on(port: int) -> list[int]:
 def test_ctrl_c_while_the_server_starts_leaves_no_server_running(repository):
     """Ctrl-C during the readiness wait (not only while serving) stops the tritonserver it started."""
     import signal
-    import subprocess
-    import sys
     import time
 
     from serve.tritonserver import free_port
 
     port = free_port()
-    cmd = [sys.executable, "-m", "zoo.cli", "serve", "--triton", str(repository[0]), "--port", str(port)]
-    # As from a terminal: Ctrl-C at its default even where this suite was started in the background (a
-    # shell's `&` makes its children ignore SIGINT, and a Python started so never raises KeyboardInterrupt).
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_as_from_a_terminal
-    )
+    proc = _zoo_serve(repository[0], port)
     try:
         deadline = time.monotonic() + 60
         while not _servers_on(port) and time.monotonic() < deadline and proc.poll() is None:
