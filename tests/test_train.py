@@ -146,11 +146,14 @@ def test_a_killed_run_resumes_exactly(tmp_path, data):
     assert all(torch.allclose(wa[k].float(), wb[k].float(), atol=1e-5) for k in wa)
 
 
-def test_resume_without_a_checkpoint_is_an_error(tmp_path, data):
+def test_a_run_that_cannot_start_says_why(tmp_path, data):
     result = runner.invoke(
         app, ["train", "resnet20", "--data", str(data), "--out", str(tmp_path), "--resume", *SMOKE]
     )
     assert result.exit_code == 1 and "nothing to resume" in result.output
+    typo = runner.invoke(app, ["train", "resnet20", "--out", str(tmp_path), "--amp", "bf61"])
+    assert typo.exit_code == 1 and "--amp 'bf61' is not one of auto, bf16, fp32" in typo.output
+    assert not (tmp_path / "last.pt").exists()  # a misspelt precision is refused, not trained as fp32
 
 
 def _ddp_run(out: Path, data: Path, *args: str) -> dict:
@@ -275,8 +278,10 @@ def test_the_degradation_experiment_trains_four_nets_and_draws_figure_6(tmp_path
         str(data),
         "--depths",
         "20,32",
+        "--recipe",
+        "cifar_budget",
         "--epochs",
-        "1",
+        "2",
         "--out",
         str(tmp_path),
         "--train-limit",
@@ -291,15 +296,45 @@ def test_the_degradation_experiment_trains_four_nets_and_draws_figure_6(tmp_path
     assert result.exit_code == 0, result.output
     assert set(json.loads(result.stdout)) == {"plain20", "plain32", "resnet20", "resnet32"}
     doc = json.loads((tmp_path / "degradation.json").read_text())
-    assert all(len(r["test_error"]) == 1 for r in doc["runs"].values())
+    # Figure 6 draws test error after every epoch, whatever the recipe's eval_every (cifar_budget: 5)
+    assert all(r["test_epochs"] == r["epochs"] == [1, 2] for r in doc["runs"].values())
     assert (tmp_path / "degradation.png").read_bytes()[:4] == b"\x89PNG"
     summaries = {a: json.loads((tmp_path / a / "summary.json").read_text()) for a in doc["runs"]}
     recipes = [{k: v for k, v in s["recipe_doc"].items() if k != "changes"} for s in summaries.values()]
     assert all(r == recipes[0] for r in recipes)  # plain and residual nets under exactly one recipe
     stamps = {a: (tmp_path / a / "summary.json").stat().st_mtime_ns for a in doc["runs"]}
+    for arch, run in doc["runs"].items():  # the figure's numbers are the runs' own logs and summaries
+        rows = [json.loads(line) for line in (tmp_path / arch / "metrics.jsonl").read_text().splitlines()]
+        assert run["train_error"] == [100 - r["train_top1"] for r in rows]
+        assert run["test_top1"] == summaries[arch]["top1"] == rows[-1]["test_top1"]
     again = runner.invoke(app, args)  # after an interruption the same command continues; finished nets stay
     assert again.exit_code == 0, again.output
     assert stamps == {a: (tmp_path / a / "summary.json").stat().st_mtime_ns for a in doc["runs"]}
+
+
+def _figure6(train_errors: dict[str, float], test_errors: dict[str, float]) -> dict:
+    runs = {a: {"train_error": [99.0, e], "test_top1": 100 - test_errors[a]} for a, e in train_errors.items()}
+    return {"depths": [20, 56], "runs": runs}
+
+
+def test_the_degradation_table_says_whether_the_papers_findings_showed():
+    from zoo.degradation import table
+
+    paper_like = _figure6(
+        {"plain20": 6.0, "plain56": 11.0, "resnet20": 4.0, "resnet56": 1.5},
+        {"plain20": 9.5, "plain56": 13.0, "resnet20": 8.5, "resnet56": 7.0},
+    )
+    text = table(paper_like)
+    assert "| plain56 | 56 | 11.00 | 13.00 |" in text and "| resnet20 | 20 | 4.00 | 8.50 |" in text
+    assert text.count("as in the paper") == 2 and "unlike" not in text
+    # a budget too short for the deep ResNet to pull ahead: said, not hidden
+    short = _figure6(
+        {"plain20": 6.0, "plain56": 11.0, "resnet20": 4.0, "resnet56": 4.5},
+        {"plain20": 9.5, "plain56": 13.0, "resnet20": 8.5, "resnet56": 8.0},
+    )
+    lines = table(short).splitlines()
+    assert "resnet56 against resnet20: training error higher, test error lower (unlike the paper" in lines[-1]
+    assert "plain56 against plain20: training error higher, test error higher (as in the paper" in lines[-2]
 
 
 def test_a_finished_run_is_published_with_metrics_measured_by_zoo_eval(tmp_path, data, zoo_cache):

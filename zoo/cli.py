@@ -355,13 +355,14 @@ def degradation_cmd(
         "runs/degradation"
     ),
     device: Annotated[str, typer.Option(help="auto, cpu, cuda ...")] = "auto",
+    amp: Annotated[str, typer.Option(help="auto (bf16 on CUDA), bf16 or fp32.")] = "auto",
     train_limit: Annotated[int | None, typer.Option(help="Use only the first N training images.")] = None,
     test_limit: Annotated[int | None, typer.Option(help="Evaluate on only the first N test images.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Override the recipe's batch size.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The paper's degradation experiment: plain vs residual nets at two depths, Figure 6's curves."""
-    from zoo.degradation import degradation
+    from zoo.degradation import degradation, table
     from zoo.recipe import load_recipe
 
     try:
@@ -375,17 +376,15 @@ def degradation_cmd(
         data,
         out,
         device=device,
+        amp=amp,
         train_limit=train_limit,
         test_limit=test_limit,
         progress=not as_json,
     )
     if as_json:
         return emit_json({k: {"test_top1": v["test_top1"]} for k, v in result["runs"].items()})
-    for arch, run in result["runs"].items():
-        typer.echo(
-            f"{arch}: test top-1 {run['test_top1']:.2f}%  final training error {run['train_error'][-1]:.2f}%"
-        )
-    typer.echo(f"wrote {out / 'degradation.png'}")
+    typer.echo(table(result), nl=False)
+    typer.echo(f"wrote {out / 'degradation.json'} and {out / 'degradation.png'}")
 
 
 @command("eval")

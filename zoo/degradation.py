@@ -18,7 +18,8 @@ def degradation(
 ) -> dict:
     """Train plainD and resnetD for both depths; write out/degradation.json and out/degradation.png.
     Run again with the same arguments after an interruption: finished nets are kept, a net cut short
-    resumes from its checkpoint."""
+    resumes from its checkpoint. The test split is evaluated after every epoch: Figure 6 draws its curve."""
+    recipe = recipe.with_overrides(eval_every=1)
     runs: dict[str, dict[str, Any]] = {}
     for family in ("plain", "resnet"):
         for depth in depths:
@@ -32,6 +33,7 @@ def degradation(
             rows = [json.loads(line) for line in (out / arch / METRICS).read_text().splitlines()]
             runs[arch] = {
                 "test_top1": summary["top1"],
+                "wall_s": summary["wall_s"],
                 "train_error": [100 - r["train_top1"] for r in rows],
                 "test_error": [100 - r["test_top1"] for r in rows if "test_top1" in r],
                 "test_epochs": [r["epoch"] for r in rows if "test_top1" in r],
@@ -71,3 +73,30 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax.legend()
     axes[0].set_ylabel("error (%)")
     save(fig, path)
+
+
+def table(result: dict[str, Any]) -> str:
+    """The figure's end points as a markdown table, and whether the paper's two findings showed:
+    the deeper plain net trains worse than the shallower one (degradation), the deeper ResNet better."""
+    shallow, deep = result["depths"]
+    lines = [
+        "| net | depth | final training error (%) | final test error (%) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for family in ("plain", "resnet"):
+        for depth in (shallow, deep):
+            run = result["runs"][f"{family}{depth}"]
+            lines.append(
+                f"| {family}{depth} | {depth} | {run['train_error'][-1]:.2f} | {100 - run['test_top1']:.2f} |"
+            )
+    lines.append("")
+    for family, paper in (("plain", "higher"), ("resnet", "lower")):
+        a, b = result["runs"][f"{family}{shallow}"], result["runs"][f"{family}{deep}"]
+        train = "higher" if b["train_error"][-1] > a["train_error"][-1] else "lower"
+        test = "higher" if 100 - b["test_top1"] > 100 - a["test_top1"] else "lower"
+        verdict = "as in the paper" if train == test == paper else "unlike the paper"
+        lines.append(
+            f"- {family}{deep} against {family}{shallow}: training error {train}, test error {test} "
+            f"({verdict}: {paper} for both)."
+        )
+    return "\n".join(lines) + "\n"

@@ -141,10 +141,15 @@ class Recipe:
         return Recipe(self.name, self.source, doc)
 
     def with_overrides(
-        self, epochs: int | None = None, batch_size: int | None = None, lr: float | None = None
+        self,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        lr: float | None = None,
+        eval_every: int | None = None,
     ) -> Recipe:
         """The same recipe with the command line's overrides (recorded in the run's summary)."""
-        for flag, value in (("--epochs", epochs), ("--batch-size", batch_size), ("--lr", lr)):
+        flags = (("--epochs", epochs), ("--batch-size", batch_size), ("--lr", lr), ("--eval-every", eval_every))
+        for flag, value in flags:
             if value is not None and not value > 0:
                 raise ZooError(f"{flag} must be positive, not {value}.")
         doc = copy.deepcopy(self.doc)
@@ -168,6 +173,8 @@ class Recipe:
             doc["train"]["batch_size"] = batch_size
         if lr is not None:
             doc["optimizer"]["lr"] = lr
+        if eval_every is not None:  # how often the log tests; the weights do not depend on it
+            doc["train"]["eval_every"] = eval_every
         return Recipe(self.name, self.source, doc)
 
 

@@ -37,6 +37,9 @@ METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 
 
+AMP = ("auto", "bf16", "fp32")
+
+
 @dataclass
 class TrainConfig:
     arch: str
@@ -53,6 +56,10 @@ class TrainConfig:
     max_steps: int | None = None  # stop after this many steps (a test kills a run this way)
     progress: bool = True
     command: str = field(default_factory=lambda: " ".join(["zoo", *sys.argv[1:]]))
+
+    def __post_init__(self) -> None:
+        if self.amp not in AMP:
+            raise ZooError(f"--amp {self.amp!r} is not one of {', '.join(AMP)}.")
 
 
 def plan_device(choice: str, local_rank: int, world: int, cuda_devices: int) -> tuple[str, str | None]:
