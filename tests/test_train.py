@@ -156,6 +156,63 @@ def test_a_run_that_cannot_start_says_why(tmp_path, data):
     assert not (tmp_path / "last.pt").exists()  # a misspelt precision is refused, not trained as fp32
 
 
+def test_zoo_runs_says_how_far_each_run_got_and_its_command_continues_it_from_anywhere(tmp_path, data):
+    """A run cut short (as when a session ends) is listed with its epochs done of planned and its last
+    test figure; the command `zoo runs` gives continues it from another folder, and then it is finished."""
+    zoo = [sys.executable, "-m", "zoo.cli"]  # as the console script: the run records its own command
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("ZOO_DATA", None)
+    args = ["train", "resnet20", "--data", str(data), "--epochs", "2", "--out", "cut", *SMOKE]
+    started = subprocess.run([*zoo, *args, "--max-steps", "10"], cwd=tmp_path, env=env, capture_output=True)
+    assert started.returncode == 0, started.stderr.decode()[-2000:]  # 8 steps an epoch: stopped in epoch 2
+
+    def listed() -> dict:
+        result = runner.invoke(app, ["runs", str(tmp_path), "--json"])
+        assert result.exit_code == 0, result.output
+        (only,) = json.loads(result.stdout)
+        return only
+
+    cut = listed()
+    rows = [json.loads(line) for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert (cut["arch"], cut["epochs_done"], cut["epochs_planned"], cut["complete"]) == (
+        "resnet20",
+        1,
+        2,
+        False,
+    )
+    assert len(rows) == 1 and "test_top1" not in rows[0]  # cifar_budget tests every 5 epochs and the last
+    assert cut["test_top1"] is None and cut["test_epoch"] is None
+    assert cut["folder"] == str(tmp_path / "cut")
+    assert cut["continue_with"] == f"cd {tmp_path} && zoo {' '.join(args)} --resume"
+    table = runner.invoke(app, ["runs", str(tmp_path)]).output
+    assert "| resnet20 | cifar_budget | 1 / 2 | - | unfinished" in table and cut["continue_with"] in table
+
+    resumed = cut["continue_with"].replace(" && zoo ", f" && {sys.executable} -m zoo.cli ", 1)
+    done = subprocess.run(["bash", "-c", resumed], cwd="/", env=env, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    finished = listed()
+    summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
+    assert (finished["epochs_done"], finished["complete"], finished["continue_with"]) == (2, True, None)
+    assert finished["test_top1"] == summary["top1"] and finished["test_epoch"] == 2 and summary["complete"]
+    nothing = runner.invoke(app, ["runs", str(tmp_path / "cut" / "nowhere")])
+    assert nothing.exit_code == 1 and "is not a folder" in nothing.output
+
+
+def test_the_continue_command_reads_the_data_the_run_read_and_drops_what_stopped_it():
+    from zoo.runs import continue_command
+
+    started = "zoo train resnet56 --max-steps=5 --out r --amp bf16"
+    assert (
+        continue_command(started, "/w", "/d")
+        == "cd /w && ZOO_DATA=/d zoo train resnet56 --out r --amp bf16 --resume"
+    )
+    given = "zoo train resnet56 --data /e --out r --resume"  # --data given, already resumed: as it was
+    assert continue_command(given, "/w", "/d") == f"cd /w && {given}"
+    figure = "zoo degradation --epochs 10 --max-steps 3"  # continues its unfinished nets when given again
+    assert continue_command(figure, None, None) == "zoo degradation --epochs 10"
+    assert continue_command(None, "/w", "/d") is None
+
+
 def _ddp_run(out: Path, data: Path, *args: str) -> dict:
     """`zoo train resnet20 ARGS` as two gloo processes on this machine; their summary."""
     with socket.socket() as s:

@@ -332,6 +332,25 @@ def bench_train_cmd(
     typer.echo(f"wrote {out / 'bench-train.json'}")
 
 
+@command("runs")
+def runs_cmd(
+    root: Annotated[Path, typer.Argument(help="Folder holding run folders (searched recursively).")] = Path(
+        "runs"
+    ),
+    as_json: JsonOpt = False,
+) -> None:
+    """Every training run under ROOT: what it trains, epochs done of planned, its last test top-1, and the
+    command that continues it."""
+    from zoo import runs
+
+    states = runs.find(root)
+    if as_json:
+        return emit_json(states)
+    if not states:
+        raise ZooError(f"no training runs under {root}.")
+    typer.echo(runs.markdown(states), nl=False)
+
+
 @command("table6")
 def table6_cmd(as_json: JsonOpt = False) -> None:
     """The paper's Table 6 regenerated: its CIFAR-10 errors beside the reference checkpoints' and the zoo's."""

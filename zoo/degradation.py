@@ -10,7 +10,8 @@ from typing import Any
 from zoo.figures import pyplot, save
 from zoo.files import atomic_path
 from zoo.recipe import Recipe
-from zoo.train import CHECKPOINT, METRICS, SUMMARY, TrainConfig, train
+from zoo.runs import CHECKPOINT, SUMMARY, metrics, read_json
+from zoo.train import TrainConfig, train
 
 
 def degradation(
@@ -25,12 +26,11 @@ def degradation(
         for depth in depths:
             arch = f"{family}{depth}"
             folder = out / arch
-            if (folder / SUMMARY).is_file() and json.loads((folder / SUMMARY).read_text()).get("complete"):
-                summary = json.loads((folder / SUMMARY).read_text())  # finished earlier: kept
-            else:  # a run cut short (a session ended) continues exactly where its checkpoint is
+            summary = read_json(folder / SUMMARY)
+            if not (summary and summary.get("complete")):  # finished earlier: kept; cut short: continued
                 resume = (folder / CHECKPOINT).is_file()
                 summary = train(TrainConfig(arch, data, recipe, folder, resume=resume, **train_kwargs))
-            rows = [json.loads(line) for line in (out / arch / METRICS).read_text().splitlines()]
+            rows = metrics(folder)
             runs[arch] = {
                 "test_top1": summary["top1"],
                 "wall_s": summary["wall_s"],

@@ -4,7 +4,6 @@ protocols: single crop, flip averaging, 10-crop (Section 3.4), fully-convolution
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from zoo.data import check_fits, find_dataset
 from zoo.datasets import num_classes, preprocess_spec
 from zoo.errors import ZooError
 from zoo.preprocess import PreprocessSpec, normalize, preprocess, resize_shorter_side
+from zoo.runs import SUMMARY, WEIGHTS, read_json
 from zoo.weights import read_checkpoint
 
 PROTOCOLS = ("single", "flip", "10crop", "multiscale")
@@ -31,13 +31,10 @@ def load_model(source: str) -> tuple[torch.nn.Module, PreprocessSpec, str, str]:
         _, spec = registry.resolve(source)
         model = registry.create_model(source, pretrained=True)
         return model, spec.preprocess, spec.name, spec.dataset
-    weights = path / "weights.safetensors" if path.is_dir() else path
-    summary_file = (path if path.is_dir() else path.parent) / "summary.json"
+    weights = path / WEIGHTS if path.is_dir() else path
     if not weights.is_file():
-        raise ZooError(
-            f"{path} holds no weights.safetensors (a `zoo train` run folder or a checkpoint file)."
-        )
-    meta: dict[str, Any] = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+        raise ZooError(f"{path} holds no {WEIGHTS} (a `zoo train` run folder or a checkpoint file).")
+    meta: dict[str, Any] = read_json((path if path.is_dir() else path.parent) / SUMMARY) or {}
     if not meta and weights.suffix == ".safetensors":
         with safetensors.safe_open(str(weights), "pt") as f:
             meta = dict(f.metadata() or {})

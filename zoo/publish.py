@@ -3,7 +3,6 @@ the metrics, the recipe and its changes, the exact command, the wall time and th
 
 from __future__ import annotations
 
-import json
 import shutil
 import statistics
 from pathlib import Path
@@ -13,15 +12,15 @@ from zoo.checkpoints import import_checkpoint
 from zoo.datasets import dataset
 from zoo.errors import ZooError
 from zoo.evaluate import evaluate
+from zoo.runs import CURVES, METRICS, SUMMARY, WEIGHTS, metrics, read_json
 from zoo.weights import WeightSpec
 
 
 def publish_run(run: Path, name: str, weights_dir: Path | None = None, data: str | None = None) -> WeightSpec:
     """Evaluate a finished run on the test split under `data` (None: $ZOO_DATA) and register it as `name`."""
-    summary_file = run / "summary.json"
-    if not summary_file.is_file():
-        raise ZooError(f"{run} is not a finished `zoo train` run (no summary.json).")
-    s = json.loads(summary_file.read_text())
+    s = read_json(run / SUMMARY)
+    if s is None:
+        raise ZooError(f"{run} is not a finished `zoo train` run (no {SUMMARY}).")
     if not s.get("complete"):
         raise ZooError(
             f"{run} stopped before the end of its recipe; finish it with `zoo train ... --resume`."
@@ -34,7 +33,7 @@ def publish_run(run: Path, name: str, weights_dir: Path | None = None, data: str
 
     arch = name.split(".")[0]
     spec = import_checkpoint(
-        run / "weights.safetensors",
+        run / WEIGHTS,
         name,
         dataset=s["dataset"],
         preprocess=dataset(s["dataset"])["preprocess"],
@@ -57,20 +56,17 @@ def publish_run(run: Path, name: str, weights_dir: Path | None = None, data: str
             "complete_recipe": s["complete"],
             "wall_time_min": round(s["wall_s"] / 60, 1),
             # robust to a machine shared or paused meanwhile: the median epoch of the training log
-            "epoch_s_median": _median_epoch_s(run / "metrics.jsonl", s["train_images"]),
+            "epoch_s_median": _median_epoch_s(run, s["train_images"]),
             "hardware": s["hardware"],
             "changes_from_paper": s["recipe_doc"].get("changes", []),
         },
     )
-    for log in ("metrics.jsonl", "training_curves.png"):  # the training log ships beside the weights
+    for log in (METRICS, CURVES):  # the training log ships beside the weights
         if (run / log).is_file():
             shutil.copyfile(run / log, spec.file.parent / f"{name}.{log}")
     return spec
 
 
-def _median_epoch_s(metrics: Path, train_images: int) -> float | None:
-
-    if not metrics.is_file():
-        return None
-    rates = [json.loads(line)["images_per_s"] for line in metrics.read_text().splitlines() if line.strip()]
+def _median_epoch_s(run: Path, train_images: int) -> float | None:
+    rates = [row["images_per_s"] for row in metrics(run)]
     return round(statistics.median(train_images / r for r in rates), 1) if rates else None

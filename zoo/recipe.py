@@ -148,7 +148,12 @@ class Recipe:
         eval_every: int | None = None,
     ) -> Recipe:
         """The same recipe with the command line's overrides (recorded in the run's summary)."""
-        flags = (("--epochs", epochs), ("--batch-size", batch_size), ("--lr", lr), ("--eval-every", eval_every))
+        flags = (
+            ("--epochs", epochs),
+            ("--batch-size", batch_size),
+            ("--lr", lr),
+            ("--eval-every", eval_every),
+        )
         for flag, value in flags:
             if value is not None and not value > 0:
                 raise ZooError(f"{flag} must be positive, not {value}.")

@@ -30,12 +30,8 @@ from zoo.loaders import DeviceCifarLoader, FolderDataset, ScaleAugment
 from zoo.machine import hardware
 from zoo.preprocess import preprocess
 from zoo.recipe import Recipe, lr_at
+from zoo.runs import CHECKPOINT, CURVES, METRICS, RUN, SUMMARY, WEIGHTS, metrics
 from zoo.weights import save_safetensors
-
-CHECKPOINT = "last.pt"
-METRICS = "metrics.jsonl"
-SUMMARY = "summary.json"
-
 
 AMP = ("auto", "bf16", "fp32")
 
@@ -280,6 +276,8 @@ def _start(cfg: TrainConfig) -> Run:
         _restore(run, cfg.out / CHECKPOINT)
     elif rank == 0:
         (cfg.out / METRICS).unlink(missing_ok=True)
+    if rank == 0:
+        _record_run(run)
     run.net = model
     if world > 1:
         run.net = nn.parallel.DistributedDataParallel(
@@ -288,6 +286,26 @@ def _start(cfg: TrainConfig) -> Run:
     if cfg.compile:
         run.net = torch.compile(run.net)
     return run
+
+
+def _record_run(run: Run) -> None:
+    """out/run.json: what the folder trains and the command that started it, written when a run starts
+    (and when a run older than this file is resumed), so that `zoo runs` can say what a folder is before
+    it finishes."""
+    path = run.cfg.out / RUN
+    if run.cfg.resume and path.is_file():
+        return
+    record = {
+        "arch": run.cfg.arch.split(".")[0],
+        "dataset": run.recipe.dataset,
+        "recipe": run.recipe.name,
+        "epochs": run.epochs,
+        "command": run.cfg.command,
+        "cwd": os.getcwd(),  # the command's paths may be relative to it
+        "data": run.cfg.data or os.environ.get("ZOO_DATA"),  # where the images came from
+    }
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
 
 
 def _restore(run: Run, ckpt: Path) -> None:
@@ -405,11 +423,7 @@ def _finish(run: Run, divergence: float | None) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     if run.rank == 0:
         final = ema.module if ema is not None else run.model
-        rows = (
-            [json.loads(line) for line in (cfg.out / METRICS).read_text().splitlines()]
-            if (cfg.out / METRICS).is_file()
-            else []
-        )
+        rows = metrics(cfg.out)
         last = rows[-1] if rows else {}
         summary = {
             "arch": cfg.arch.split(".")[0],
@@ -434,7 +448,7 @@ def _finish(run: Run, divergence: float | None) -> dict[str, Any]:
         state = {k: v.detach().cpu() for k, v in final.state_dict().items()}
         save_safetensors(
             state,
-            cfg.out / "weights.safetensors",
+            cfg.out / WEIGHTS,
             metadata={"arch": summary["arch"], "dataset": summary["dataset"], "recipe": cfg.recipe.name},
         )
         with atomic_path(cfg.out / SUMMARY) as tmp:
@@ -556,14 +570,12 @@ def _plot(out: Path) -> None:
     plt = pyplot()
     if plt is None:
         print(
-            "note: matplotlib is not installed, so no training_curves.png (pip install matplotlib).",
+            f"note: matplotlib is not installed, so no {CURVES} (pip install matplotlib).",
             file=sys.stderr,
         )
         return
-    if not (out / METRICS).is_file():  # stopped (--max-steps) before the first epoch ended
-        return
-    rows = [json.loads(line) for line in (out / METRICS).read_text().splitlines()]
-    if not rows:
+    rows = metrics(out)
+    if not rows:  # stopped (--max-steps) before the first epoch ended
         return
     ep = [r["epoch"] for r in rows]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
@@ -574,4 +586,4 @@ def _plot(out: Path) -> None:
     b.plot(ep, [r["train_loss"] for r in rows], label="train loss")
     b.plot([r["epoch"] for r in tested], [r["test_loss"] for r in tested], label="test loss")
     b.set_xlabel("epoch"), b.set_yscale("log"), b.legend(), b.grid(alpha=0.3)
-    save(fig, out / "training_curves.png")
+    save(fig, out / CURVES)
