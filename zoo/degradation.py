@@ -72,6 +72,12 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     axes[0].set_ylabel("error (%)")
+    # the first epochs' errors (near 90%, and the EMA's test lags) would squash the end, where the finding is
+    finals = [e for run in result["runs"].values() for e in (run["train_error"][-1], 100 - run["test_top1"])]
+    everything = [e for run in result["runs"].values() for e in run["train_error"] + run["test_error"]]
+    axes[0].set_ylim(0, min(max(everything), max(40.0, 2 * max(finals))) + 1)
+    epochs = max(len(run["epochs"]) for run in result["runs"].values())
+    fig.suptitle(f"CIFAR-10, recipe {result['recipe']}, {epochs} epochs each")
     save(fig, path)
 
 
