@@ -7,6 +7,7 @@ person finds out what is there without reading logs."""
 from __future__ import annotations
 
 import json
+import shlex
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -71,8 +72,8 @@ def continue_command(command: str | None, cwd: str | None = None, data: str | No
         words.append("--resume")
     command = " ".join(words)
     if data and "--data" not in words:
-        command = f"ZOO_DATA={data} {command}"
-    return f"cd {cwd} && {command}" if cwd else command
+        command = f"ZOO_DATA={shlex.quote(data)} {command}"
+    return f"cd {shlex.quote(cwd)} && {command}" if cwd else command
 
 
 def _without_option(words: list[str], option: str) -> list[str]:
