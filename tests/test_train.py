@@ -359,6 +359,8 @@ def test_the_degradation_experiment_trains_four_nets_and_draws_figure_6(tmp_path
     summaries = {a: json.loads((tmp_path / a / "summary.json").read_text()) for a in doc["runs"]}
     recipes = [{k: v for k, v in s["recipe_doc"].items() if k != "changes"} for s in summaries.values()]
     assert all(r == recipes[0] for r in recipes)  # plain and residual nets under exactly one recipe
+    # Figure 6 tests the nets' own weights, as the paper does: cifar_budget's EMA copy is switched off
+    assert all(not s["ema"] and s["recipe_doc"]["regularise"]["ema_decay"] == 0 for s in summaries.values())
     stamps = {a: (tmp_path / a / "summary.json").stat().st_mtime_ns for a in doc["runs"]}
     for arch, run in doc["runs"].items():  # the figure's numbers are the runs' own logs and summaries
         rows = [json.loads(line) for line in (tmp_path / arch / "metrics.jsonl").read_text().splitlines()]
