@@ -156,7 +156,9 @@ def test_a_run_that_cannot_start_says_why(tmp_path, data):
     assert not (tmp_path / "last.pt").exists()  # a misspelt precision is refused, not trained as fp32
 
 
-def test_zoo_runs_says_how_far_each_run_got_and_its_command_continues_it_from_anywhere(tmp_path, data):
+def test_zoo_runs_says_how_far_each_run_got_and_its_command_continues_it_from_anywhere(
+    tmp_path, data, zoo_cache
+):
     """A run cut short (as when a session ends) is listed with its epochs done of planned and its last
     test figure; the command `zoo runs` gives continues it from another folder, and then it is finished."""
     zoo = [sys.executable, "-m", "zoo.cli"]  # as the console script: the run records its own command
@@ -196,6 +198,15 @@ def test_zoo_runs_says_how_far_each_run_got_and_its_command_continues_it_from_an
     assert finished["test_top1"] == summary["top1"] and finished["test_epoch"] == 2 and summary["complete"]
     nothing = runner.invoke(app, ["runs", str(tmp_path / "cut" / "nowhere")])
     assert nothing.exit_code == 1 and "is not a folder" in nothing.output
+
+    # published, the run records the command that trains it from the start: not the --resume that
+    # finished it, nor the --max-steps that cut it
+    shipped = runner.invoke(
+        app,
+        ["publish", str(tmp_path / "cut"), "resnet20.cut", "--weights-dir", str(tmp_path / "w"), "--json"],
+    )
+    assert shipped.exit_code == 0, shipped.output
+    assert json.loads(shipped.stdout)["command"] == f"cd {tmp_path} && zoo {' '.join(args)}"
 
 
 def test_the_continue_command_reads_the_data_the_run_read_and_drops_what_stopped_it():

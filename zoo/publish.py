@@ -12,7 +12,7 @@ from zoo.checkpoints import import_checkpoint
 from zoo.datasets import dataset
 from zoo.errors import ZooError
 from zoo.evaluate import evaluate
-from zoo.runs import CURVES, METRICS, SUMMARY, WEIGHTS, metrics, read_json
+from zoo.runs import CURVES, METRICS, SUMMARY, WEIGHTS, metrics, read_json, run_command
 from zoo.weights import WeightSpec
 
 
@@ -46,7 +46,7 @@ def publish_run(run: Path, name: str, weights_dir: Path | None = None, data: str
             "source": "zoo eval (single crop; top1_flip: flip averaging)",
         },
         recipe=f"zoo/recipes/{s['recipe']}.toml" if not Path(s["recipe"]).suffix else s["recipe"],
-        command=s["command"],
+        command=run_command(run),  # how the run was started, not the --resume that finished it
         # the first tag of the zoo's own for this arch becomes what the bare name means (imported
         # reference checkpoints are never marked default, so they step aside)
         default=not any(t.default for t in registry.pretrained_tags().values() if t.arch == arch),

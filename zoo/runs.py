@@ -61,19 +61,35 @@ def state(folder: Path) -> dict[str, Any]:
     }
 
 
-def continue_command(command: str | None, cwd: str | None = None, data: str | None = None) -> str | None:
-    """The command that continues a run, from the folder it was started in (its paths may be relative)
-    and with the dataset it read from $ZOO_DATA: `zoo train ...` resumes with --resume (and without the
-    --max-steps that stopped it); `zoo degradation` continues its unfinished nets when given again."""
+def start_command(command: str | None, cwd: str | None = None, data: str | None = None) -> str | None:
+    """The command that trains a run from its start, from the folder it was started in (its paths may be
+    relative) and with the dataset it read from $ZOO_DATA; without the --resume of a later invocation
+    and the --max-steps that stopped one."""
     if not command:
         return None
-    words = _without_option(command.split(), "--max-steps")  # it stopped the run; it would again
-    if words[:2] == ["zoo", "train"] and "--resume" not in words:
-        words.append("--resume")
+    words = [w for w in _without_option(command.split(), "--max-steps") if w != "--resume"]
     command = " ".join(words)
     if data and "--data" not in words:
         command = f"ZOO_DATA={shlex.quote(data)} {command}"
     return f"cd {shlex.quote(cwd)} && {command}" if cwd else command
+
+
+def continue_command(command: str | None, cwd: str | None = None, data: str | None = None) -> str | None:
+    """The command that continues a run: `zoo train ...` resumes with --resume (and without the
+    --max-steps that stopped it, which would stop it again); `zoo degradation` continues its unfinished
+    nets when given again."""
+    start = start_command(command, cwd, data)
+    if start is None or command.split()[:2] != ["zoo", "train"]:
+        return start
+    return f"{start} --resume"
+
+
+def run_command(folder: Path) -> str | None:
+    """How `folder`'s run was started (run.json), else the last command that trained it (summary.json)."""
+    record = read_json(folder / RUN) or {}
+    if record.get("command"):
+        return start_command(record["command"], record.get("cwd"), record.get("data"))
+    return start_command((read_json(folder / SUMMARY) or {}).get("command"))
 
 
 def _without_option(words: list[str], option: str) -> list[str]:
