@@ -41,7 +41,6 @@ def state(folder: Path) -> dict[str, Any]:
     rows = metrics(folder)
     tested = [r for r in rows if "test_top1" in r]
     complete = bool(summary.get("complete"))
-    command = record.get("command") or summary.get("command")
     touched = [p.stat().st_mtime for p in (folder / METRICS, folder / CHECKPOINT) if p.is_file()]
     return {
         "folder": str(folder),
@@ -55,9 +54,7 @@ def state(folder: Path) -> dict[str, Any]:
         "last_update": datetime.fromtimestamp(max(touched), UTC).strftime("%Y-%m-%d %H:%M UTC")
         if touched
         else None,
-        "continue_with": None
-        if complete
-        else continue_command(command, record.get("cwd"), record.get("data")),
+        "continue_with": None if complete else continue_command(*_started(record, summary)),
     }
 
 
@@ -85,11 +82,13 @@ def continue_command(command: str | None, cwd: str | None = None, data: str | No
 
 
 def run_command(folder: Path) -> str | None:
-    """How `folder`'s run was started (run.json), else the last command that trained it (summary.json)."""
-    record = read_json(folder / RUN) or {}
-    if record.get("command"):
-        return start_command(record["command"], record.get("cwd"), record.get("data"))
-    return start_command((read_json(folder / SUMMARY) or {}).get("command"))
+    """The command that trains `folder`'s run from its start."""
+    return start_command(*_started(read_json(folder / RUN) or {}, read_json(folder / SUMMARY) or {}))
+
+
+def _started(record: dict[str, Any], summary: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """The command, folder and $ZOO_DATA a run started with (run.json), else its last command (summary.json)."""
+    return record.get("command") or summary.get("command"), record.get("cwd"), record.get("data")
 
 
 def _without_option(words: list[str], option: str) -> list[str]:
