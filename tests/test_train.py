@@ -183,6 +183,7 @@ def test_zoo_runs_says_how_far_each_run_got_and_its_command_continues_it_from_an
         False,
     )
     assert len(rows) == 1 and "test_top1" not in rows[0]  # cifar_budget tests every 5 epochs and the last
+    assert rows[0]["threads"] == 1  # OMP_NUM_THREADS, logged with the epoch it timed
     assert cut["test_top1"] is None and cut["test_epoch"] is None
     assert cut["folder"] == str(tmp_path / "cut")
     assert cut["continue_with"] == f"cd {tmp_path} && zoo {' '.join(args)} --resume"
@@ -190,7 +191,10 @@ def test_zoo_runs_says_how_far_each_run_got_and_its_command_continues_it_from_an
     assert "| resnet20 | cifar_budget | 1 / 2 | - | unfinished" in table and cut["continue_with"] in table
 
     resumed = cut["continue_with"].replace(" && zoo ", f" && {sys.executable} -m zoo.cli ", 1)
-    done = subprocess.run(["bash", "-c", resumed], cwd="/", env=env, capture_output=True)
+    # continued on 2 threads, as a session does once the cores are free
+    done = subprocess.run(
+        ["bash", "-c", resumed], cwd="/", env={**env, "OMP_NUM_THREADS": "2"}, capture_output=True
+    )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     finished = listed()
     summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
@@ -206,7 +210,12 @@ def test_zoo_runs_says_how_far_each_run_got_and_its_command_continues_it_from_an
         ["publish", str(tmp_path / "cut"), "resnet20.cut", "--weights-dir", str(tmp_path / "w"), "--json"],
     )
     assert shipped.exit_code == 0, shipped.output
-    assert json.loads(shipped.stdout)["command"] == f"cd {tmp_path} && zoo {' '.join(args)}"
+    spec = json.loads(shipped.stdout)
+    assert spec["command"] == f"cd {tmp_path} && zoo {' '.join(args)}"
+    # and the manifest tells the epochs' speed apart by the thread count each one trained with
+    by_threads = spec["epoch_s_by_threads"]
+    assert [(e["threads"], e["epochs"]) for e in by_threads] == [(1, 1), (2, 1)]
+    assert all(e["median_s"] > 0 for e in by_threads)
 
 
 def test_the_continue_command_reads_the_data_the_run_read_and_drops_what_stopped_it():

@@ -57,6 +57,7 @@ def publish_run(run: Path, name: str, weights_dir: Path | None = None, data: str
             "wall_time_min": round(s["wall_s"] / 60, 1),
             # robust to a machine shared or paused meanwhile: the median epoch of the training log
             "epoch_s_median": _median_epoch_s(run, s["train_images"]),
+            **_epoch_s_by_threads(run, s["train_images"]),
             "hardware": s["hardware"],
             "changes_from_paper": s["recipe_doc"].get("changes", []),
         },
@@ -70,3 +71,17 @@ def publish_run(run: Path, name: str, weights_dir: Path | None = None, data: str
 def _median_epoch_s(run: Path, train_images: int) -> float | None:
     rates = [row["images_per_s"] for row in metrics(run)]
     return round(statistics.median(train_images / r for r in rates), 1) if rates else None
+
+
+def _epoch_s_by_threads(run: Path, train_images: int) -> dict[str, list[dict[str, float]]]:
+    """Epochs and median epoch time per CPU thread count, for a run resumed with other OMP_NUM_THREADS
+    (rows logged before the trainer recorded `threads` are left out; {} when none has it)."""
+    by: dict[int, list[float]] = {}
+    for row in metrics(run):
+        if "threads" in row:
+            by.setdefault(row["threads"], []).append(train_images / row["images_per_s"])
+    rows = [
+        {"threads": n, "epochs": len(ts), "median_s": round(statistics.median(ts), 1)}
+        for n, ts in sorted(by.items())
+    ]
+    return {"epoch_s_by_threads": rows} if rows else {}

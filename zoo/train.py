@@ -385,6 +385,8 @@ def _epoch_row(run: Run, epoch: int, t0: float, seen: int, loss_sum, correct) ->
         "train_top1": 100.0 * correct.item() / seen,
         "images_per_s": seen / epoch_time,
         "wall_s": run.wall,
+        # a run resumed with another OMP_NUM_THREADS trains at another speed: publish reports each apart
+        **({"threads": torch.get_num_threads()} if run.device.type == "cpu" else {}),
     }
 
 
