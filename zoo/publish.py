@@ -68,18 +68,23 @@ def publish_run(run: Path, name: str, weights_dir: Path | None = None, data: str
     return spec
 
 
+def _epoch_seconds(run: Path, train_images: int) -> list[tuple[int | None, float]]:
+    """(CPU threads or None where the row predates that field, seconds) of each epoch in the run's log."""
+    return [(row.get("threads"), train_images / row["images_per_s"]) for row in metrics(run)]
+
+
 def _median_epoch_s(run: Path, train_images: int) -> float | None:
-    rates = [row["images_per_s"] for row in metrics(run)]
-    return round(statistics.median(train_images / r for r in rates), 1) if rates else None
+    seconds = [t for _, t in _epoch_seconds(run, train_images)]
+    return round(statistics.median(seconds), 1) if seconds else None
 
 
 def _epoch_s_by_threads(run: Path, train_images: int) -> dict[str, list[dict[str, float]]]:
     """Epochs and median epoch time per CPU thread count, for a run resumed with other OMP_NUM_THREADS
     (rows logged before the trainer recorded `threads` are left out; {} when none has it)."""
     by: dict[int, list[float]] = {}
-    for row in metrics(run):
-        if "threads" in row:
-            by.setdefault(row["threads"], []).append(train_images / row["images_per_s"])
+    for n, t in _epoch_seconds(run, train_images):
+        if n is not None:
+            by.setdefault(n, []).append(t)
     rows = [
         {"threads": n, "epochs": len(ts), "median_s": round(statistics.median(ts), 1)}
         for n, ts in sorted(by.items())
