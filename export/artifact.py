@@ -98,6 +98,19 @@ def find_reusable(directory: Path, key: dict[str, Any]) -> Artifact | None:
     return Artifact(directory, card, reused=True)
 
 
+def existing_artifact(directory: Path, weights_sha256: str) -> Artifact | None:
+    """The artifact in `directory` as it is, whatever options exported it, if it is intact and was exported
+    from these weights (None otherwise)."""
+    try:
+        card = read_card(directory)
+        verify_file(directory, card)
+    except ZooError:
+        return None
+    if card.get("format") != Path(directory).name or card.get("weights_sha256") != weights_sha256:
+        return None
+    return Artifact(Path(directory), card, reused=True)
+
+
 def build_artifact(
     directory: Path,
     fmt: Format,

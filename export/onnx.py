@@ -134,19 +134,28 @@ def io_spec(path: Path) -> dict[str, Any]:
 
 
 def ort_session(
-    path: Path | bytes, threads: int | None = None, providers: list[str] | None = None, spinning: bool = True
+    path: Path | bytes,
+    threads: int | None = None,
+    providers: list[str] | None = None,
+    spinning: bool = True,
+    exact_int8: bool = False,
 ):
     """An ONNX Runtime session with full graph optimisation; the one place sessions are made.
 
     spinning=False stops its worker threads from spinning after each run: they would otherwise keep the
     cores busy and starve whatever else runs in the process (PyTorch beside it in the demo ran 2-3x
-    slower). A process that runs ONNX Runtime alone (a benchmark) keeps the spin, which lowers latency."""
+    slower). A process that runs ONNX Runtime alone (a benchmark) keeps the spin, which lowers latency.
+
+    exact_int8=True turns ONNX Runtime's Q/DQ fusion off: a Q/DQ graph then computes exact int8 arithmetic
+    in float (what TensorRT computes), not the fused kernels of this CPU, which saturate without VNNI."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
         options.intra_op_num_threads = threads
     if not spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if exact_int8:
+        options.add_session_config_entry("session.disable_quant_qdq", "1")
     source = path if isinstance(path, bytes) else str(path)
     try:
         with warnings.catch_warnings():  # a missing provider is refused in one sentence by the caller

@@ -14,17 +14,18 @@ import numpy as np
 
 from export import tensorrt
 from export.aoti import export_pt2
-from export.artifact import Artifact, build_artifact, find_reusable
+from export.artifact import Artifact, build_artifact, existing_artifact, find_reusable
 from export.calibration import batches, calibration_images, describe_calibration_set
 from export.formats import FORMATS, INT8, Format, plan
 from export.fp16 import export_fp16
-from export.int8 import REVISION, quantize
+from export.int8 import REVISION, arithmetic, quantize, weight_bits_for
 from export.onnx import export_onnx
 from export.verify import compare_with_torch
 from zoo import registry
 from zoo.errors import ZooError
 from zoo.labels import load_labels
 from zoo.lazy import lazy_import
+from zoo.machine import cpu_record
 from zoo.machine import versions as installed
 from zoo.paths import cache_dir
 from zoo.weights import sha256_file, weights_file
@@ -45,6 +46,9 @@ class ExportOptions:
     calib_method: str = "entropy"
     device: str = "cpu"  # for pt2
     data: str | None = None  # dataset root of the model's own images (None: $ZOO_DATA)
+    # an artifact already under OUT/TAG/FORMAT is used as it is, whatever options exported it (the bench
+    # and `zoo triton` run what the user exported; they never rebuild it with their defaults)
+    use_existing: bool = False
 
 
 @dataclass
@@ -80,9 +84,15 @@ def export_model(name: str, options: ExportOptions, log: Callable[[str], None] =
     _, spec = registry.resolve(name)
     if spec is None:
         raise ZooError(f"{name} has no pretrained weights to export; see `zoo list --pretrained`.")
-    steps = plan(options.formats)
+    there = {}
+    if options.use_existing:
+        sha = sha256_file(weights_file(spec))
+        found = {f: existing_artifact(Path(options.out) / spec.name / f, sha) for f in options.formats}
+        there = {f: a for f, a in found.items() if a is not None}
+    missing = [f for f in options.formats if f not in there]
+    steps = [f for f in FORMATS if f in there or f in (plan(missing) if missing else [])]
     build = Builder(spec, registry.create_model(spec.name, pretrained=True), options)
-    int8 = [f for f in steps if f in INT8]
+    int8 = [f for f in steps if f in INT8 and f not in there]
     if int8 and options.calib_data:
         build.calibration()  # before any work: a --calib-data that cannot be used says why
     elif int8 and not build.has_data():  # before any work: INT8 cannot be calibrated on nothing
@@ -92,6 +102,12 @@ def export_model(name: str, options: ExportOptions, log: Callable[[str], None] =
         )
     results: dict[str, Exported] = {}
     for fmt in map(FORMATS.get, steps):
+        if fmt.name in there:
+            results[fmt.name] = Exported(
+                fmt.name, "reused", there[fmt.name], "there already: used as exported"
+            )
+            log(_line(results[fmt.name]))
+            continue
         parent = results[fmt.parent] if fmt.parent else None
         if parent is not None and parent.artifact is None:
             results[fmt.name] = Exported(fmt.name, "failed", message=f"skipped: {fmt.parent} failed")
@@ -221,17 +237,23 @@ def make_int8(b: Builder, fmt: Format, parent: Artifact) -> Made:
         "method": b.o.calib_method,
     }
 
+    host = cpu_record()
+    bits = weight_bits_for(fmt.variant, host["int8_class"])
+
     def build(path: Path) -> dict:
         info = quantize(
-            parent.file, path, b.calibration(), fmt.variant, b.o.calib_method, {"source": b.spec.name}
+            parent.file, path, b.calibration(), fmt.variant, b.o.calib_method, {"source": b.spec.name}, bits
         )
+        info |= {"built_for": host["int8_class"], "built_on": host}
+        info["arithmetic"] = arithmetic(info)
         source = describe_calibration_set(b.spec, b.o.calib_data, data=b.o.data)
         return {
             "int8": info,
             "calibration": calib | {"images": sum(len(x) for x in b.calibration()), "source": source},
         }
 
-    key = b.key(fmt.name, parent, calibration=calib, int8_revision=REVISION)
+    # the weights' bits are chosen for this CPU's class: an export on another class rebuilds, not reuses
+    key = b.key(fmt.name, parent, calibration=calib, int8_revision=REVISION, weight_bits=bits)
     return key, {"opset": parent.card["opset"]}, build
 
 

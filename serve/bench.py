@@ -26,6 +26,7 @@ from export.pipeline import EXPORT_PACKAGES, ExportOptions
 from serve import targets
 from serve.checked_export import export_and_check
 from serve.runtimes import Runtime, TorchRuntime, open_runtime
+from serve.verdicts import ALLOW
 from zoo import machine, registry
 from zoo.checkpoints import untrained as register
 from zoo.data import find_dataset
@@ -36,6 +37,8 @@ from zoo.lazy import lazy_import
 from zoo.preprocess import load_image, preprocess
 
 torch = lazy_import("torch")
+
+UNVERIFIED = ("parity failed", "not validated")  # statuses of artifacts the bench times only if allowed
 
 
 @dataclass
@@ -54,6 +57,7 @@ class BenchOptions:
     out: Path = Path("bench")
     artifacts: Path = Path("artifacts")
     data: str | None = None  # dataset root for calibration, parity and images (None: $ZOO_DATA)
+    allow_unverified: bool = False  # also time artifacts that failed their check or were never checked
 
 
 def hardware() -> dict[str, Any]:
@@ -246,13 +250,27 @@ def bench(tag: str, o: BenchOptions, log=print) -> dict[str, Any]:
     checked = export_and_check(
         spec.name,
         o.formats,
-        ExportOptions(out=o.artifacts, data=o.data),
+        ExportOptions(out=o.artifacts, data=o.data, use_existing=True),
         parity_images=o.parity_images,
         log=log,
     )
     find_dataset(spec.dataset, o.data, "test")  # one clear sentence now if the data is missing
     summary = {c.target: _summary_entry(c) for c in checked}
-    timed = {c.target: c.artifact.path if c.artifact else None for c in checked if c.status != "failed"}
+    for c in checked:  # the verdict policy (serve/verdicts.py): unverified artifacts are not timed
+        if c.status in UNVERIFIED:
+            why = c.reason() or "it was never checked against its original"
+            if o.allow_unverified:
+                summary[c.target]["warning"] = f"timed although {why} ({ALLOW})"
+            else:
+                summary[c.target] |= {
+                    "refused": True,
+                    "message": f"not timed: {why}; {ALLOW} times it anyway",
+                }
+    timed = {
+        c.target: c.artifact.path if c.artifact else None
+        for c in checked
+        if c.status != "failed" and not summary[c.target].get("refused")
+    }
     runs: dict[str, list[list[dict[str, Any]]]] = {fmt: [] for fmt in timed}
     for r in range(o.repeats):
         for fmt in [f for f in timed if summary[f]["status"] != "failed"]:
@@ -361,7 +379,8 @@ def summary_cells(report: dict[str, Any]) -> list[list[str]]:
         rows.append(
             [
                 e["format"],
-                e["status"],
+                e["status"]
+                + (" (not timed)" if e.get("refused") else " (timed anyway)" * bool(e.get("warning"))),
                 num(e.get("size_mb"), ".2f"),
                 num(parity.get("top1"), ".2f"),
                 num(parity.get("top1_agreement"), ".2f", "%"),
@@ -431,10 +450,14 @@ def plot(report: dict[str, Any], path: Path) -> None:
     if plt is None:
         return
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    status = {e["format"]: e["status"] for e in report["summary"]}
     for fmt in dict.fromkeys(r["format"] for r in report["rows"]):
         rs = [r for r in report["rows"] if r["format"] == fmt]
-        a.plot([r["batch"] for r in rs], [r["model_p50_ms"] for r in rs], marker="o", label=fmt)
-        b.plot([r["batch"] for r in rs], [r["model_images_per_s"] for r in rs], marker="o", label=fmt)
+        bad = status.get(fmt) in UNVERIFIED  # timed with --allow-unverified: dashed, grey, and labelled
+        style = {"linestyle": "--", "color": "0.6", "marker": "x"} if bad else {"marker": "o"}
+        label = f"{fmt} ({status[fmt]})" if bad else fmt
+        a.plot([r["batch"] for r in rs], [r["model_p50_ms"] for r in rs], label=label, **style)
+        b.plot([r["batch"] for r in rs], [r["model_images_per_s"] for r in rs], label=label, **style)
     a.set(xscale="log", yscale="log", xlabel="batch", ylabel="p50 latency (ms, model only)")
     b.set(xscale="log", yscale="log", xlabel="batch", ylabel="images/s (model only)")
     for ax in (a, b):

@@ -13,6 +13,7 @@ from typing import Any
 from export.pipeline import Exported, ExportOptions, export_model
 from serve import targets as table
 from serve.parity import check_artifacts
+from serve.verdicts import card_key
 from zoo import registry
 
 MARKS = {
@@ -80,21 +81,34 @@ def export_and_check(
     parity_data: str | None = None,
     bars: dict | None = None,
     log: Callable[[str], None] = print,
+    recheck: bool = True,
 ) -> list[Checked]:
     """Build (or reuse) the artifact of every target of the pretrained tag `tag`, check each against the
     PyTorch original on `parity_images` labelled test images (None: the whole split; 0: no check) of
-    `parity_data` (None: `options.data`, then $ZOO_DATA), and say how each went, in `targets`' order."""
+    `parity_data` (None: `options.data`, then $ZOO_DATA), and say how each went, in `targets`' order.
+    A reused artifact keeps the verdict its card holds when `recheck` is False or parity_images is 0."""
     wanted = [table.get(t) for t in targets]
     formats = list(dict.fromkeys(t.artifact for t in wanted if t.artifact))
     exported = (
         {r.format: r for r in export_model(tag, replace(options, formats=formats), log)} if formats else {}
     )
-    built = [(exported[t.artifact].artifact, t.backend) for t in wanted if t.artifact]
-    runs = [(artifact.path, backend) for artifact, backend in built if artifact is not None]
-    checks = {}
+    built = [(exported[t.artifact], t.backend) for t in wanted if t.artifact]
+    checks, runs = {}, []
+    for made, backend in built:
+        if made.artifact is None:
+            continue
+        kept = made.artifact.card.get(card_key(backend)) if made.status == "reused" else None
+        if kept and (not recheck or parity_images == 0):
+            checks[(made.artifact.path, backend)] = kept  # the verdict it holds: reused with it
+        else:
+            runs.append((made.artifact.path, backend))
     if parity_images != 0 and runs:
+        count = "all" if parity_images is None else str(parity_images)
+        log(
+            f"parity: {len(runs)} artifact(s) against the PyTorch original on {count} labelled test images ..."
+        )
         found = check_artifacts(tag, runs, parity_data or options.data, parity_images, bars)
-        checks = {(d, backend): found[(str(d), backend)] for d, backend in runs}
+        checks |= {(d, backend): found[(str(d), backend)] for d, backend in runs}
     reference = next((c["reference_top1"] for c in checks.values() if "reference_top1" in c), None)
     untrained = bool(registry.resolve(tag)[1].extra.get("untrained"))
     out = []

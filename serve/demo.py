@@ -17,10 +17,12 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from export.artifact import artifact_dirs
-from export.pipeline import ExportOptions, export_model
+from export.artifact import artifact_dirs, read_card
+from export.pipeline import ExportOptions
+from serve.checked_export import export_and_check
 from serve.predict import top_k
 from serve.runtimes import Runtime, open_runtime
+from serve.verdicts import admit, standing
 from zoo import registry
 from zoo.data import find_dataset
 from zoo.errors import ZooError
@@ -36,11 +38,15 @@ DEMO_FORMATS = ["onnx", "onnx-fp16", "onnx-int8", "onnx-int8-cpu"]
 
 
 class RuntimeCache:
-    """Each (model, format) runtime is opened once, on first use, and shared by every request."""
+    """Each (model, format) runtime is opened once, on first use, and shared by every request. An artifact
+    is opened only as its verdict allows (serve/verdicts.py): `allow_unverified` runs the refused ones too,
+    with the warning shown beside each answer."""
 
-    def __init__(self, artifacts: Path) -> None:
+    def __init__(self, artifacts: Path, allow_unverified: bool = False) -> None:
         self.artifacts = Path(artifacts)
+        self.allow_unverified = allow_unverified
         self._runtimes: dict[tuple[str, str], Runtime] = {}
+        self.notes: dict[tuple[str, str], list[str]] = {}  # the verdict's warnings and notes per runtime
         self._lock = threading.Lock()
 
     def formats(self, tag: str) -> list[str]:
@@ -48,13 +54,40 @@ class RuntimeCache:
         found = [p.name for p in artifact_dirs(self.artifacts / tag)]
         return [PYTORCH, *found]
 
+    def standing(self, tag: str, fmt: str):
+        """The verdict standing of an artifact (None for the PyTorch original or an unreadable card)."""
+        if fmt == PYTORCH:
+            return None
+        try:
+            return standing(read_card(self.artifacts / tag / fmt))
+        except ZooError:
+            return None
+
+    def choices(self, tag: str) -> list[tuple[str, str]]:
+        """(label, format) pairs for the dropdown: each artifact marked with its verdict."""
+        out = []
+        for fmt in self.formats(tag):
+            s = self.standing(tag, fmt)
+            label = fmt if s is None else f"{fmt}  {s.mark} {s.status}" + (" (other CPU)" * bool(s.host_note))
+            out.append((label, fmt))
+        return out
+
     def get(self, tag: str, fmt: str) -> Runtime:
         key = (tag, fmt)
         with self._lock:
             if key not in self._runtimes:
                 source = tag if fmt == PYTORCH else self.artifacts / tag / fmt
+                if fmt != PYTORCH:
+                    self.notes[key] = admit(source, allow=self.allow_unverified)
                 self._runtimes[key] = open_runtime(source, shared=True)
             return self._runtimes[key]
+
+    def forget(self, tag: str) -> None:
+        """Drop the runtimes of `tag`'s artifacts (after an export or check rewrote them)."""
+        with self._lock:
+            for key in [k for k in self._runtimes if k[0] == tag and k[1] != PYTORCH]:
+                self._runtimes.pop(key).close()
+                self.notes.pop(key, None)
 
 
 TIMED_RUNS = 5  # warm runs whose median is shown (one more, untimed, warms up first)
@@ -105,10 +138,11 @@ def classify(
         batch = preprocess(img, candidate.preprocess)[None]
         top_c, ms_c = _timed_top5(candidate, batch)
         top_o, ms_o = _timed_top5(original, batch)
+        notes = "".join(f"  \n⚠️ {line}" for line in cache.notes.get((tag, fmt or PYTORCH), []))
         status = (
             f"**{badge(top_c, top_o)}** — {fmt}: {top_c[0]['label']} ({ms_c:.2f} ms) · "
             f"PyTorch: {top_o[0]['label']} ({ms_o:.2f} ms)  \n"
-            "<small>latency: median of warm runs, model only</small>"
+            f"<small>latency: median of warm runs, model only</small>{notes}"
         )
         return _as_label(top_c), _as_label(top_o), status, resize_and_crop(img, candidate.preprocess)
     except ZooError as e:  # the CLI's sentence, with the upload's own name instead of its temporary path
@@ -141,15 +175,24 @@ def crop_file(crop: Image.Image | None, folder: Path) -> str | None:
     return str(path)
 
 
-def export_missing(cache: RuntimeCache, tag: str) -> str:
-    """Export the ONNX artifacts of `tag` that are not there yet (calibrated on its own dataset)."""
+def export_missing(cache: RuntimeCache, tag: str, log=lambda _m: None) -> str:
+    """Export and check the ONNX artifacts of `tag` that are not there yet, as `zoo export` does
+    (calibrated on its own dataset, parity on its labelled test split), so each card carries a verdict;
+    `log` hears each step. Returns one line per artifact with its verdict."""
     try:
         missing = [f for f in DEMO_FORMATS if f not in cache.formats(tag)]
         if not missing:
             return f"all ONNX artifacts of {tag} are exported."
-        results = export_model(tag, ExportOptions(missing, cache.artifacts), log=lambda _m: None)
-        failed = [f"{r.format}: {r.message}" for r in results if r.status == "failed"]
-        return "⚠️ " + "; ".join(failed) if failed else f"exported {', '.join(missing)} of {tag}."
+        checked = export_and_check(tag, missing, ExportOptions(missing, cache.artifacts), log=log)
+        cache.forget(tag)
+        lines = []
+        for c in checked:
+            agreement = c.parity.get("top1_agreement")
+            figure = f" ({agreement:.2f}% top-1 agreement)" if agreement is not None else ""
+            lines.append(
+                f"{c.mark} {c.target}: {c.status}{figure}" + (f" — {c.reason()}" if not c.ok else "")
+            )
+        return "  \n".join(lines)
     except ZooError as e:
         return f"⚠️ {e}"
 
@@ -188,19 +231,24 @@ def drawn_images(folder: Path, n: int) -> list[Path]:
 
 
 def _default(cache: RuntimeCache, tag: str) -> str:
-    """The first exported artifact (so the page compares something), else PyTorch itself."""
-    formats = cache.formats(tag)
-    return formats[1] if len(formats) > 1 else PYTORCH
+    """The first exported artifact that passed its check (so the page compares something), else PyTorch."""
+    passed = [f for f in cache.formats(tag)[1:] if getattr(cache.standing(tag, f), "status", "") == "passed"]
+    return passed[0] if passed else PYTORCH
 
 
-def build_demo(models: list[str] | None = None, artifacts: Path = Path("artifacts"), concurrency: int = 2):
+def build_demo(
+    models: list[str] | None = None,
+    artifacts: Path = Path("artifacts"),
+    concurrency: int = 2,
+    allow_unverified: bool = False,
+):
     """The Gradio Blocks app. `models`: the tags offered (default: every tag whose weights are local)."""
     tags = (
         models
         or [s.name for s in registry.pretrained_tags().values() if s.file is not None]
         or list(registry.pretrained_tags())
     )
-    cache = RuntimeCache(artifacts)
+    cache = RuntimeCache(artifacts, allow_unverified)
     examples = example_images(tags[0], cache_dir() / "demo-examples")
     crops = Path(tempfile.gettempdir()) / "resnet-zoo-demo-crops"  # Gradio serves files from the temp dir
     with gr.Blocks(title="resnet-zoo") as demo:
@@ -214,11 +262,11 @@ def build_demo(models: list[str] | None = None, artifacts: Path = Path("artifact
                 pasted = gr.Image(type="pil", sources=["clipboard", "webcam"], label="or paste / webcam")
                 model = gr.Dropdown(tags, value=tags[0], label="model")
                 fmt = gr.Dropdown(
-                    cache.formats(tags[0]), value=_default(cache, tags[0]), label="artifact / backend"
+                    cache.choices(tags[0]), value=_default(cache, tags[0]), label="artifact / backend"
                 )
                 with gr.Row():
                     run = gr.Button("Classify", variant="primary")
-                    export = gr.Button("Export missing ONNX artifacts")
+                    export = gr.Button("Export and check missing ONNX artifacts")
                 gr.Examples(examples, inputs=upload)
             with gr.Column():
                 status = gr.Markdown(elem_id="status")
@@ -232,7 +280,11 @@ def build_demo(models: list[str] | None = None, artifacts: Path = Path("artifact
                 )
 
         def refresh(tag: str):
-            return gr.update(choices=cache.formats(tag), value=_default(cache, tag))
+            return gr.update(choices=cache.choices(tag), value=_default(cache, tag))
+
+        def run_export(tag: str, progress=gr.Progress()):  # noqa: B008  (Gradio's progress idiom)
+            progress(0, desc=f"exporting {tag} ...")
+            return export_missing(cache, tag, log=lambda m: progress(None, desc=m))
 
         def run_classify(file, picture, tag, fmt_):
             cand, orig, status_, seen = classify(cache, file or picture, tag, fmt_)
@@ -245,7 +297,7 @@ def build_demo(models: list[str] | None = None, artifacts: Path = Path("artifact
             [candidate, original, status, crop],
             api_name="classify",
         )
-        export.click(lambda t: export_missing(cache, t), model, status).then(refresh, model, fmt)
+        export.click(run_export, model, status).then(refresh, model, fmt)
     demo.queue(default_concurrency_limit=concurrency, max_size=128)
     demo.zoo_cache = cache
     return demo

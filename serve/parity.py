@@ -13,13 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from export.artifact import update_card
-from serve.bars import BARS, JUDGED_AS, bars_with  # noqa: F401  (re-exported: parity is their user)
+from export.artifact import read_card, update_card
+from serve.bars import BARS, JUDGED_AS, bars_with, looser  # noqa: F401  (re-exported: parity is their user)
 from serve.runtimes import Runtime, TorchRuntime, open_runtime
+from serve.verdicts import card_key
 from zoo import registry
 from zoo.data import check_fits, find_dataset
 from zoo.errors import ZooError
 from zoo.preprocess import preprocess_batch
+from zoo.weights import sha256_file, weights_file
 
 
 @dataclass
@@ -144,15 +146,37 @@ def parity(
     reference_logits: np.ndarray | None = None,
     bars: dict | None = None,
 ) -> dict[str, Any]:
+    """The metrics, the verdict under the zoo's own bars (the one an artifact's card keeps, and every
+    command honours) and, when other bars are given, the verdict under those beside it, named as such:
+    looser bars can never turn a failure into a pass. `measured_on` says where the verdict holds."""
     ref = logits_of(reference, data) if reference_logits is None else reference_logits
     metrics = compare(ref, logits_of(candidate, data), data.labels)
-    return {
+    out = {
         "data": data.source,
         "reference": reference.describe(),
         "candidate": candidate.describe(),
+        "measured_on": candidate.measured_on(),
         **metrics,
-        "verdict": verdict(metrics, candidate.precision, bars),
+        "verdict": verdict(metrics, candidate.precision),
     }
+    if bars is not None and bars != BARS:
+        out["verdict_given_bars"] = verdict(metrics, candidate.precision, bars) | {"looser": looser(bars)}
+    return out
+
+
+def check_exported_from(directory, spec) -> None:
+    """Refuse, in one sentence, an artifact that was not exported from the weights of `spec`."""
+    card = read_card(directory)
+    if card.get("source") != spec.name:
+        raise ZooError(
+            f"{directory} was exported from {card.get('source')}, not {spec.name}: compare it with its own "
+            f"original, `zoo parity {card.get('source')} {directory}`."
+        )
+    if card.get("weights_sha256") != sha256_file(weights_file(spec)):
+        raise ZooError(
+            f"{directory} was exported from other weights than {spec.name}'s (sha256 "
+            f"{str(card.get('weights_sha256'))[:12]}…): export it again from these."
+        )
 
 
 def check_artifacts(
@@ -176,6 +200,8 @@ def check_artifacts(
     if not runs:
         return {}
     _, spec = registry.resolve(tag)
+    for d, _, _ in runs:  # before any work: an artifact of other weights is no candidate for this original
+        check_exported_from(d, spec)
     try:
         dataset = find_dataset(spec.dataset, data, "test")
     except ZooError as e:
@@ -196,6 +222,6 @@ def check_artifacts(
         except ZooError as e:  # a built artifact that cannot be run is a failure, not a skip
             out[key] = {"failed": f"could not run it for parity: {e}"}
             continue
-        update_card(d, **{f"parity_{run_by}" if run_by else "parity": result})
+        update_card(d, **{card_key(run_by): result})
         out[key] = result
     return out

@@ -7,6 +7,7 @@ float32 batch and get logits back, close; device, precision and preprocessing as
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,15 @@ import numpy as np
 
 from export.aoti import check_compatible
 from export.artifact import read_card, verify_file
+from export.int8 import EXACT
+from export.int8 import arithmetic as int8_arithmetic
 from export.onnx import ort_session
 from export.tensorrt import Engine
 from zoo import registry
 from zoo.errors import ZooError
 from zoo.labels import load_labels
 from zoo.lazy import lazy_import
+from zoo.machine import cpu_record, hardware, version
 from zoo.paths import cache_dir
 from zoo.preprocess import PreprocessSpec
 
@@ -39,6 +43,7 @@ class Runtime:
     hold the backend's session, engine or model, which `close()` releases."""
 
     backend = "?"
+    distribution = "torch"  # the package whose version a verdict records
     _handles: tuple[str, ...] = ()
 
     def __init__(
@@ -53,6 +58,7 @@ class Runtime:
     ) -> None:
         self.name, self.preprocess, self.labels = name, preprocess, labels
         self.precision, self.device, self.format, self.card = precision, device, fmt, card or {}
+        self.arithmetic = precision  # how the numbers are computed here, where that says more
         self.closed = False
 
     @property
@@ -115,7 +121,25 @@ class Runtime:
             "backend": self.backend,
             "device": self.device,
             "precision": self.precision,
+            "arithmetic": self.arithmetic,
         }
+
+    def measured_on(self) -> dict[str, Any]:
+        """Where a figure measured with this runtime holds: the CPU with the features that change its
+        numerics, the GPU where one runs it, the runtime and its version, and the arithmetic."""
+        where: dict[str, Any] = {
+            **cpu_record(),
+            "runtime": self.backend,
+            "runtime_version": version(self.distribution) or version(f"{self.distribution}-gpu"),
+            "arithmetic": self.arithmetic,
+            "precision": self.precision,
+        }
+        if self.device.startswith("cuda"):
+            gpu = hardware(self.device)
+            where |= {k: gpu[k] for k in ("gpu", "compute_capability", "cuda") if k in gpu}
+            with contextlib.suppress(Exception):  # older torch: the CUDA version above still tells the stack
+                where["cuda_driver"] = torch._C._cuda_getDriverVersion()
+        return where
 
 
 class TorchRuntime(Runtime):
@@ -158,6 +182,7 @@ class TorchRuntime(Runtime):
 
 class OnnxRuntime(Runtime):
     backend = "onnxruntime"
+    distribution = "onnxruntime"
     _handles = ("session",)
 
     def __init__(
@@ -169,12 +194,20 @@ class OnnxRuntime(Runtime):
         **kw: Any,
     ) -> None:
 
-        self.session = ort_session(path, threads, providers, spinning)
+        int8 = (kw.get("card") or {}).get("int8")
+        on_cpu = not providers
+        # the TensorRT flavour on the CPU: exact int8, what TensorRT computes (export/int8.py)
+        exact = bool(int8) and on_cpu and int8_arithmetic(int8) == EXACT
+        self.session = ort_session(path, threads, providers, spinning, exact_int8=exact)
         check_provider(providers, self.session.get_providers())
         self.input_name = self.session.get_inputs()[0].name
         provider = self.session.get_providers()[0]
         device = "cpu" if provider == "CPUExecutionProvider" else "cuda"
         super().__init__(device=device, **kw)
+        if int8 and on_cpu:
+            self.arithmetic = int8_arithmetic(int8)
+        elif not on_cpu:
+            self.arithmetic = f"{self.precision} on ONNX Runtime's {provider}"
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch})[0]
@@ -182,12 +215,14 @@ class OnnxRuntime(Runtime):
 
 class TensorRTRuntime(Runtime):
     backend = "tensorrt"
+    distribution = "tensorrt"
     _handles = ("engine",)
 
     def __init__(self, path: Path, card: dict[str, Any], **kw: Any) -> None:
 
         self.engine = Engine(path, card)
         super().__init__(device="cuda", card=card, **kw)
+        self.arithmetic = f"TensorRT {self.precision} engine"
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self.engine.run(batch)
@@ -238,6 +273,7 @@ class OpenVINORuntime(Runtime):
     says so in its precision, which parity then judges by the half-precision bar."""
 
     backend = "openvino"
+    distribution = "openvino"
     _handles = ("request", "compiled")
 
     def __init__(self, path: Path, threads: int | None = None, **kw: Any) -> None:
@@ -254,6 +290,9 @@ class OpenVINORuntime(Runtime):
         super().__init__(device="cpu", **kw)
         if self.precision == "fp32":  # an FP32 artifact runs in whatever OpenVINO computes in
             self.precision = {"bf16": "bf16", "f16": "fp16"}.get(computes, "fp32")
+        self.arithmetic = f"OpenVINO, inference precision {computes}" + (
+            ", its int8 kernels on the Q/DQ graph" if self.precision == "int8" else ""
+        )
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self.request.infer([batch])[0]

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 pytest.importorskip("gradio", reason="the web demo needs gradio: pip install 'resnet-zoo[app]'")
 
-from export.pipeline import ExportOptions, export_model  # noqa: E402
+from export.pipeline import ExportOptions  # noqa: E402
+from serve.checked_export import export_and_check  # noqa: E402
 from serve.demo import RuntimeCache, badge, build_demo, classify, drawn_images  # noqa: E402
 from zoo.cli import app  # noqa: E402
 
@@ -27,9 +28,10 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory, cifar_tag, cifar_dir):
     out = tmp_path_factory.mktemp("demo-artifacts")
-    export_model(
-        cifar_tag, ExportOptions(["onnx", "onnx-int8-cpu"], out, calib_size=256), log=lambda _m: None
-    )
+    # checked as `zoo export` checks them: the demo opens only artifacts whose verdict passed
+    options = ExportOptions(["onnx", "onnx-int8-cpu"], out, calib_size=256)
+    checked = export_and_check(cifar_tag, options.formats, options, parity_images=1000, log=lambda _m: None)
+    assert [c.status for c in checked] == ["ok", "ok"], [c.reason() for c in checked]
     return out
 
 
@@ -304,6 +306,12 @@ def test_the_export_button_exports_the_missing_onnx_artifacts(cifar_tag, tmp_pat
 
     cache = RuntimeCache(tmp_path)
     assert cache.formats(cifar_tag) == ["pytorch"]
-    message = export_missing(cache, cifar_tag)
-    assert message.startswith("exported") and cache.formats(cifar_tag) == ["pytorch", *sorted(DEMO_FORMATS)]
+    steps: list[str] = []  # what the button's progress shows, step by step
+    message = export_missing(cache, cifar_tag, log=steps.append)  # exported and checked, as `zoo export`
+    assert [line.split(":")[0] for line in message.splitlines()] == [f"✅ {f}" for f in DEMO_FORMATS]
+    assert any(s.startswith("parity:") for s in steps) and any("onnx-int8: built" in s for s in steps)
+    from export.artifact import read_card
+
+    assert all(read_card(tmp_path / cifar_tag / f)["parity"]["verdict"]["passed"] for f in DEMO_FORMATS)
+    assert cache.formats(cifar_tag) == ["pytorch", *sorted(DEMO_FORMATS)]
     assert export_missing(cache, cifar_tag) == f"all ONNX artifacts of {cifar_tag} are exported."

@@ -26,12 +26,14 @@ def _need_tritonclient() -> None:
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory, cifar_tag, cifar_dir) -> Path:
-    from export.pipeline import ExportOptions, export_model
+    from export.pipeline import ExportOptions
+    from serve.checked_export import export_and_check
 
     out = tmp_path_factory.mktemp("artifacts")
-    done = export_model(
-        cifar_tag, ExportOptions(formats=["onnx-int8-cpu"], out=out, calib_size=128), lambda m: None
-    )
+    options = ExportOptions(formats=["onnx-int8-cpu"], out=out, calib_size=128)
+    # checked, as `zoo export` checks it: `zoo triton` and `zoo bench-triton` serve only what passed
+    done = export_and_check(cifar_tag, options.formats, options, parity_images=1000, log=lambda m: None)
+    assert done[-1].status == "ok", done[-1].reason()
     return done[-1].artifact.path
 
 

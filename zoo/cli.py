@@ -165,6 +165,19 @@ def doctor_cmd(as_json: JsonOpt = False) -> None:
     report = diagnose()
     if as_json:
         return emit_json(report)
+    n = report["cpu_numerics"]
+    int8 = {"vnni": "exact int32 dot products (VNNI)", "no-vnni": "u8s8 pairs that saturate (no VNNI)"}
+    table(
+        "machine",
+        ["what", "here"],
+        [
+            ["CPU", f"{report['cpu']} ({report['cpu_count']} cores)"],
+            ["features that change numerics", ", ".join(n["features"]) or "none of them"],
+            ["int8 kernels", int8[n["int8_class"]]],
+            ["bf16", "yes (OpenVINO computes in bf16)" if n["bf16_class"] == "bf16" else "no (fp32)"],
+            ["Python", report["python"]],
+        ],
+    )
     table(
         "versions", ["package", "version"], [[k, v or "not installed"] for k, v in report["versions"].items()]
     )
@@ -330,6 +343,54 @@ def bench_train_cmd(
         ],
     )
     typer.echo(f"wrote {out / 'bench-train.json'}")
+
+
+@command("teacher-table")
+def teacher_table_cmd(
+    recipe: Annotated[
+        str, typer.Option(help="The recipe whose [distill] teacher and augmentation it serves.")
+    ],
+    arch: Annotated[
+        str, typer.Option(help="The student (the recipe's per-architecture sections).")
+    ] = "resnet20",
+    data: DataOpt = None,
+    train_limit: Annotated[
+        int | None, typer.Option(help="Only the first N training images (as `zoo train --train-limit`).")
+    ] = None,
+    stop_after: Annotated[
+        int | None, typer.Option(help="Stop after N images (continue later by running it again).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compute the teacher's logits for every augmented view of every training image, once, for every
+    student of the recipe: resumable, checked against the teacher's weights, the augmentation and the split."""
+    from zoo.data import find_dataset
+    from zoo.recipe import load_recipe
+    from zoo.teacher import Teacher, build_table
+
+    r = load_recipe(recipe).for_arch(arch)
+    if not r.distill.teacher:
+        raise ZooError(f'recipe {r.name} names no teacher: add [distill] teacher = ["resnet56.cifar10"].')
+    train = find_dataset(r.dataset, _data_root(data), "train")  # the training split only, never the test
+    if not hasattr(train, "images"):
+        raise ZooError(f"a teacher table covers the CIFAR augmentation; {r.dataset} has none.")
+    log = (lambda _m: None) if as_json else (lambda m: typer.echo(m, err=True))
+    folder = build_table(
+        Teacher(list(r.distill.teacher)),
+        train.images[:train_limit],
+        train.labels[:train_limit],
+        int(r.augment.pad),
+        bool(r.augment.hflip),
+        log=log,
+        stop_after=stop_after,
+    )
+    meta = json.loads((folder / "table.json").read_text())
+    if as_json:
+        return emit_json({"folder": str(folder), **meta})
+    state = "complete" if meta.get("complete") else f"{meta['done']} of {meta['key']['images']} images"
+    typer.echo(
+        f"teacher table {folder}: {state}" + (f", sha256 {meta['sha256']}" if meta.get("sha256") else "")
+    )
 
 
 @command("runs")
@@ -520,6 +581,21 @@ BackendOpt = Annotated[
     str | None,
     typer.Option(help="Run ONNX artifacts with openvino, or ONNX Runtime's cuda or tensorrt provider."),
 ]
+AllowOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-unverified",
+        help="Use artifacts whose last parity check failed or that were never checked (with a warning).",
+    ),
+]
+
+
+def _admit(directory: Path, backend: str | None, allow: bool) -> None:
+    """The verdict policy (serve/verdicts.py): refuse in one sentence, or print its warnings on stderr."""
+    from serve.verdicts import admit
+
+    for line in admit(directory, backend, allow):
+        typer.echo(line, err=True)
 
 
 @command("predict")
@@ -529,14 +605,19 @@ def predict_cmd(
     artifact: Annotated[Path | None, typer.Option(help="An artifact directory from `zoo export`.")] = None,
     topk: Annotated[int, typer.Option(help="How many labels per image.")] = 5,
     backend: BackendOpt = None,
+    allow_unverified: AllowOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Classify images with a model or an exported artifact, through its own preprocessing."""
+    """Classify images with a model or an exported artifact, through its own preprocessing. An artifact
+    runs only if its last parity check passed (see `zoo parity`), unless --allow-unverified."""
     from serve.predict import predict
-    from serve.runtimes import open_runtime
+    from serve.runtimes import check_backend, open_runtime
 
     if (model is None) == (artifact is None):
         raise ZooError("give exactly one of --model NAME or --artifact DIR.")
+    if artifact is not None:
+        check_backend(backend)
+        _admit(artifact, backend, allow_unverified)
     with open_runtime(artifact or model, backend=backend) as rt:
         results = predict(rt, images, topk)
     if as_json:
@@ -612,11 +693,20 @@ def parity_cmd(
             [parity_cells(Path(d).name, r, MARKS[status_of(r)]) for d, r in results.items()],
         )
         parity_footnote(results.values())
-    failed = {d: r for d, r in results.items() if not r.get("verdict", {}).get("passed", False)}
+    # the exit code follows the bars asked for; the card keeps the verdict under the zoo's own bars
+    judged = {d: r.get("verdict_given_bars") or r.get("verdict") for d, r in results.items()}
+    failed = {d: r for d, r in results.items() if not (judged[d] or {}).get("passed", False)}
+    for d, r in [] if as_json else results.items():
+        given, own = r.get("verdict_given_bars"), r.get("verdict")
+        if given and own and given["passed"] and not own["passed"]:
+            typer.echo(
+                f"note: {d} passes the bars you gave ({'; '.join(given['looser']) or 'custom'}) but not the "
+                "zoo's own: its card stays failed, and predict, serve, triton and bench refuse it without "
+                "--allow-unverified.",
+                err=True,
+            )
     for d, r in [] if as_json else failed.items():
-        reason = (
-            "; ".join(r["verdict"]["failures"]) if "verdict" in r else r.get("skipped") or r.get("failed")
-        )
+        reason = "; ".join(judged[d]["failures"]) if judged[d] else r.get("skipped") or r.get("failed")
         typer.echo(f"error: {d}: {reason}", err=True)
     if failed:
         raise typer.Exit(1)
@@ -648,6 +738,13 @@ def bench_cmd(
     device: Annotated[
         str, typer.Option(help="Where the PyTorch baselines run: cpu, or cuda to compare with engines.")
     ] = "cpu",
+    allow_unverified: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unverified",
+            help="Also time artifacts that failed their parity check or were never checked (marked).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Latency (p50/p90/p99) and throughput per format and batch size, model-only and end-to-end.
@@ -669,6 +766,7 @@ def bench_cmd(
         artifacts=artifacts,
         device=device,
         data=_data_root(data),
+        allow_unverified=allow_unverified,
     )
     report = bench(model, options, (lambda _m: None) if as_json else (lambda m: typer.echo(m, err=True)))
     if as_json:
@@ -676,7 +774,7 @@ def bench_cmd(
     table(
         f"zoo bench {report['model']} on {report['hardware']['cpu']}",
         SUMMARY_COLUMNS,
-        [[c[0], f"{MARKS.get(c[1], '·')} {c[1]}", *c[2:]] for c in summary_cells(report)],
+        [[c[0], f"{MARKS.get(c[1].split(' (')[0], '·')} {c[1]}", *c[2:]] for c in summary_cells(report)],
     )
     if report["fastest"]:
         from serve.bench import fastest_sentence
@@ -686,8 +784,8 @@ def bench_cmd(
     if report["untrained"]:
         typer.echo("note: untrained weights: the timings hold, accuracy and agreement mean little.", err=True)
     for e in report["summary"]:
-        if e["status"] == "failed":
-            typer.echo(f"note: {e['format']}: {e['message']}", err=True)
+        if e["status"] == "failed" or e.get("refused") or e.get("warning"):
+            typer.echo(f"note: {e['format']}: {e.get('message') or e.get('warning')}", err=True)
 
 
 def _batch_sizes(batch: str, repeats: int) -> list[int]:
@@ -712,6 +810,7 @@ def serve_cmd(
     triton: Annotated[
         Path | None, typer.Option(help="Serve this model repository (from `zoo triton`) with Triton instead.")
     ] = None,
+    allow_unverified: AllowOpt = False,
 ) -> None:
     """Start the web demo (an artifact's top-5 next to its PyTorch original's), or with --triton a Triton
     Inference Server on loopback for a repository written by `zoo triton`."""
@@ -721,7 +820,9 @@ def serve_cmd(
         return serve_until_interrupted(triton, port, typer.echo)
     from serve.demo import build_demo  # Gradio, when it is missing, is one sentence where first used
 
-    build_demo(model, artifacts).launch(server_name=host, server_port=port, share=share)
+    build_demo(model, artifacts, allow_unverified=allow_unverified).launch(
+        server_name=host, server_port=port, share=share
+    )
 
 
 TritonFormatOpt = Annotated[
@@ -745,6 +846,7 @@ def triton_cmd(
     dynamic_batching: Annotated[bool, typer.Option(help="Let Triton batch concurrent requests.")] = True,
     out: ArtifactsOpt = Path("artifacts"),
     data: DataOpt = None,
+    allow_unverified: AllowOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Write a Triton Inference Server model repository for an artifact (exported first if missing):
@@ -753,7 +855,7 @@ def triton_cmd(
     from serve.triton import check_servable, write_repository
 
     check_servable(format, get(format).file, device)  # before exporting anything
-    artifact = _exported(model, format, out, data, quiet=as_json)
+    artifact = _exported(model, format, out, data, allow_unverified, quiet=as_json)
     written = write_repository(artifact, repo, device, dynamic_batching)
     if as_json:
         return emit_json(written)
@@ -763,14 +865,18 @@ def triton_cmd(
     )
 
 
-def _exported(model: str, fmt: str, out: Path, data: str | None, quiet: bool = False) -> Path:
-    """The artifact of `fmt` for `model`: reused when it is there, else exported (without parity)."""
-    from export.pipeline import ExportOptions, export_model
+def _exported(model: str, fmt: str, out: Path, data: str | None, allow: bool, quiet: bool = False) -> Path:
+    """The artifact of `fmt` for `model`: the one under OUT/TAG/FMT as it is (whatever options it was
+    exported with), else exported and checked as `zoo export` does; then admitted by its verdict."""
+    from export.pipeline import ExportOptions
+    from serve.checked_export import export_and_check
 
     log = (lambda _m: None) if quiet else (lambda m: typer.echo(m, err=True))
-    done = export_model(model, ExportOptions(formats=[fmt], out=out, data=_data_root(data)), log)[-1]
+    options = ExportOptions(formats=[fmt], out=out, data=_data_root(data), use_existing=True)
+    done = export_and_check(model, [fmt], options, log=log, recheck=False)[-1]
     if done.artifact is None:
         raise ZooError(f"{fmt} could not be exported: {done.message}")
+    _admit(done.artifact.path, None, allow)
     return done.artifact.path
 
 
@@ -783,6 +889,7 @@ def bench_triton_cmd(
     out: Annotated[Path, typer.Option(help="Where the JSON and Markdown go.")] = Path("bench"),
     artifacts: ArtifactsOpt = Path("artifacts"),
     data: DataOpt = None,
+    allow_unverified: AllowOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Load-test an artifact served by a real Triton server on loopback (the CPU flavour), with dynamic
@@ -792,7 +899,7 @@ def bench_triton_cmd(
     from zoo import registry
     from zoo.data import find_dataset
 
-    artifact = _exported(model, format, artifacts, data, quiet=as_json)
+    artifact = _exported(model, format, artifacts, data, allow_unverified, quiet=as_json)
     spec = registry.resolve(model)[1]
     images = encoded_images(find_dataset(spec.dataset, _data_root(data), "test"), 64)
     log = (lambda _m: None) if as_json else (lambda m: typer.echo(m, err=True))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from zoo.machine import machine, version
+from zoo.machine import cpu_record, machine, version
 from zoo.paths import BUILTIN_WEIGHTS, cache_dir
 
 PACKAGES = (
@@ -88,6 +88,7 @@ def diagnose() -> dict[str, Any]:
     data = os.environ.get("ZOO_DATA")
     return {
         **machine(),
+        "cpu_numerics": cpu_record(),
         "versions": {p: version(p) for p in PACKAGES},
         "backends": backends,
         "paths": {

@@ -41,6 +41,59 @@ def machine() -> dict[str, Any]:
     }
 
 
+# The instruction-set features that change what a CPU computes, not only how fast: int8 dot products with
+# VNNI (AVX-512 VNNI, AVX-VNNI, AMX) accumulate exactly, those without it (AVX2, AVX-512 alone) go through
+# u8 x s8 pairs summed in int16, which saturate; bf16 (AVX-512 BF16, AMX) is what OpenVINO computes in where
+# it exists.
+NUMERIC_FEATURES = (
+    "avx2",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+)
+FEATURES_ENV = "ZOO_CPU_FEATURES"  # comma-separated: stands in for /proc/cpuinfo (tests, what-if checks)
+
+
+def cpu_features() -> list[str]:
+    """The NUMERIC_FEATURES this CPU has, from /proc/cpuinfo's flags (or $ZOO_CPU_FEATURES)."""
+    given = os.environ.get(FEATURES_ENV)
+    if given is not None:
+        return [f for f in NUMERIC_FEATURES if f in {g.strip() for g in given.split(",")}]
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            line = next((line for line in f if line.startswith("flags")), "")
+        flags = set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return [f for f in NUMERIC_FEATURES if f in flags]
+
+
+def int8_class(features: list[str]) -> str:
+    """How this CPU's int8 kernels add up: 'vnni' (exact int32 accumulation) or 'no-vnni' (u8s8 pairs
+    that saturate in int16 unless the weights have 7 bits)."""
+    return "vnni" if {"avx512_vnni", "avx_vnni", "amx_int8"} & set(features) else "no-vnni"
+
+
+def bf16_class(features: list[str]) -> str:
+    return "bf16" if {"avx512_bf16", "amx_bf16"} & set(features) else "no-bf16"
+
+
+def cpu_record(features: list[str] | None = None) -> dict[str, Any]:
+    """What a CPU verdict records of the CPU: model, numeric features and the classes they make."""
+    features = cpu_features() if features is None else features
+    return {
+        "cpu": machine()["cpu"],
+        "features": features,
+        "int8_class": int8_class(features),
+        "bf16_class": bf16_class(features),
+    }
+
+
 def hardware(device: Any = None) -> dict[str, Any]:
     """`machine()` plus torch, its CPU threads, OMP_NUM_THREADS and the GPU (the one `device` names, or
     the first) where there is one. Imports torch only if it is installed."""
