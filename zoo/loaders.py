@@ -46,6 +46,7 @@ class DeviceCifarLoader:
         self.batch_size, self.train, self.pad, self.hflip, self.cutout = batch_size, train, pad, hflip, cutout
         self.seed, self.rank, self.world, self.epoch = seed, rank, world, 0
         self.channels_last = channels_last
+        self.with_views = False  # set by distillation: batches then carry their image indices and view ids
         self.mean = torch.tensor(spec.mean, device=self.device).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(spec.std, device=self.device).view(1, 3, 1, 1) * 255
 
@@ -70,28 +71,55 @@ class DeviceCifarLoader:
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch + 7_919)
         for b in range(len(self)):
             sel = idx[b * self.batch_size : (b + 1) * self.batch_size].to(self.device)
-            x = self.x[sel]
+            x, ids = self.x[sel], None
             if self.train:
-                x = crop_and_flip(x, self.pad, self.hflip, g)
+                x, ids = crop_and_flip(x, self.pad, self.hflip, g, with_ids=True)
             x = (x.float() - self.mean) / self.std
             if self.train and self.cutout:
                 x = x * cutout_mask(len(x), x.shape[-2:], self.cutout, g).to(x.device)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            yield x, self.y[sel]
+            # with_views: which image and which of its views each row is (a teacher table's keys)
+            yield (x, self.y[sel], sel, ids) if self.with_views else (x, self.y[sel])
 
 
-def crop_and_flip(x: torch.Tensor, pad: int, hflip: bool, g: torch.Generator) -> torch.Tensor:
-    """Zero-pad by `pad`, take a random crop of the original size, and flip half the images (uint8 NCHW)."""
-    b, c, h, w = x.shape
+def crop_and_flip(
+    x: torch.Tensor, pad: int, hflip: bool, g: torch.Generator, with_ids: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad by `pad`, take a random crop of the original size, and flip half the images (uint8 NCHW).
+    With `with_ids`, also the index of each image's view (`view_ids`), by which a teacher table is read."""
+    b = x.shape[0]
+    oy = torch.randint(0, 2 * pad + 1, (b,), generator=g)
+    ox = torch.randint(0, 2 * pad + 1, (b,), generator=g)
+    flip = (torch.rand(b, generator=g) < 0.5) if hflip else None
+    ids = view_ids(oy, ox, flip, pad)
+    out = render(x, ids, pad, hflip)
+    return (out, ids) if with_ids else out
+
+
+def view_count(pad: int, hflip: bool) -> int:
+    """How many distinct views the crop-and-flip augmentation has: 9 x 9 x 2 = 162 for pad 4."""
+    return (2 * pad + 1) ** 2 * (2 if hflip else 1)
+
+
+def view_ids(oy: torch.Tensor, ox: torch.Tensor, flip: torch.Tensor | None, pad: int) -> torch.Tensor:
+    """The index of each (row offset, column offset, flip) view: (oy x (2 pad + 1) + ox) x 2 + flip."""
+    ids = oy * (2 * pad + 1) + ox
+    return ids if flip is None else ids * 2 + flip.long()
+
+
+def render(x: torch.Tensor, ids: torch.Tensor, pad: int, hflip: bool) -> torch.Tensor:
+    """The views `ids` (one per image) of the uint8 NCHW images `x`: the crop and flip they name."""
     dev = x.device
+    ids = ids.to(dev)
+    flip = (ids % 2).bool() if hflip else None
+    pos = ids // 2 if hflip else ids
+    oy, ox = pos // (2 * pad + 1), pos % (2 * pad + 1)
+    b, c, h, w = x.shape
     xp = F.pad(x, (pad, pad, pad, pad))
-    oy = torch.randint(0, 2 * pad + 1, (b,), generator=g).to(dev)
-    ox = torch.randint(0, 2 * pad + 1, (b,), generator=g).to(dev)
     rows = oy[:, None] + torch.arange(h, device=dev)
     cols = ox[:, None] + torch.arange(w, device=dev)
-    if hflip:
-        flip = (torch.rand(b, generator=g) < 0.5).to(dev)
+    if flip is not None:
         cols = torch.where(flip[:, None], cols.flip(1), cols)
     bi = torch.arange(b, device=dev)[:, None, None, None]
     ci = torch.arange(c, device=dev)[None, :, None, None]

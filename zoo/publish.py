@@ -60,6 +60,8 @@ def publish_run(run: Path, name: str, weights_dir: Path | None = None, data: str
             **_epoch_s_by_threads(run, s["train_images"]),
             "hardware": s["hardware"],
             "changes_from_paper": s["recipe_doc"].get("changes", []),
+            # the teacher (tags and weights' sha256), its temperature and weight, the table and its hash
+            **({"distillation": s["distillation"]} if s.get("distillation") else {}),
         },
     )
     for log in (METRICS, CURVES):  # the training log ships beside the weights

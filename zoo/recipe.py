@@ -79,6 +79,14 @@ class Model:  # None: the architecture's own default
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
 
+@dataclass(frozen=True)
+class Distill:  # knowledge distillation (zoo/teacher.py); weight 0: none
+    teacher: list = field(default_factory=list)  # zoo tags; several: an ensemble (their mean logits)
+    temperature: float = 4.0
+    weight: float = 0.0  # of the soft (teacher) term; 1 - weight of the hard (label) term
+    table: str = ""  # "": the teacher runs on each batch; "auto": the stored table for this teacher and split
+
+
 SECTIONS = {
     "train": Train,
     "optimizer": Optimizer,
@@ -86,6 +94,7 @@ SECTIONS = {
     "augment": Augment,
     "regularise": Regularise,
     "model": Model,
+    "distill": Distill,
 }
 
 
@@ -106,6 +115,7 @@ class Recipe:
     augment = _section("augment")
     regularise = _section("regularise")
     model = _section("model")
+    distill = _section("distill")
 
     def get(self, section: str, key: str) -> Any:
         """One setting with its default, by name: `recipe.get("optimizer", "lr")`."""
@@ -224,6 +234,7 @@ POSITIVE = {
     ("train", "batch_size"),
     ("train", "eval_every"),
     ("optimizer", "lr"),
+    ("distill", "temperature"),
 }
 NON_NEGATIVE = {
     ("optimizer", "momentum"),
@@ -292,6 +303,10 @@ def _check_value(section: str, key: str, value: Any, fail) -> None:
         fail(section, key, f"must not be negative, not {value}")
     if (section, key) == ("optimizer", "name") and value not in OPTIMIZERS:
         fail(section, key, f"{value!r} is not supported (the trainer has {', '.join(OPTIMIZERS)})")
+    if (section, key) == ("distill", "weight") and not 0 <= value <= 1:
+        fail(section, key, f"must be from 0 to 1, not {value}")
+    if (section, key) == ("distill", "teacher") and not all(isinstance(t, str) and t for t in value):
+        fail(section, key, "must be a list of zoo tags")
     if (section, key) == ("", "dataset") and value not in DATASETS:
         fail(section, key, f"{value!r} is not one of {', '.join(DATASETS)}")
 

@@ -26,11 +26,12 @@ from zoo.datasets import dataset, num_classes, preprocess_spec
 from zoo.errors import ZooError
 from zoo.figures import pyplot, save
 from zoo.files import atomic_path
-from zoo.loaders import DeviceCifarLoader, FolderDataset, ScaleAugment
+from zoo.loaders import DeviceCifarLoader, FolderDataset, ScaleAugment, render
 from zoo.machine import hardware
 from zoo.preprocess import preprocess
 from zoo.recipe import Recipe, lr_at
 from zoo.runs import CHECKPOINT, CURVES, METRICS, RUN, SUMMARY, WEIGHTS, metrics
+from zoo.teacher import Teacher, TeacherTable, distill_loss, split_sha256, table_dir
 from zoo.weights import save_safetensors
 
 AMP = ("auto", "bf16", "fp32")
@@ -162,11 +163,26 @@ def _loaders(cfg: TrainConfig, spec, device, rank: int, world: int, channels_las
     return train, test, len(train_set)
 
 
-def train_step(net: nn.Module, opt, x: torch.Tensor, y: torch.Tensor, smoothing: float, bf16: bool):
-    """One SGD step (bf16 autocast when asked; the loss in fp32); returns (logits, loss)."""
+def train_step(
+    net: nn.Module,
+    opt,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    smoothing: float,
+    bf16: bool,
+    soft: torch.Tensor | None = None,
+    distill=None,
+):
+    """One SGD step (bf16 autocast when asked; the loss in fp32); returns (logits, loss). With `soft`, the
+    teacher's logits for this batch, the loss is the recipe's distillation loss (`distill`: its section)."""
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
         logits = net(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=smoothing)
+        if soft is None:
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=smoothing)
+        else:
+            loss = distill_loss(
+                logits.float(), soft, y, float(distill.temperature), float(distill.weight), smoothing
+            )
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -211,6 +227,8 @@ class Run:
     wall: float = 0.0
     plateau: dict = field(default_factory=lambda: {"best": float("inf"), "bad": 0, "scale": 1.0})
     warm: bool = False  # the paper's warm-up lr, until the train error falls below the recipe's bar
+    soft: Any = None  # distillation: batch (x, y, image indices, view ids) -> the teacher's logits
+    distilled: dict | None = None  # what the summary records of the teacher and its table
 
     @property
     def recipe(self) -> Recipe:
@@ -271,6 +289,8 @@ def _start(cfg: TrainConfig) -> Run:
         ema_avg = torch.optim.swa_utils.get_ema_multi_avg_fn(float(r.regularise.ema_decay))
         ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=ema_avg, use_buffers=True)
     run = Run(cfg, model, opt, ema, loaders, device, rank, world, bf16, warm=_needs_warmup(cfg.arch, r))
+    if float(r.distill.weight) > 0:
+        run.soft, run.distilled = _teacher(loaders[0], r, device)
     cfg.out.mkdir(parents=True, exist_ok=True)
     if cfg.resume:
         _restore(run, cfg.out / CHECKPOINT)
@@ -286,6 +306,34 @@ def _start(cfg: TrainConfig) -> Run:
     if cfg.compile:
         run.net = torch.compile(run.net)
     return run
+
+
+def _teacher(loader, r: Recipe, device: torch.device):
+    """(batch -> the teacher's logits for each row's uncut view, the summary's record) for the recipe's
+    [distill] section: the stored table ("auto") or the teacher run on each batch ("")."""
+    if not isinstance(loader, DeviceCifarLoader):
+        raise ZooError(f"recipe {r.name}: distillation is implemented for the CIFAR loader, not {r.dataset}.")
+    d, aug = r.distill, r.augment
+    teacher = Teacher(list(d.teacher), device)
+    loader.with_views = True
+    images = loader.x.permute(0, 2, 3, 1).cpu().numpy()
+    key = teacher.key(
+        int(aug.pad), bool(aug.hflip), split_sha256(images, loader.y.cpu().numpy()), len(images)
+    )
+    record = {"teacher": teacher.tags, "teacher_sha256": teacher.sha256, "temperature": d.temperature}
+    record["weight"] = d.weight
+    if d.table:
+        if d.table != "auto":
+            raise ZooError(f'recipe {r.name}: [distill] table must be "auto" or "", not {d.table!r}.')
+        table = TeacherTable.open(table_dir(key), key)
+        record |= {"table": str(table.folder), "table_sha256": table.meta["sha256"]}
+        return (lambda batch: table.lookup(batch[2], batch[3]).to(device)), record
+
+    def online(batch):  # the uncut view (before cutout), as the table holds it
+        views = render(loader.x[batch[2]], batch[3], int(aug.pad), bool(aug.hflip))
+        return teacher.logits(teacher.normalise(views))
+
+    return online, record | {"table": None}
 
 
 def _record_run(run: Run) -> None:
@@ -336,7 +384,8 @@ def _train_epoch(run: Run, epoch: int, progress) -> dict[str, Any] | None:
     loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device)
     total, smoothing = run.total, float(r.regularise.label_smoothing)
     task = progress.add_task(f"epoch {epoch + 1}/{run.epochs}", total=len(loader)) if progress else None
-    for x, y in loader:
+    for batch in loader:
+        x, y = batch[0], batch[1]
         if run.step >= total or (run.cfg.max_steps is not None and run.step >= run.cfg.max_steps):
             if task is not None:
                 progress.remove_task(task)
@@ -346,7 +395,8 @@ def _train_epoch(run: Run, epoch: int, progress) -> dict[str, Any] | None:
         lr = float(r.schedule.warmup_lr) if run.warm else lr_at(r, run.step, total)
         for g in run.opt.param_groups:
             g["lr"] = lr * run.plateau["scale"]
-        logits, loss = train_step(run.net, run.opt, x, y, smoothing, run.bf16)
+        soft = run.soft(batch) if run.soft is not None else None
+        logits, loss = train_step(run.net, run.opt, x, y, smoothing, run.bf16, soft, r.distill)
         if run.ema is not None:
             run.ema.update_parameters(run.model)
         batch_correct = (logits.argmax(1) == y).sum()
@@ -446,6 +496,7 @@ def _finish(run: Run, divergence: float | None) -> dict[str, Any]:
             "replica_max_abs_diff": divergence,  # None for one process
             "hardware": hardware(run.device),
             "command": cfg.command,
+            **({"distillation": run.distilled} if run.distilled else {}),
         }
         state = {k: v.detach().cpu() for k, v in final.state_dict().items()}
         save_safetensors(
@@ -459,7 +510,7 @@ def _finish(run: Run, divergence: float | None) -> dict[str, Any]:
     return summary
 
 
-TRAINING_SECTIONS = ("dataset", "train", "optimizer", "schedule", "augment", "regularise", "model")
+TRAINING_SECTIONS = ("dataset", "train", "optimizer", "schedule", "augment", "regularise", "model", "distill")
 
 
 def read_train_checkpoint(path: Path, device) -> dict:
