@@ -48,11 +48,30 @@ def export_pt2(
     return {"aoti": info}
 
 
-def check_compatible(card: dict[str, Any]) -> None:
-
+def check_compatible(card: dict[str, Any], here: dict[str, Any] | None = None) -> None:
+    """A .pt2 runs only on the torch that compiled it and, for CUDA, on a GPU of the same architecture:
+    one sentence otherwise. `here`: this machine's {torch, gpu, compute_capability} (default: measured)."""
     built = card.get("aoti", {})
-    if built.get("torch") != torch.__version__:
+    here = here or _here(built.get("device", "cpu"))
+    if built.get("torch") != here["torch"]:
         raise ZooError(
             f"this .pt2 was compiled by torch {built.get('torch')} and cannot run on torch "
-            f"{torch.__version__}; run `zoo export ... --format pt2` again."
+            f"{here['torch']}; run `zoo export ... --format pt2` again."
         )
+    if str(built.get("device", "cpu")).startswith("cuda"):
+        if here.get("compute_capability") is None:
+            raise ZooError("this .pt2 was compiled for a CUDA GPU, and PyTorch sees none here.")
+        if built.get("compute_capability") != here["compute_capability"]:
+            raise ZooError(
+                f"this .pt2 was compiled for {built.get('gpu')} (compute capability "
+                f"{built.get('compute_capability')}), not this {here.get('gpu')} "
+                f"({here['compute_capability']}); run `zoo export ... --format pt2 --device cuda` again here."
+            )
+
+
+def _here(device: str) -> dict[str, Any]:
+    here: dict[str, Any] = {"torch": torch.__version__}
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        p = torch.cuda.get_device_properties(torch.device(device))
+        here |= {"gpu": p.name, "compute_capability": f"{p.major}.{p.minor}"}
+    return here

@@ -139,6 +139,7 @@ def ort_session(
     providers: list[str] | None = None,
     spinning: bool = True,
     exact_int8: bool = False,
+    gpu: bool = False,
 ):
     """An ONNX Runtime session with full graph optimisation; the one place sessions are made.
 
@@ -156,6 +157,11 @@ def ort_session(
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if exact_int8:
         options.add_session_config_entry("session.disable_quant_qdq", "1")
+    first = providers[0] if providers else None
+    first = first[0] if isinstance(first, tuple) else first
+    if gpu and first in ort.get_available_providers():
+        # a GPU backend runs every node there or refuses: ORT would quietly move QLinear ops to the CPU
+        options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
     source = path if isinstance(path, bytes) else str(path)
     try:
         with warnings.catch_warnings():  # a missing provider is refused in one sentence by the caller

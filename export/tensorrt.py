@@ -9,7 +9,6 @@ Runs where `import tensorrt` works; everywhere else says so in one sentence.
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -43,6 +42,33 @@ def _trt():
     if not available():
         raise ZooError(MISSING)
     return trt
+
+
+_LOGGER = None
+
+
+def logger():
+    """The one TensorRT logger of the process (TensorRT warns when a second one differs)."""
+    global _LOGGER
+    if _LOGGER is None:
+        _LOGGER = _trt().Logger(_trt().Logger.WARNING)
+    return _LOGGER
+
+
+def make_builder():
+    """A TensorRT builder, or one sentence: a CUDA 13 build of TensorRT (11.x) under an older driver
+    raises from its constructor, where the CUDA 12 build (the trt-cu12 extra) would run."""
+    try:
+        builder = _trt().Builder(logger())
+    except (TypeError, RuntimeError) as e:
+        raise ZooError(
+            f"TensorRT {trt.__version__} (CUDA {tensorrt_cuda_major() or '?'}) cannot create a builder here "
+            f"({str(e).splitlines()[0][:160]}): the driver may be older than its CUDA needs; install the "
+            "extra of your driver's CUDA major, resnet-zoo[trt-cu12] or resnet-zoo[trt-cu13]."
+        ) from None
+    if builder is None:
+        raise ZooError(f"TensorRT {trt.__version__} could not create a builder on this GPU.")
+    return builder
 
 
 def parse_profile(text: str) -> tuple[int, int, int]:
@@ -133,16 +159,16 @@ def build_engine(
 ) -> dict[str, Any]:
     """Compile `onnx_path` into a serialised engine at `engine_path`; returns what the card records."""
     trt = _trt()
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
+    builder = make_builder()
     flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
     network = builder.create_network(0 if flag is None else 1 << int(flag))
-    parser = trt.OnnxParser(network, logger)
+    parser = trt.OnnxParser(network, logger())
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise ZooError(f"TensorRT could not parse {onnx_path.name}: {errors[:400]}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # layer precisions for the card
     if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
         config.clear_flag(trt.BuilderFlag.TF32)  # TF32 is on by default; FP32 parity needs it off
     name = network.get_input(0).name
@@ -163,12 +189,33 @@ def build_engine(
     if updated is not None:  # written atomically: two builds at once must not corrupt it
         with atomic_path(cache_file) as tmp:
             tmp.write_bytes(bytes(updated.serialize()))
+    engine = trt.Runtime(logger()).deserialize_cuda_engine(bytes(serialized))
     return {
         "fingerprint": fp,
+        "layer_precisions": layer_precisions(engine) if engine is not None else {},
         "profile": {"min": profile[0], "opt": profile[1], "max": profile[2]},
         "workspace_bytes": workspace,
         "tf32": precision != "fp32",
     }
+
+
+def layer_precisions(engine) -> dict[str, int]:
+    """How many of the engine's convolution layers compute in each data type (from the engine inspector,
+    built with detailed profiling verbosity): an INT8 engine whose convolutions run in Half or Float, or
+    an FP16 one in Float, is not the engine that was asked for."""
+    import json
+
+    info = json.loads(
+        engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
+    )
+    counts: dict[str, int] = {}
+    for layer in info.get("Layers", []):
+        if not isinstance(layer, dict) or "Convolution" not in str(layer.get("LayerType", "")):
+            continue
+        outputs = layer.get("Outputs") or [{}]
+        dtype = str(outputs[0].get("Format/Datatype", "?")).split()[0]
+        counts[dtype] = counts.get(dtype, 0) + 1
+    return counts
 
 
 def timing_cache_file(cache_dir: Path, fp: dict[str, Any]) -> Path:
@@ -203,7 +250,7 @@ class Engine:
 
         check_fingerprint(card)
         self.torch = torch
-        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        runtime = trt.Runtime(logger())
         self.engine = runtime.deserialize_cuda_engine(Path(path).read_bytes())
         if self.engine is None:  # there is no preflight check: a null engine means incompatible
             raise ZooError(f"TensorRT could not load {path}; run `zoo export` again to rebuild it.")
@@ -219,18 +266,15 @@ class Engine:
                     f"{path} has {dtype} at its I/O tensor {name!r}; the zoo's engines take and return float32 "
                     "(export again from the zoo's ONNX)."
                 )
-        self.max_batch = card["profile"]["max"]
+        self.min_batch, self.max_batch = card["profile"]["min"], card["profile"]["max"]
         self.stream = torch.cuda.Stream()
 
     def run_device(self, x):
         """Run a CUDA tensor batch (float32, contiguous) and return the CUDA logits tensor."""
         torch = self.torch
-        if x.shape[0] > self.max_batch:
-            raise ZooError(
-                f"batch {x.shape[0]} exceeds this engine's profile maximum {self.max_batch}; "
-                "export again with a larger --batch MAX."
-            )
-        self.context.set_input_shape(self.input, tuple(x.shape))
+        check_batch(x.shape[0], self.min_batch, self.max_batch)
+        if not self.context.set_input_shape(self.input, tuple(x.shape)):
+            raise ZooError(f"TensorRT refused the input shape {tuple(x.shape)} for this engine.")
         out = torch.empty(
             tuple(self.context.get_tensor_shape(self.output)), device=x.device, dtype=torch.float32
         )
@@ -247,5 +291,13 @@ class Engine:
         return self.run_device(x).cpu().numpy()
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def check_batch(n: int, low: int, high: int) -> None:
+    """A batch outside an engine's profile is one sentence (TensorRT would leave -1 dimensions)."""
+    if n < low:
+        raise ZooError(
+            f"batch {n} is below this engine's profile minimum {low}; export again with --batch {n}:OPT:MAX."
+        )
+    if n > high:
+        raise ZooError(
+            f"batch {n} exceeds this engine's profile maximum {high}; export again with a larger --batch MAX."
+        )

@@ -15,7 +15,7 @@ import resource
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +52,13 @@ class BenchOptions:
     parity_images: int | None = None  # None: the whole labelled split
     threads: int | None = None
     repeats: int = 3  # fresh processes per format, taken in turns
-    device: str = "cpu"  # where the PyTorch baselines run: the device the artifacts are compared on
+    device: str = "auto"  # where the PyTorch baselines (and a built pt2) run; auto: where the targets run
     untrained: bool = False  # time the architecture with seeded random weights (zoo.checkpoints.untrained)
     out: Path = Path("bench")
     artifacts: Path = Path("artifacts")
     data: str | None = None  # dataset root for calibration, parity and images (None: $ZOO_DATA)
     allow_unverified: bool = False  # also time artifacts that failed their check or were never checked
+    worker_timeout: float | None = None  # seconds a format's timing process may take (None: from the options)
 
 
 def hardware() -> dict[str, Any]:
@@ -127,7 +128,7 @@ def bench_runtime(
     rows = []
     for b in batches:
         x = np.random.default_rng(0).standard_normal((b, c, h, w)).astype(np.float32)
-        on_device = device_timings(rt, x, o)
+        on_device = device_timings(rt, x, o) if not (rt.max_batch and b > rt.max_batch) else {}
         host = summarise(
             time_calls(lambda x=x: rt.run(x), rt.synchronize, o.seconds, o.warmup, o.min_runs), b
         )
@@ -155,6 +156,8 @@ def bench_runtime(
                 **on_device,
                 **{f"e2e_{k}": v for k, v in e2e.items()},
                 "peak_rss_mb": _rss_mb(),
+                # above an engine's profile maximum the batch runs in chunks of that size (Runtime.run)
+                **({"chunked_by": rt.max_batch} if rt.max_batch and b > rt.max_batch else {}),
             }
         )
     return rows
@@ -166,6 +169,7 @@ def device_timings(rt: Runtime, x: np.ndarray, o: BenchOptions) -> dict[str, Any
     if not rt.device.startswith("cuda"):
         return {}
 
+    free_before = torch.cuda.mem_get_info(rt.device)[0]
     dev = torch.from_numpy(x).to(rt.device)
     if rt.run_device(dev) is None:
         return {}
@@ -183,7 +187,12 @@ def device_timings(rt: Runtime, x: np.ndarray, o: BenchOptions) -> dict[str, Any
         "model": model,
         "h2d_p50_ms": float(np.median(h2d)),
         "d2h_p50_ms": float(np.median(d2h)),
-        "gpu_peak_mb": torch.cuda.max_memory_allocated(rt.device) / 2**20,
+        # the device's own count (TensorRT allocates outside PyTorch's allocator): memory in use by this
+        # process's runtime and batch, beside what PyTorch's allocator saw
+        "gpu_used_mb": (torch.cuda.mem_get_info(rt.device)[1] - torch.cuda.mem_get_info(rt.device)[0])
+        / 2**20,
+        "gpu_batch_mb": max(0, free_before - torch.cuda.mem_get_info(rt.device)[0]) / 2**20,
+        "torch_allocator_peak_mb": torch.cuda.max_memory_allocated(rt.device) / 2**20,
         "timing": "CUDA events on the device-resident batch; copies timed apart from pinned memory",
     }
 
@@ -194,12 +203,16 @@ def time_in_fresh_process(tag: str, fmt: str, artifact: Path | None, o: BenchOpt
     timing = ("batches", "seconds", "warmup", "min_runs", "e2e_images", "threads", "device", "data")
     job = {"tag": tag, "format": fmt, "artifact": str(artifact) if artifact else None}
     job["options"] = {k: getattr(o, k) for k in timing}
-    done = subprocess.run(
-        [sys.executable, "-m", "serve.bench", json.dumps(job)],
-        capture_output=True,
-        text=True,
-        timeout=600 + 20 * o.seconds * len(o.batches),
-    )
+    limit = o.worker_timeout or 600 + 20 * o.seconds * len(o.batches)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "serve.bench", json.dumps(job)],
+            capture_output=True,
+            text=True,
+            timeout=limit,
+        )
+    except subprocess.TimeoutExpired:  # a slow compile (max-autotune) is one failed row, not a traceback
+        raise ZooError(f"timing {fmt} took longer than {limit:g} s and was stopped") from None
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise ZooError(f"timing {fmt} failed: {last}")
@@ -246,11 +259,12 @@ def bench(tag: str, o: BenchOptions, log=print) -> dict[str, Any]:
     spec = _spec(tag, o.untrained)
     if o.threads:
         torch.set_num_threads(o.threads)
+    o = replace(o, device=resolve_device(o.device, o.formats))
 
     checked = export_and_check(
         spec.name,
         o.formats,
-        ExportOptions(out=o.artifacts, data=o.data, use_existing=True),
+        ExportOptions(out=o.artifacts, data=o.data, use_existing=True, device=o.device),
         parity_images=o.parity_images,
         log=log,
     )
@@ -306,6 +320,18 @@ def bench(tag: str, o: BenchOptions, log=print) -> dict[str, Any]:
             update_card(path, **{targets.get(fmt).card_key: record})
     write_report(report, Path(o.out))
     return report
+
+
+def resolve_device(device: str, formats: list[str]) -> str:
+    """`auto`: cuda when a target runs on a GPU (an engine, or ONNX Runtime's cuda / tensorrt provider) and
+    PyTorch sees one, so that "vs eager" compares like with like; else cpu."""
+    if device != "auto":
+        return device
+    on_gpu = any(
+        (t.artifact or "").startswith("trt-") or t.backend in ("cuda", "tensorrt")
+        for t in map(targets.get, formats)
+    )
+    return "cuda" if on_gpu and torch.cuda.is_available() else "cpu"
 
 
 def fastest(summary: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -7,6 +7,7 @@ the two top-5 sets), the accuracy of both, and the max / mean absolute logit dif
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -33,17 +34,24 @@ class LabelledImages:
     source: str
 
 
+def stream(
+    spec, dataset, limit: int | None = None, batch_size: int = 250
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(preprocessed batch, labels) over the first `limit` images, one batch in memory at a time: the
+    50,000 ImageNet validation images would take about 30 GB preprocessed at once."""
+    n = min(len(dataset), limit or len(dataset))
+    for start in range(0, n, batch_size):
+        items = [dataset[i] for i in range(start, min(n, start + batch_size))]
+        yield preprocess_batch([img for img, _ in items], spec), np.asarray([y for _, y in items])
+
+
 def labelled_images(
     spec, dataset, limit: int | None = None, batch_size: int = 250, source: str = ""
 ) -> LabelledImages:
-
-    n = min(len(dataset), limit or len(dataset))
-    batches, labels = [], []
-    for start in range(0, n, batch_size):
-        items = [dataset[i] for i in range(start, min(n, start + batch_size))]
-        batches.append(preprocess_batch([img for img, _ in items], spec))
-        labels += [y for _, y in items]
-    return LabelledImages(batches, np.asarray(labels), source)
+    """Every batch at once, for comparing runtimes one after the other (check_artifacts streams)."""
+    pairs = list(stream(spec, dataset, limit, batch_size))
+    labels = np.concatenate([y for _, y in pairs]) if pairs else np.zeros(0, np.int64)
+    return LabelledImages([b for b, _ in pairs], labels, source)
 
 
 def logits_of(runtime: Runtime, data: LabelledImages) -> np.ndarray:
@@ -150,9 +158,22 @@ def parity(
     command honours) and, when other bars are given, the verdict under those beside it, named as such:
     looser bars can never turn a failure into a pass. `measured_on` says where the verdict holds."""
     ref = logits_of(reference, data) if reference_logits is None else reference_logits
-    metrics = compare(ref, logits_of(candidate, data), data.labels)
+    return judge(reference, candidate, ref, logits_of(candidate, data), data.labels, data.source, bars)
+
+
+def judge(
+    reference: Runtime,
+    candidate: Runtime,
+    ref: np.ndarray,
+    cand: np.ndarray,
+    labels: np.ndarray,
+    source: str,
+    bars: dict | None = None,
+) -> dict[str, Any]:
+    """The parity result of `candidate`'s logits against `reference`'s on images with `labels`."""
+    metrics = compare(ref, cand, labels)
     out = {
-        "data": data.source,
+        "data": source,
         "reference": reference.describe(),
         "candidate": candidate.describe(),
         "measured_on": candidate.measured_on(),
@@ -209,19 +230,41 @@ def check_artifacts(
     check_fits(dataset, spec.num_classes, spec.preprocess.shorter_side, spec.name, data)
     if limit is not None and limit < 1:
         raise ZooError(f"the number of parity images must be at least 1, not {limit}.")
-    reference = TorchRuntime(tag)
-    images = labelled_images(
-        spec.preprocess, dataset, limit, source=f"{spec.dataset} test ({type(dataset).__name__})"
-    )
-    ref = logits_of(reference, images)
+    source = f"{spec.dataset} test ({type(dataset).__name__})"
     out: dict = {}
-    for (d, _, run_by), key in zip(runs, keys, strict=True):
-        try:
-            with open_runtime(d, backend=run_by) as rt:
-                result = parity(reference, rt, images, ref, bars)
-        except ZooError as e:  # a built artifact that cannot be run is a failure, not a skip
-            out[key] = {"failed": f"could not run it for parity: {e}"}
-            continue
-        update_card(d, **{card_key(run_by): result})
-        out[key] = result
-    return out
+    opened: dict = {}  # key -> (directory, backend, runtime): every candidate sees each batch once
+    try:
+        for (d, _, run_by), key in zip(runs, keys, strict=True):
+            try:
+                opened[key] = (d, run_by, open_runtime(d, backend=run_by))
+            except ZooError as e:  # a built artifact that cannot be run is a failure, not a skip
+                out[key] = {"failed": f"could not run it for parity: {e}"}
+        # the original runs where the artifacts run (a GPU's artifacts against the GPU's PyTorch)
+        on_gpu = any(rt.device.startswith("cuda") for _, _, rt in opened.values())
+        reference = TorchRuntime(tag, device="cuda" if on_gpu else "cpu")
+        ref, labels, logits = [], [], {key: [] for key in opened}
+        for batch, y in stream(spec.preprocess, dataset, limit):
+            ref.append(reference.run(batch))
+            labels.append(y)
+            for key, (_, _, rt) in list(opened.items()):
+                try:
+                    logits[key].append(rt.run(batch))
+                except ZooError as e:
+                    out[key] = {"failed": f"could not run it for parity: {e}"}
+                    opened.pop(key)[2].close()
+        for key, (d, run_by, rt) in opened.items():
+            result = judge(
+                reference,
+                rt,
+                np.concatenate(ref),
+                np.concatenate(logits[key]),
+                np.concatenate(labels),
+                source,
+                bars,
+            )
+            update_card(d, **{card_key(run_by): result})
+            out[key] = result
+    finally:
+        for _, _, rt in opened.values():
+            rt.close()
+    return {key: out[key] for key in keys}

@@ -27,6 +27,7 @@ from zoo.machine import cpu_record, hardware, version
 from zoo.paths import cache_dir
 from zoo.preprocess import PreprocessSpec
 
+ort = lazy_import("onnxruntime")
 ov = lazy_import("openvino")
 torch = lazy_import("torch")
 
@@ -65,11 +66,13 @@ class Runtime:
     def input_shape(self) -> tuple[int, int, int]:
         return self.preprocess.input_shape
 
+    batch_limit: int | None = None  # a backend's own maximum batch (ONNX Runtime's TensorRT provider)
+
     @property
     def max_batch(self) -> int | None:
         """The largest batch the backend takes at once (an engine's profile maximum); None: any."""
         profile = self.card.get("profile") if self.format.startswith("trt-") else None
-        return int(profile["max"]) if profile else None
+        return int(profile["max"]) if profile else self.batch_limit
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """NCHW float32 batch of any size -> float32 logits (N, classes); a batch above the backend's
@@ -166,6 +169,9 @@ class TorchRuntime(Runtime):
             "pytorch-compiled" if compiled else "pytorch",
             **kw,
         )
+        if device.startswith("cuda") and torch.backends.cudnn.allow_tf32:
+            # PyTorch's default on GPUs: label it, as trt-fp32 (TF32 cleared) is compared with it
+            self.arithmetic = "fp32 with TF32 convolutions (PyTorch's cuDNN default)"
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         with self.torch.inference_mode():
@@ -198,8 +204,10 @@ class OnnxRuntime(Runtime):
         on_cpu = not providers
         # the TensorRT flavour on the CPU: exact int8, what TensorRT computes (export/int8.py)
         exact = bool(int8) and on_cpu and int8_arithmetic(int8) == EXACT
-        self.session = ort_session(path, threads, providers, spinning, exact_int8=exact)
+        self.session = ort_session(path, threads, providers, spinning, exact_int8=exact, gpu=not on_cpu)
         check_provider(providers, self.session.get_providers())
+        if not on_cpu and self.session.get_providers()[0] == "TensorrtExecutionProvider":
+            self.batch_limit = int((kw.get("card") or {}).get("batch", {}).get("max", 64))  # its profile
         self.input_name = self.session.get_inputs()[0].name
         provider = self.session.get_providers()[0]
         device = "cpu" if provider == "CPUExecutionProvider" else "cuda"
@@ -210,7 +218,12 @@ class OnnxRuntime(Runtime):
             self.arithmetic = f"{self.precision} on ONNX Runtime's {provider}"
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: batch})[0]
+        try:
+            return self.session.run(None, {self.input_name: batch})[0]
+        except Exception as e:  # ORT raises its own types (a shape outside a provider's profile, ...)
+            raise ZooError(
+                f"ONNX Runtime could not run {self.name}: {str(e).splitlines()[0][:300]}"
+            ) from None
 
 
 class TensorRTRuntime(Runtime):
@@ -371,6 +384,17 @@ def ort_providers(backend: str | None, card: dict[str, Any], artifact: Path) -> 
     return [("TensorrtExecutionProvider", options), "CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
+GPU_PROVIDERS = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+
+
+def require_backend(backend: str | None) -> None:
+    """One sentence, before any work, when ONNX Runtime here has no provider for a GPU `backend`."""
+    check_backend(backend)
+    provider = GPU_PROVIDERS.get(backend or "")
+    if provider and provider not in ort.get_available_providers():
+        raise ZooError(provider_missing(provider, ort.get_available_providers(), version("onnxruntime-gpu")))
+
+
 def check_provider(asked: list | None, running: list[str]) -> None:
     """ONNX Runtime falls back to the CPU with only a log line when an asked provider cannot load:
     refuse instead, so a result is never reported for a backend that did not run it."""
@@ -378,7 +402,20 @@ def check_provider(asked: list | None, running: list[str]) -> None:
         return
     first = asked[0][0] if isinstance(asked[0], tuple) else asked[0]
     if not running or running[0] != first:
-        raise ZooError(
-            f"ONNX Runtime could not use {first} here (it runs {', '.join(running) or 'nothing'}): "
-            "install onnxruntime-gpu (whose TensorRT provider links TensorRT 10) on a machine with an NVIDIA GPU."
+        raise ZooError(provider_missing(first, running, version("onnxruntime-gpu")))
+
+
+def provider_missing(provider: str, running: list[str], gpu_build: str | None) -> str:
+    """Why ONNX Runtime could not use `provider`, and what to do: install its GPU build, or, where that is
+    installed, the CUDA / cuDNN / TensorRT 10 libraries it loads at run time."""
+    runs = f"it runs {', '.join(running) or 'nothing'}"
+    if gpu_build is None:
+        return (
+            f"ONNX Runtime could not use {provider} here ({runs}): install onnxruntime-gpu (whose TensorRT "
+            "provider links TensorRT 10) on a machine with an NVIDIA GPU."
         )
+    libraries = "TensorRT 10 (libnvinfer)" if provider.startswith("Tensorrt") else "CUDA and cuDNN"
+    return (
+        f"onnxruntime-gpu {gpu_build} is installed but could not load {provider} ({runs}): the {libraries} "
+        "libraries it loads at run time are missing or of another version (see its CUDA requirements)."
+    )

@@ -175,6 +175,8 @@ def _fill(directory: Path, config: dict[str, Any], card: dict[str, Any], artifac
         (directory / "labels.txt").write_text("".join(f"{label}\n" for label in card["labels"]))
     elif config.get("platform"):
         shutil.copy2(artifact / card["file"], version / MODEL_FILES[config["platform"]])
+        if config["platform"] == "tensorrt_plan":  # run in the container first: can its TensorRT load it?
+            shutil.copy2(BACKEND_MODELS / "check_engine.py", directory / "check_engine.py")
     else:
         role = config["name"].rsplit("-", 1)[1]  # preprocess, classifier or softmax
         shutil.copy2(BACKEND_MODELS / f"{role}.py", version / "model.py")

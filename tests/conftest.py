@@ -32,6 +32,30 @@ def missing(reason: str) -> None:
     pytest.skip(reason)
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """`gpu` tests skip without a CUDA device and `tensorrt` tests without TensorRT (with TensorRT but
+    no GPU they would fail instead), each with the reason; CI has neither, so they are never required."""
+    import importlib.util
+
+    def has_cuda() -> bool:
+        try:
+            import torch
+
+            return torch.cuda.is_available()
+        except ImportError:
+            return False
+
+    reasons = {
+        "gpu": None if has_cuda() else "needs a CUDA device",
+        "tensorrt": None if importlib.util.find_spec("tensorrt") else "TensorRT is not installed here",
+    }
+    for item in items:
+        for mark, reason in reasons.items():
+            if reason and item.get_closest_marker(mark) is not None:
+                item.add_marker(pytest.mark.skip(reason=reason))
+                break
+
+
 def pytest_sessionfinish(session) -> None:
     """Under mutmut (which sets MUTANT_UNDER_TEST), each session removes its temporary folders: a sample is
     thousands of short sessions, their module fixtures export hundreds of MB each, and pytest's own

@@ -97,6 +97,7 @@ MADE_WITH_TORCH = {
     "zoo.degradation",
     "zoo.flops",
     "zoo.publish",
+    "zoo.teacher",
 }
 HEAVY = ("torch", "onnx", "onnxruntime", "tensorrt", "openvino", "gradio", "matplotlib", "tritonclient")
 

@@ -269,3 +269,100 @@ def test_a_batch_profile_out_of_order_or_malformed_is_one_sentence(text):
 
     with pytest.raises(ZooError, match="--batch"):
         parse_profile(text)
+
+
+# --- the second GPU review (#26): what can be decided without a GPU ---------------------------------
+
+
+def test_an_engine_refuses_a_batch_outside_its_profile_in_one_sentence():
+    from export.tensorrt import check_batch
+
+    check_batch(8, 1, 64)
+    with pytest.raises(ZooError, match="below this engine's profile minimum 4; export again with --batch 2:"):
+        check_batch(2, 4, 64)
+    with pytest.raises(ZooError, match="exceeds this engine's profile maximum 64"):
+        check_batch(65, 1, 64)
+
+
+def test_a_missing_gpu_provider_says_whether_the_gpu_build_or_its_libraries_are_missing():
+    from serve.runtimes import provider_missing
+
+    assert "install onnxruntime-gpu" in provider_missing(
+        "CUDAExecutionProvider", ["CPUExecutionProvider"], None
+    )
+    said = provider_missing("TensorrtExecutionProvider", ["CPUExecutionProvider"], "1.31.0")
+    assert "onnxruntime-gpu 1.31.0 is installed" in said and "TensorRT 10 (libnvinfer)" in said
+    assert "CUDA and cuDNN" in provider_missing("CUDAExecutionProvider", [], "1.31.0")
+
+
+def test_ort_with_the_tensorrt_provider_runs_batches_in_chunks_of_its_profile():
+    """ONNX Runtime's TensorRT provider builds its engine for the artifact's profile: parity's batches of
+    250 must be cut to its maximum, as they are for the zoo's own engines."""
+
+    class TrtProvider(Runtime):
+        backend = "onnxruntime"
+        seen: list[int] = []
+
+        def _run(self, batch):
+            assert len(batch) <= 64, "a batch above the provider's profile reached it"
+            self.seen.append(len(batch))
+            return np.zeros((len(batch), 10), np.float32)
+
+    rt = TrtProvider("x", SPEC, [str(i) for i in range(10)], "fp32", "cuda", "onnx")
+    rt.batch_limit = 64
+    assert rt.run(np.zeros((250, 3, 32, 32), np.float32)).shape == (250, 10)
+    assert rt.seen == [64, 64, 64, 58]
+
+
+def test_a_cuda_pt2_is_refused_on_another_gpu_architecture():
+    from export.aoti import check_compatible
+
+    card = {"aoti": {"torch": "2.11.0", "device": "cuda", "gpu": "NVIDIA H200", "compute_capability": "9.0"}}
+    check_compatible(card, {"torch": "2.11.0", "gpu": "NVIDIA H100", "compute_capability": "9.0"})
+    with pytest.raises(
+        ZooError, match=r"compiled for NVIDIA H200 \(compute capability 9.0\), not this NVIDIA L4"
+    ):
+        check_compatible(card, {"torch": "2.11.0", "gpu": "NVIDIA L4", "compute_capability": "8.9"})
+    with pytest.raises(ZooError, match="PyTorch sees none here"):
+        check_compatible(card, {"torch": "2.11.0"})
+    with pytest.raises(ZooError, match="compiled by torch 2.11.0"):
+        check_compatible(card, {"torch": "2.13.0", "compute_capability": "9.0"})
+
+
+def test_the_bench_compares_with_eager_on_the_device_its_targets_run_on():
+    import torch
+
+    from serve.bench import resolve_device
+
+    assert resolve_device("auto", ["pytorch", "onnx", "onnx-int8-cpu"]) == "cpu"
+    assert resolve_device("auto", ["pytorch", "trt-fp16"]) == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu", ["trt-fp16"]) == "cpu"  # what the user asked for stands
+
+
+def test_a_bench_worker_that_runs_too_long_is_one_failed_row(tmp_path, cifar_tag, cifar_dir):
+    from serve.bench import BenchOptions, bench
+
+    o = BenchOptions(["pytorch"], [1], 0.1, repeats=1, out=tmp_path / "b", artifacts=tmp_path / "a")
+    o.worker_timeout = 0.5  # a fresh Python with torch takes longer than that to start
+    report = bench(cifar_tag, o, log=lambda _m: None)
+    entry = report["summary"][0]
+    assert entry["status"] == "failed" and "took longer than 0.5 s" in entry["message"] and not report["rows"]
+
+
+def test_parity_streams_the_split_one_batch_at_a_time(cifar_dir, cifar_tag):
+    from serve.parity import stream
+    from zoo import registry
+    from zoo.data import CIFAR10
+
+    class Counting(CIFAR10):
+        read = 0
+
+        def __getitem__(self, i):
+            type(self).read += 1
+            return super().__getitem__(i)
+
+    data = Counting(cifar_dir, "test")
+    batches = stream(registry.resolve(cifar_tag)[1].preprocess, data, 1000, batch_size=250)
+    first, labels = next(batches)
+    assert first.shape == (250, 3, 32, 32) and len(labels) == 250 and Counting.read == 250
+    assert sum(len(y) for _, y in batches) == 750 and Counting.read == 1000

@@ -348,6 +348,36 @@ def test_ddp_replicas_agree_and_equal_one_process_averaging_their_gradients(tmp_
     )
 
 
+def test_ddp_processes_follow_rank_0s_plateau_schedule(tmp_path, data):
+    """The plateau schedule is decided on rank 0, where the test split is evaluated; every process must
+    apply the same learning rate (before, rank 1 kept the full rate and the replicas drifted apart). A tiny
+    rate leaves the test loss flat, so with patience 0 the rate is cut after epochs 2 and 3."""
+    recipe = DDP_RECIPE.replace("epochs = 1", "epochs = 3").replace("lr = 0.05", "lr = 1e-7")
+    recipe = recipe.replace(
+        'name = "cosine"\nfinal_lr_fraction = 0.0', 'name = "plateau"\npatience = 0\ngamma = 0.1'
+    )
+    recipe_file = tmp_path / "plateau.toml"
+    recipe_file.write_text(recipe)
+    args = ["--recipe", str(recipe_file), "--train-limit", "256", "--test-limit", "100"]
+    summary = _ddp_run(tmp_path / "ddp", data, *args)
+    rows = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["lr"] == pytest.approx(1e-8)  # rank 0 cut the rate after epoch 2
+    # and cut again after epoch 3: every process ends with the same state
+    assert summary["schedule_by_rank"] == [{"lr_scale": pytest.approx(0.01), "warm": False}] * 2
+    assert summary["replica_max_abs_diff"] == 0.0
+
+
+def test_fp16_training_is_refused_on_a_cpu(tmp_path, data):
+    from typer.testing import CliRunner
+
+    from zoo.cli import app
+
+    r = CliRunner().invoke(
+        app, ["train", "resnet20", "--amp", "fp16", "--device", "cpu", "--data", str(data)]
+    )
+    assert r.exit_code == 1 and "GPUs without bf16" in r.output
+
+
 def test_the_degradation_experiment_trains_four_nets_and_draws_figure_6(tmp_path, data):
     args = [
         "degradation",

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +17,8 @@ from typer.testing import CliRunner
 
 from zoo.cli import app
 from zoo.errors import ZooError
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _need_tritonclient() -> None:
@@ -292,3 +297,59 @@ def test_ctrl_c_while_the_server_starts_leaves_no_server_running(repository):
         if proc.poll() is None:
             proc.kill()
     assert "Triton is serving" not in out and _servers_on(port) == []
+
+
+def test_the_python_backend_steps_need_only_numpy_and_pillow(tmp_path, cifar_dir):
+    """What a GPU container installs for the preprocess and softmax steps (`pip install --no-deps` of the
+    zoo, NumPy, Pillow): importing and running them touches no other third-party package."""
+    from zoo.data import CIFAR10
+
+    CIFAR10(cifar_dir, "test")[0][0].save(tmp_path / "img.png")
+    code = f"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        top = name.split(".")[0]
+        if top in sys.stdlib_module_names or top.startswith("_") or top in ("numpy", "PIL", "zoo", "serve", "export"):
+            return None
+        raise ImportError("not in the light install: " + name)
+sys.meta_path.insert(0, Block())
+import numpy as np
+from zoo.preprocess import PreprocessSpec, load_image, preprocess
+from serve.predict import softmax
+spec = PreprocessSpec(32, 32, "bilinear", True, (0.4914, 0.4822, 0.4465), (0.247, 0.243, 0.261))
+x = preprocess(load_image({str(tmp_path / "img.png")!r}), spec)
+p = softmax(np.arange(10, dtype=np.float32)[None])
+print(x.shape, round(float(p.sum()), 5))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-800:]
+    assert out.stdout.split() == ["(3,", "32,", "32)", "1.0"]
+
+
+@pytest.mark.parametrize(
+    "tensorrt, gpu, words",
+    [
+        ("10.3.0", "NVIDIA H200", None),
+        ("10.4.0", "NVIDIA H200", "built by TensorRT 10.3.0, this container has 10.4.0"),
+        ("10.3.0", "NVIDIA L4", "built for a NVIDIA H200, this GPU is a NVIDIA L4"),
+    ],
+)
+def test_the_containers_tensorrt_is_checked_against_the_engines_before_serving(
+    tmp_path, tensorrt, gpu, words
+):
+    model = tmp_path / "resnet20-cifar10-trt-fp16-classifier"
+    model.mkdir()
+    shutil.copy2(REPO / "serve" / "triton_models" / "check_engine.py", model)
+    card = {
+        "source": "resnet20.cifar10",
+        "format": "trt-fp16",
+        "fingerprint": {"tensorrt": "10.3.0", "gpu": "NVIDIA H200"},
+    }
+    (model / "card.json").write_text(json.dumps(card))
+    args = [sys.executable, str(model / "check_engine.py"), "--tensorrt", tensorrt, "--gpu", gpu]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    if words is None:
+        assert out.returncode == 0 and "loads here" in out.stdout
+    else:
+        assert out.returncode == 1 and words in out.stderr and "Traceback" not in out.stderr

@@ -231,7 +231,9 @@ def train_cmd(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
-    amp: Annotated[str, typer.Option(help="auto (bf16 on CUDA), bf16 or fp32.")] = "auto",
+    amp: Annotated[
+        str, typer.Option(help="auto (bf16 on CUDA, fp16 where it has none), bf16, fp16 (GPUs) or fp32.")
+    ] = "auto",
     train_limit: Annotated[int | None, typer.Option(help="Use only the first N training images.")] = None,
     test_limit: Annotated[int | None, typer.Option(help="Evaluate on only the first N test images.")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop after N steps (resume later).")] = None,
@@ -435,7 +437,9 @@ def degradation_cmd(
         "runs/degradation"
     ),
     device: Annotated[str, typer.Option(help="auto, cpu, cuda ...")] = "auto",
-    amp: Annotated[str, typer.Option(help="auto (bf16 on CUDA), bf16 or fp32.")] = "auto",
+    amp: Annotated[
+        str, typer.Option(help="auto (bf16 on CUDA, fp16 where it has none), bf16, fp16 (GPUs) or fp32.")
+    ] = "auto",
     train_limit: Annotated[int | None, typer.Option(help="Use only the first N training images.")] = None,
     test_limit: Annotated[int | None, typer.Option(help="Evaluate on only the first N test images.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Override the recipe's batch size.")] = None,
@@ -611,12 +615,12 @@ def predict_cmd(
     """Classify images with a model or an exported artifact, through its own preprocessing. An artifact
     runs only if its last parity check passed (see `zoo parity`), unless --allow-unverified."""
     from serve.predict import predict
-    from serve.runtimes import check_backend, open_runtime
+    from serve.runtimes import open_runtime, require_backend
 
     if (model is None) == (artifact is None):
         raise ZooError("give exactly one of --model NAME or --artifact DIR.")
     if artifact is not None:
-        check_backend(backend)
+        require_backend(backend)  # a backend this machine lacks is said before the verdict is read
         _admit(artifact, backend, allow_unverified)
     with open_runtime(artifact or model, backend=backend) as rt:
         results = predict(rt, images, topk)
@@ -736,8 +740,11 @@ def bench_cmd(
         typer.Option(help="Time the architecture with seeded random weights (for models not trained here)."),
     ] = False,
     device: Annotated[
-        str, typer.Option(help="Where the PyTorch baselines run: cpu, or cuda to compare with engines.")
-    ] = "cpu",
+        str,
+        typer.Option(
+            help="Where the PyTorch baselines (and a pt2 it builds) run: auto (where the targets run), cpu, cuda."
+        ),
+    ] = "auto",
     allow_unverified: Annotated[
         bool,
         typer.Option(
@@ -826,15 +833,21 @@ def serve_cmd(
 
 
 TritonFormatOpt = Annotated[
-    str,
-    typer.Option("--format", "-f", help="The artifact to serve: onnx, onnx-fp16, onnx-int8(-cpu), trt-*."),
+    str | None,
+    typer.Option(
+        "--format",
+        "-f",
+        help="The artifact to serve: onnx, onnx-fp16, onnx-int8(-cpu), trt-* (default: onnx-int8-cpu on "
+        "the CPU, onnx-fp16 on a GPU).",
+    ),
 ]
+TRITON_DEFAULT = {"cpu": "onnx-int8-cpu", "gpu": "onnx-fp16"}  # the default artifact per --device
 
 
 @command("triton")
 def triton_cmd(
     model: Annotated[str, typer.Argument(help="A pretrained tag or arch (its default tag).")],
-    format: TritonFormatOpt = "onnx-int8-cpu",
+    format: TritonFormatOpt = None,
     repo: Annotated[Path, typer.Option(help="The model repository to write into.")] = Path("triton"),
     device: Annotated[
         str,
@@ -854,6 +867,7 @@ def triton_cmd(
     from export.formats import get
     from serve.triton import check_servable, write_repository
 
+    format = format or TRITON_DEFAULT.get(device, "onnx-int8-cpu")
     check_servable(format, get(format).file, device)  # before exporting anything
     artifact = _exported(model, format, out, data, allow_unverified, quiet=as_json)
     written = write_repository(artifact, repo, device, dynamic_batching)
@@ -883,7 +897,7 @@ def _exported(model: str, fmt: str, out: Path, data: str | None, allow: bool, qu
 @command("bench-triton")
 def bench_triton_cmd(
     model: Annotated[str, typer.Argument(help="A pretrained tag.")],
-    format: TritonFormatOpt = "onnx-int8-cpu",
+    format: TritonFormatOpt = None,
     clients: Annotated[int, typer.Option(help="Concurrent clients.")] = 8,
     requests: Annotated[int, typer.Option(help="Requests per client.")] = 50,
     out: Annotated[Path, typer.Option(help="Where the JSON and Markdown go.")] = Path("bench"),
@@ -899,7 +913,9 @@ def bench_triton_cmd(
     from zoo import registry
     from zoo.data import find_dataset
 
-    artifact = _exported(model, format, artifacts, data, allow_unverified, quiet=as_json)
+    artifact = _exported(
+        model, format or TRITON_DEFAULT["cpu"], artifacts, data, allow_unverified, quiet=as_json
+    )
     spec = registry.resolve(model)[1]
     images = encoded_images(find_dataset(spec.dataset, _data_root(data), "test"), 64)
     log = (lambda _m: None) if as_json else (lambda m: typer.echo(m, err=True))

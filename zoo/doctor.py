@@ -41,13 +41,19 @@ def _torch() -> str:
 def _onnxruntime() -> str:
     import onnxruntime as ort
 
-    return "providers: " + ", ".join(ort.get_available_providers())
+    both = version("onnxruntime") and version("onnxruntime-gpu")
+    clash = "; both onnxruntime and onnxruntime-gpu are installed: uninstall one of them" if both else ""
+    return "providers: " + ", ".join(ort.get_available_providers()) + clash
 
 
 def _tensorrt() -> str:
+    """Usable means a builder can be created here (imported alone says little: a CUDA 13 build under an
+    older driver imports and then fails)."""
     import tensorrt as trt
 
-    return f"TensorRT {trt.__version__}"
+    if trt.Builder(trt.Logger(trt.Logger.ERROR)) is None:
+        raise RuntimeError("it could not create a builder on this GPU")
+    return f"TensorRT {trt.__version__}: a builder was created"
 
 
 def _openvino() -> str:

@@ -7,6 +7,7 @@ atomically every epoch and `resume=True` continues exactly; metrics go to JSON L
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import sys
@@ -34,7 +35,7 @@ from zoo.runs import CHECKPOINT, CURVES, METRICS, RUN, SUMMARY, WEIGHTS, metrics
 from zoo.teacher import Teacher, TeacherTable, distill_loss, split_sha256, table_dir
 from zoo.weights import save_safetensors
 
-AMP = ("auto", "bf16", "fp32")
+AMP = ("auto", "bf16", "fp16", "fp32")
 
 
 @dataclass
@@ -47,7 +48,7 @@ class TrainConfig:
     device: str = "auto"
     resume: bool = False
     compile: bool = False
-    amp: str = "auto"  # auto: bf16 on CUDA, fp32 on CPU; or bf16 / fp32
+    amp: str = "auto"  # auto: bf16 on CUDA (fp16 + GradScaler where it has no bf16), fp32 on CPU
     train_limit: int | None = None  # use only the first N training images (smoke runs)
     test_limit: int | None = None
     max_steps: int | None = None  # stop after this many steps (a test kills a run this way)
@@ -94,6 +95,9 @@ def _dist_and_device(choice: str) -> tuple[int, int, int, torch.device]:
         torch.cuda.set_device(device)
     if backend and not torch.distributed.is_initialized():
         torch.distributed.init_process_group(backend)
+        # ended when the process ends (after every run it trains, e.g. the degradation experiment's four),
+        # so that NCCL/gloo shut down cleanly instead of warning about a leaked group
+        atexit.register(_end_group)
     return int(os.environ.get("RANK", "0")), local_rank, world, device
 
 
@@ -172,10 +176,13 @@ def train_step(
     bf16: bool,
     soft: torch.Tensor | None = None,
     distill=None,
+    scaler=None,
 ):
-    """One SGD step (bf16 autocast when asked; the loss in fp32); returns (logits, loss). With `soft`, the
-    teacher's logits for this batch, the loss is the recipe's distillation loss (`distill`: its section)."""
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+    """One SGD step (bf16 autocast when asked, or fp16 with `scaler`, a GradScaler; the loss in fp32);
+    returns (logits, loss). With `soft`, the teacher's logits for this batch, the loss is the recipe's
+    distillation loss (`distill`: its section)."""
+    dtype = torch.float16 if scaler is not None else torch.bfloat16
+    with torch.autocast(x.device.type, dtype=dtype, enabled=bf16 or scaler is not None):
         logits = net(x)
         if soft is None:
             loss = F.cross_entropy(logits.float(), y, label_smoothing=smoothing)
@@ -184,8 +191,13 @@ def train_step(
                 logits.float(), soft, y, float(distill.temperature), float(distill.weight), smoothing
             )
     opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
+    if scaler is None:
+        loss.backward()
+        opt.step()
+    else:  # fp16: scale the loss so small gradients do not flush to zero; skip steps that overflowed
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
     return logits, loss
 
 
@@ -228,6 +240,7 @@ class Run:
     plateau: dict = field(default_factory=lambda: {"best": float("inf"), "bad": 0, "scale": 1.0})
     warm: bool = False  # the paper's warm-up lr, until the train error falls below the recipe's bar
     soft: Any = None  # distillation: batch (x, y, image indices, view ids) -> the teacher's logits
+    scaler: Any = None  # fp16 training: torch.amp.GradScaler
     distilled: dict | None = None  # what the summary records of the teacher and its table
 
     @property
@@ -257,11 +270,48 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             break
         if run.rank == 0:
             _end_epoch(run, epoch, row, progress)
+        if run.world > 1:  # rank 0 tested and stepped the plateau schedule: every process follows it
+            _share_schedule(run)
     divergence = replica_divergence(run.model) if run.world > 1 else None
-    summary = _finish(run, divergence)
+    schedules = schedules_by_rank(run) if run.world > 1 else None
+    summary = _finish(run, divergence, schedules)
     if run.world > 1:
         torch.distributed.barrier()
     return summary
+
+
+def _end_group() -> None:
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def _global_error(run: Run, correct: torch.Tensor, n: int) -> float:
+    """The training error of this step's batch over every process (the paper's warm-up ends on it)."""
+    if run.world == 1:
+        return 1 - correct.item() / n
+    t = torch.tensor([float(correct.item()), float(n)], device=run.device)
+    torch.distributed.all_reduce(t)
+    return 1 - (t[0] / t[1]).item()
+
+
+def _share_schedule(run: Run) -> None:
+    """Rank 0's schedule state (plateau best, patience count, lr scale; warm-up) on every process."""
+    p = run.plateau
+    t = torch.tensor(
+        [p["best"], p["bad"], p["scale"], float(run.warm)], dtype=torch.float64, device=run.device
+    )
+    torch.distributed.broadcast(t, 0)
+    run.plateau = {"best": t[0].item(), "bad": int(t[1].item()), "scale": t[2].item()}
+    run.warm = bool(t[3].item())
+
+
+def schedules_by_rank(run: Run) -> list[dict[str, float]]:
+    """Every process's lr scale and warm-up state at the end: one entry per rank, all equal when the
+    processes followed one schedule."""
+    mine = torch.tensor([run.plateau["scale"], float(run.warm)], dtype=torch.float64, device=run.device)
+    every = [torch.zeros_like(mine) for _ in range(run.world)]
+    torch.distributed.all_gather(every, mine)
+    return [{"lr_scale": t[0].item(), "warm": bool(t[1].item())} for t in every]
 
 
 def _start(cfg: TrainConfig) -> Run:
@@ -276,9 +326,11 @@ def _start(cfg: TrainConfig) -> Run:
         cfg.arch.split(".")[0], num_classes=num_classes(r.dataset), **r.model.options()
     ).to(device)
     model = model.to(memory_format=torch.channels_last)  # faster for these convs on CUDA and x86 CPUs alike
-    bf16 = cfg.amp == "bf16" or (
-        cfg.amp == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported(False)
-    )
+    cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported(False)
+    bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and cuda_bf16)
+    fp16 = cfg.amp == "fp16" or (cfg.amp == "auto" and device.type == "cuda" and not cuda_bf16)
+    if fp16 and device.type != "cuda":
+        raise ZooError("--amp fp16 is for GPUs without bf16; on a CPU use bf16 or fp32.")
     loaders = _loaders(cfg, preprocess_spec(r.dataset), device, rank, world, channels_last=True)
     o = r.optimizer
     opt = torch.optim.SGD(
@@ -289,6 +341,7 @@ def _start(cfg: TrainConfig) -> Run:
         ema_avg = torch.optim.swa_utils.get_ema_multi_avg_fn(float(r.regularise.ema_decay))
         ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=ema_avg, use_buffers=True)
     run = Run(cfg, model, opt, ema, loaders, device, rank, world, bf16, warm=_needs_warmup(cfg.arch, r))
+    run.scaler = torch.amp.GradScaler("cuda") if fp16 else None
     if float(r.distill.weight) > 0:
         run.soft, run.distilled = _teacher(loaders[0], r, device)
     cfg.out.mkdir(parents=True, exist_ok=True)
@@ -396,7 +449,7 @@ def _train_epoch(run: Run, epoch: int, progress) -> dict[str, Any] | None:
         for g in run.opt.param_groups:
             g["lr"] = lr * run.plateau["scale"]
         soft = run.soft(batch) if run.soft is not None else None
-        logits, loss = train_step(run.net, run.opt, x, y, smoothing, run.bf16, soft, r.distill)
+        logits, loss = train_step(run.net, run.opt, x, y, smoothing, run.bf16, soft, r.distill, run.scaler)
         if run.ema is not None:
             run.ema.update_parameters(run.model)
         batch_correct = (logits.argmax(1) == y).sum()
@@ -404,8 +457,10 @@ def _train_epoch(run: Run, epoch: int, progress) -> dict[str, Any] | None:
         correct += batch_correct
         seen += len(y)
         run.step += 1
-        if run.warm and 1 - batch_correct.item() / len(y) < float(r.schedule.warmup_until_train_error):
-            run.warm = False
+        if run.warm and _global_error(run, batch_correct, len(y)) < float(
+            r.schedule.warmup_until_train_error
+        ):
+            run.warm = False  # on every process at the same step: decided from all their batches
         if task is not None:
             progress.update(
                 task, advance=1, description=f"epoch {epoch + 1}/{run.epochs} loss {loss.item():.3f}"
@@ -469,7 +524,7 @@ def replica_divergence(model: nn.Module) -> float:
     return diff.item()
 
 
-def _finish(run: Run, divergence: float | None) -> dict[str, Any]:
+def _finish(run: Run, divergence: float | None, schedules: list | None = None) -> dict[str, Any]:
     """Rank 0: the final weights (the EMA's when there is one), summary.json and the training curves."""
     cfg, ema = run.cfg, run.ema
     summary: dict[str, Any] = {}
@@ -494,6 +549,7 @@ def _finish(run: Run, divergence: float | None) -> dict[str, Any]:
             "wall_s": run.wall,
             "world_size": run.world,
             "replica_max_abs_diff": divergence,  # None for one process
+            "schedule_by_rank": schedules,  # None for one process
             "hardware": hardware(run.device),
             "command": cfg.command,
             **({"distillation": run.distilled} if run.distilled else {}),

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The GPU check on a lent machine (see tests/gpu/check.py and ../shared/docs/DEVICE.md): the project on
+# PYTHONPATH (no install there), tomli-w from a carried wheel folder if given, results under $OUT.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+if [ -d .whl ]; then python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site; fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+exec timeout 470 python3 tests/gpu/check.py "${OUT:-gpu-check}" "$@"
