@@ -353,3 +353,27 @@ def test_the_containers_tensorrt_is_checked_against_the_engines_before_serving(
         assert out.returncode == 0 and "loads here" in out.stdout
     else:
         assert out.returncode == 1 and words in out.stderr and "Traceback" not in out.stderr
+
+
+def test_zoo_triton_on_a_gpu_defaults_to_a_gpu_graph(tmp_path, cifar_tag, cifar_dir):
+    """`--device gpu` without --format writes Triton's onnxruntime_onnx backend over the FP16 graph, not
+    the CPU flavour of INT8 that is the CPU default."""
+    _need_tritonclient()
+    repo = tmp_path / "repo"
+    args = [
+        "triton",
+        cifar_tag,
+        "--device",
+        "gpu",
+        "--out",
+        str(tmp_path / "a"),
+        "--repo",
+        str(repo),
+        "--json",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    written = json.loads(result.stdout)
+    assert written["ensemble"].endswith("onnx-fp16") and written["device"] == "gpu"
+    config = (repo / f"{written['ensemble']}-classifier" / "config.pbtxt").read_text()
+    assert 'platform: "onnxruntime_onnx"' in config and "KIND_GPU" in config
