@@ -366,3 +366,13 @@ def test_parity_streams_the_split_one_batch_at_a_time(cifar_dir, cifar_tag):
     first, labels = next(batches)
     assert first.shape == (250, 3, 32, 32) and len(labels) == 250 and Counting.read == 250
     assert sum(len(y) for _, y in batches) == 750 and Counting.read == 1000
+
+
+def test_doctor_says_when_both_onnx_runtime_builds_are_installed(monkeypatch):
+    """ONNX Runtime's own advice: one of onnxruntime and onnxruntime-gpu, never both (they share a module)."""
+    import zoo.doctor as doctor
+
+    monkeypatch.setattr(doctor, "version", lambda dist: "1.32.0")  # as if both distributions were installed
+    assert "both onnxruntime and onnxruntime-gpu are installed" in doctor._onnxruntime()
+    monkeypatch.setattr(doctor, "version", lambda dist: None if dist.endswith("-gpu") else "1.32.0")
+    assert "both" not in doctor._onnxruntime()
