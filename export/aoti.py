@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from zoo.errors import ZooError
-from zoo.lazy import lazy_import
+from zoo.utils.lazy import lazy_import
 
 torch = lazy_import("torch")
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from export.formats import Format
 from zoo.errors import ZooError
-from zoo.files import atomic_path, swap_dir_into_place, temp_dir
-from zoo.weights import sha256_file
+from zoo.export.formats import Format
+from zoo.models.weights import sha256_file
+from zoo.utils.files import atomic_path, swap_dir_into_place, temp_dir
 
 CARD = "card.json"
 CARD_VERSION = 1
@@ -72,10 +72,6 @@ def verify_file(directory: Path, card: dict[str, Any]) -> None:
             f"{Path(directory) / card['file']} does not match the sha256 in its card: it was changed "
             "after export; export it again."
         )
-
-
-def open_artifact(directory: Path) -> Artifact:
-    return Artifact(Path(directory), read_card(directory))
 
 
 def artifact_dirs(folder: Path) -> list[Path]:

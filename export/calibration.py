@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from zoo.data import check_fits, find_dataset, open_dataset
+from zoo.data.datasets import check_fits, find_dataset, open_dataset
+from zoo.data.preprocess import preprocess_batch
 from zoo.errors import ZooError
-from zoo.preprocess import preprocess_batch
-from zoo.weights import WeightSpec
+from zoo.models.weights import WeightSpec
 
 
 def open_calibration_set(

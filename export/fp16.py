@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from export.onnx import annotate, finish, load
-from zoo.lazy import lazy_import
+from zoo.export.onnx import annotate, finish, load
+from zoo.utils.lazy import lazy_import
 
 helper = lazy_import("onnx.helper")
 numpy_helper = lazy_import("onnx.numpy_helper")

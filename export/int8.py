@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from export.onnx import INPUT, annotate, finish, load
 from zoo.errors import ZooError
-from zoo.lazy import lazy_import
+from zoo.export.onnx import INPUT, annotate, finish, load
+from zoo.utils.lazy import lazy_import
 
 helper = lazy_import("onnx.helper")
 numpy_helper = lazy_import("onnx.numpy_helper")

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from zoo.errors import ZooError
-from zoo.files import atomic_path
-from zoo.lazy import lazy_import
+from zoo.utils.files import atomic_path
+from zoo.utils.lazy import lazy_import
 
 onnx = lazy_import("onnx")
 protobuf_message = lazy_import("google.protobuf.message")
@@ -85,18 +85,6 @@ def annotate(proto, metadata: dict[str, Any]) -> None:
         entry.key, entry.value = k, v if isinstance(v, str) else json.dumps(v)
 
 
-def read_metadata(path: Path) -> dict[str, Any]:
-
-    proto = load(path, with_weights=False)
-    out = {}
-    for p in proto.metadata_props:
-        try:
-            out[p.key] = json.loads(p.value)
-        except json.JSONDecodeError:
-            out[p.key] = p.value
-    return out
-
-
 def load(path: Path, with_weights: bool = True):
     """An ONNX model, or one clear sentence when the file is not one."""
     try:
@@ -117,20 +105,6 @@ def finish(proto, path: Path) -> None:
         raise ZooError(f"the ONNX graph for {path.name} is invalid: {str(e).splitlines()[0]}") from None
     with atomic_path(path) as tmp:
         onnx.save(proto, str(tmp))
-
-
-def io_spec(path: Path) -> dict[str, Any]:
-    """Input name, shape (None for dynamic dims) and element type, as recorded in a card."""
-    proto = load(path, with_weights=False)
-    (inp,) = [i for i in proto.graph.input if i.name not in {x.name for x in proto.graph.initializer}]
-    dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
-    return {
-        "name": inp.name,
-        "shape": dims,
-        "dtype": onnx.helper.tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type).name,
-        "output": proto.graph.output[0].name,
-        "opset": next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
-    }
 
 
 def ort_session(

@@ -12,23 +12,23 @@ from typing import Any
 
 import numpy as np
 
-from export import tensorrt
-from export.aoti import export_pt2
-from export.artifact import Artifact, build_artifact, existing_artifact, find_reusable
-from export.calibration import batches, calibration_images, describe_calibration_set
-from export.formats import FORMATS, INT8, Format, plan
-from export.fp16 import export_fp16
-from export.int8 import REVISION, arithmetic, quantize, weight_bits_for
-from export.onnx import export_onnx
-from export.verify import compare_with_torch
-from zoo import registry
+from zoo.data.labels import load_labels
 from zoo.errors import ZooError
-from zoo.labels import load_labels
-from zoo.lazy import lazy_import
-from zoo.machine import cpu_record
-from zoo.machine import versions as installed
-from zoo.paths import cache_dir
-from zoo.weights import sha256_file, weights_file
+from zoo.export import tensorrt
+from zoo.export.aoti import export_pt2
+from zoo.export.artifact import Artifact, build_artifact, existing_artifact, find_reusable
+from zoo.export.calibration import batches, calibration_images, describe_calibration_set
+from zoo.export.formats import FORMATS, INT8, Format, plan
+from zoo.export.fp16 import export_fp16
+from zoo.export.int8 import REVISION, arithmetic, quantize, weight_bits_for
+from zoo.export.onnx import export_onnx
+from zoo.export.verify import compare_with_torch
+from zoo.models import registry
+from zoo.models.weights import sha256_file, weights_file
+from zoo.utils.lazy import lazy_import
+from zoo.utils.machine import cpu_record
+from zoo.utils.machine import versions as installed
+from zoo.utils.paths import cache_dir
 
 torch = lazy_import("torch")
 

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from zoo.errors import ZooError
-from zoo.files import atomic_path
-from zoo.lazy import lazy_import
+from zoo.utils.files import atomic_path
+from zoo.utils.lazy import lazy_import
 
 torch = lazy_import("torch")
 trt = lazy_import("tensorrt")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from export.onnx import INPUT, ort_session
 from zoo.errors import ZooError
-from zoo.lazy import lazy_import
+from zoo.export.onnx import INPUT, ort_session
+from zoo.utils.lazy import lazy_import
 
 torch = lazy_import("torch")
 

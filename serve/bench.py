@@ -21,20 +21,21 @@ from typing import Any
 
 import numpy as np
 
-from export.artifact import update_card
-from export.pipeline import EXPORT_PACKAGES, ExportOptions
-from serve import targets
-from serve.checked_export import export_and_check
-from serve.runtimes import Runtime, TorchRuntime, open_runtime
-from serve.verdicts import ALLOW
-from zoo import machine, registry
-from zoo.checkpoints import untrained as register
-from zoo.data import find_dataset
+from zoo.data.datasets import find_dataset
+from zoo.data.preprocess import load_image, preprocess
 from zoo.errors import ZooError
-from zoo.figures import pyplot, save
-from zoo.files import atomic_path
-from zoo.lazy import lazy_import
-from zoo.preprocess import load_image, preprocess
+from zoo.export.artifact import update_card
+from zoo.export.pipeline import EXPORT_PACKAGES, ExportOptions
+from zoo.models import registry
+from zoo.models.checkpoints import untrained as register
+from zoo.serve import targets
+from zoo.serve.checked_export import export_and_check
+from zoo.serve.runtimes import RUNTIMES, Runtime, TorchRuntime, open_runtime, runtime_for
+from zoo.serve.verdicts import ALLOW
+from zoo.utils import machine
+from zoo.utils.figures import pyplot, save
+from zoo.utils.files import atomic_path
+from zoo.utils.lazy import lazy_import
 
 torch = lazy_import("torch")
 
@@ -63,7 +64,11 @@ class BenchOptions:
 
 def hardware() -> dict[str, Any]:
 
-    return {**machine.hardware(), "versions": machine.versions((*EXPORT_PACKAGES, "openvino"))}
+    runtimes = (cls.distribution for cls in RUNTIMES.values())
+    return {
+        **machine.hardware(),
+        "versions": machine.versions(tuple(dict.fromkeys((*EXPORT_PACKAGES, *runtimes)))),
+    }
 
 
 def time_calls(fn, sync, seconds: float, warmup: float, min_runs: int, cuda: bool = False) -> np.ndarray:
@@ -206,7 +211,7 @@ def time_in_fresh_process(tag: str, fmt: str, artifact: Path | None, o: BenchOpt
     limit = o.worker_timeout or 600 + 20 * o.seconds * len(o.batches)
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "serve.bench", json.dumps(job)],
+            [sys.executable, "-m", "zoo.serve.bench", json.dumps(job)],
             capture_output=True,
             text=True,
             timeout=limit,
@@ -328,8 +333,7 @@ def resolve_device(device: str, formats: list[str]) -> str:
     if device != "auto":
         return device
     on_gpu = any(
-        (t.artifact or "").startswith("trt-") or t.backend in ("cuda", "tensorrt")
-        for t in map(targets.get, formats)
+        t.artifact and runtime_for(t.artifact, t.backend).on_gpu(t.backend) for t in map(targets.get, formats)
     )
     return "cuda" if on_gpu and torch.cuda.is_available() else "cpu"
 

@@ -10,11 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from export.pipeline import Exported, ExportOptions, export_model
-from serve import targets as table
-from serve.parity import check_artifacts
-from serve.verdicts import card_key
-from zoo import registry
+from zoo.export.pipeline import Exported, ExportOptions, export_model
+from zoo.models import registry
+from zoo.serve import targets as table
+from zoo.serve.parity import check_artifacts
+from zoo.serve.verdicts import card_key
 
 MARKS = {
     "ok": "✅",  # exported and within its parity bar (or the PyTorch original itself)

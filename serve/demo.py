@@ -17,19 +17,19 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from export.artifact import artifact_dirs, read_card
-from export.pipeline import ExportOptions
-from serve.checked_export import export_and_check
-from serve.predict import top_k
-from serve.runtimes import Runtime, open_runtime
-from serve.verdicts import admit, standing
-from zoo import registry
-from zoo.data import find_dataset
+from zoo.data.datasets import find_dataset
+from zoo.data.preprocess import load_image, preprocess, resize_and_crop
 from zoo.errors import ZooError
-from zoo.files import atomic_path
-from zoo.lazy import lazy_import
-from zoo.paths import cache_dir
-from zoo.preprocess import load_image, preprocess, resize_and_crop
+from zoo.export.artifact import artifact_dirs, read_card
+from zoo.export.pipeline import ExportOptions
+from zoo.models import registry
+from zoo.serve.checked_export import export_and_check
+from zoo.serve.predict import top_k
+from zoo.serve.runtimes import Runtime, open_runtime
+from zoo.serve.verdicts import admit, standing
+from zoo.utils.files import atomic_path
+from zoo.utils.lazy import lazy_import
+from zoo.utils.paths import cache_dir
 
 gr = lazy_import("gradio")
 

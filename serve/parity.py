@@ -14,15 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from export.artifact import read_card, update_card
-from serve.bars import BARS, JUDGED_AS, bars_with, looser  # noqa: F401  (re-exported: parity is their user)
-from serve.runtimes import Runtime, TorchRuntime, open_runtime
-from serve.verdicts import card_key
-from zoo import registry
-from zoo.data import check_fits, find_dataset
+from zoo.data.datasets import batches, check_fits, find_dataset
+from zoo.data.preprocess import preprocess_batch
 from zoo.errors import ZooError
-from zoo.preprocess import preprocess_batch
-from zoo.weights import sha256_file, weights_file
+from zoo.export.artifact import read_card, update_card
+from zoo.models import registry
+from zoo.models.weights import sha256_file, weights_file
+from zoo.serve.bars import BARS, JUDGED_AS, bars_with, looser  # noqa: F401  (re-exported: parity is their user)
+from zoo.serve.runtimes import Runtime, TorchRuntime, open_runtime
+from zoo.serve.verdicts import card_key
+from zoo.utils.metrics import hits, top_k
 
 
 @dataclass
@@ -39,10 +40,8 @@ def stream(
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(preprocessed batch, labels) over the first `limit` images, one batch in memory at a time: the
     50,000 ImageNet validation images would take about 30 GB preprocessed at once."""
-    n = min(len(dataset), limit or len(dataset))
-    for start in range(0, n, batch_size):
-        items = [dataset[i] for i in range(start, min(n, start + batch_size))]
-        yield preprocess_batch([img for img, _ in items], spec), np.asarray([y for _, y in items])
+    for images, labels in batches(dataset, limit or None, batch_size):
+        yield preprocess_batch(images, spec), np.asarray(labels)
 
 
 def labelled_images(
@@ -96,8 +95,9 @@ def paired_change(ref_correct: np.ndarray, cand_correct: np.ndarray, z: float = 
 
 def compare(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     """The parity metrics of candidate logits against reference logits (in %, over the same images)."""
-    ref5 = np.argsort(-reference, axis=1)[:, :5]
-    cand5 = np.argsort(-candidate, axis=1)[:, :5]
+    ref5, cand5 = top_k(reference), top_k(candidate)
+    ref_first, ref_among = hits(ref5, labels)
+    cand_first, cand_among = hits(cand5, labels)
     overlap = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(ref5, cand5, strict=True)])
     diff = np.abs(reference - candidate)
     agree = int(np.sum(ref5[:, 0] == cand5[:, 0]))
@@ -105,14 +105,14 @@ def compare(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray) ->
         "images": int(len(labels)),
         "method": METHOD,
         "top1_agreement_ci": list(wilson(agree, len(labels))),
-        "top1_change": paired_change(ref5[:, 0] == labels, cand5[:, 0] == labels),
+        "top1_change": paired_change(ref_first, cand_first),
         "top1_agreement": 100.0 * float(np.mean(ref5[:, 0] == cand5[:, 0])),
         "top5_agreement": 100.0 * float(np.mean([r in c for r, c in zip(ref5[:, 0], cand5, strict=True)])),
         "top5_overlap": 100.0 * float(overlap),
-        "reference_top1": 100.0 * float(np.mean(ref5[:, 0] == labels)),
-        "top1": 100.0 * float(np.mean(cand5[:, 0] == labels)),
-        "reference_top5": 100.0 * float(np.mean((ref5 == labels[:, None]).any(1))),
-        "top5": 100.0 * float(np.mean((cand5 == labels[:, None]).any(1))),
+        "reference_top1": 100.0 * float(np.mean(ref_first)),
+        "top1": 100.0 * float(np.mean(cand_first)),
+        "reference_top5": 100.0 * float(np.mean(ref_among)),
+        "top5": 100.0 * float(np.mean(cand_among)),
         "max_abs_logit_diff": float(diff.max()),
         "mean_abs_logit_diff": float(diff.mean()),
         "nonfinite": int((~np.isfinite(candidate)).sum()),

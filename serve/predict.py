@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from serve.runtimes import Runtime
-from zoo.data import IMAGE_SUFFIXES
+from zoo.data.datasets import IMAGE_SUFFIXES
+from zoo.data.preprocess import load_image, preprocess
 from zoo.errors import ZooError
-from zoo.preprocess import load_image, preprocess
+from zoo.serve.runtimes import Runtime
+from zoo.utils.metrics import top_k as best
 
 
 def expand(items: list[str]) -> list[tuple[str, str | None]]:
@@ -47,8 +48,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 def top_k(logits: np.ndarray, labels: list[str], k: int) -> list[list[dict[str, Any]]]:
     """The one top-k: [{index, label, prob}] per row, best first."""
     probs = softmax(logits.astype(np.float64))
-    k = min(k, probs.shape[1])
-    order = np.argsort(-probs, axis=1)[:, :k]
+    order = best(probs, k)
     return [
         [{"index": int(i), "label": labels[i], "prob": float(p[i])} for i in row]
         for row, p in zip(order, probs, strict=True)

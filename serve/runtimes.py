@@ -8,24 +8,26 @@ float32 batch and get logits back, close; device, precision and preprocessing as
 from __future__ import annotations
 
 import contextlib
+import importlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from export.aoti import check_compatible
-from export.artifact import read_card, verify_file
-from export.int8 import EXACT
-from export.int8 import arithmetic as int8_arithmetic
-from export.onnx import ort_session
-from export.tensorrt import Engine
-from zoo import registry
+from zoo.data.labels import load_labels
+from zoo.data.preprocess import PreprocessSpec
 from zoo.errors import ZooError
-from zoo.labels import load_labels
-from zoo.lazy import lazy_import
-from zoo.machine import cpu_record, hardware, version
-from zoo.paths import cache_dir
-from zoo.preprocess import PreprocessSpec
+from zoo.export import tensorrt
+from zoo.export.aoti import check_compatible
+from zoo.export.artifact import read_card, verify_file
+from zoo.export.int8 import EXACT
+from zoo.export.int8 import arithmetic as int8_arithmetic
+from zoo.export.onnx import ort_session
+from zoo.export.tensorrt import Engine
+from zoo.models import registry
+from zoo.utils.lazy import installed, lazy_import
+from zoo.utils.machine import cpu_record, hardware, version
+from zoo.utils.paths import cache_dir
 
 ort = lazy_import("onnxruntime")
 ov = lazy_import("openvino")
@@ -43,9 +45,35 @@ class Runtime:
     """Base class: subclasses set `backend`, implement `_run`, and name in `_handles` the attributes that
     hold the backend's session, engine or model, which `close()` releases."""
 
-    backend = "?"
+    # What a runtime declares once, as Polygraphy's runners do; `register` puts it in RUNTIMES, and
+    # open_runtime, the bench's targets, `zoo doctor` and the --backend help read it from there.
+    backend = "?"  # its name (doctor's rows, the card's verdict records)
     distribution = "torch"  # the package whose version a verdict records
+    module = "torch"  # what must import for it to run (its extra: zoo/utils/lazy.py EXTRAS)
+    runs = ""  # the file suffix of the artifacts it runs as their own runtime (formats.py's table)
+    options: tuple[str, ...] = ()  # --backend values that pick it for an ONNX artifact
+    option_help = ""  # what those values mean, for --help
     _handles: tuple[str, ...] = ()
+
+    @classmethod
+    def available(cls) -> bool:
+        """Whether it can run here (bench's `--formats all`)."""
+        return installed(cls.module)
+
+    @classmethod
+    def probe(cls) -> str:
+        """`zoo doctor`: one line on what works here; raises when it cannot run."""
+        return f"{cls.module} {importlib.import_module(cls.module).__version__}"
+
+    @classmethod
+    def on_gpu(cls, backend: str | None) -> bool:
+        """Whether it runs on a GPU when picked with `backend` (where the bench puts its baselines)."""
+        return False
+
+    @classmethod
+    def from_artifact(cls, path: Path, card: dict[str, Any], backend: str | None, common: dict, **o: Any):
+        """Open the artifact in `path`; `o`: threads, shared."""
+        return cls(path / card["file"], **common)
 
     def __init__(
         self,
@@ -145,9 +173,26 @@ class Runtime:
         return where
 
 
+RUNTIMES: dict[str, type[Runtime]] = {}  # backend name -> class, in the order registered
+
+
+def register(cls: type[Runtime]) -> type[Runtime]:
+    RUNTIMES[cls.backend] = cls
+    return cls
+
+
+@register
 class TorchRuntime(Runtime):
+    """The PyTorch original of a tag, eager or torch.compile'd: the reference every artifact is held to."""
+
     backend = "pytorch"
+    options = ("pytorch", "pytorch-compiled")
     _handles = ("model",)
+
+    @classmethod
+    def probe(cls) -> str:
+        cuda = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        return f"torch {torch.__version__}, CUDA devices: {', '.join(cuda) or 'none'}"
 
     def __init__(self, tag: str, device: str = "cpu", compiled: bool = False, **kw: Any) -> None:
 
@@ -186,10 +231,33 @@ class TorchRuntime(Runtime):
             self.torch.cuda.synchronize(self.device)
 
 
+@register
 class OnnxRuntime(Runtime):
     backend = "onnxruntime"
     distribution = "onnxruntime"
+    module = "onnxruntime"
+    runs = ".onnx"
+    options = ("cuda", "tensorrt")
+    option_help = "ONNX Runtime's cuda or tensorrt provider"
     _handles = ("session",)
+
+    @classmethod
+    def probe(cls) -> str:
+        both = version("onnxruntime") and version("onnxruntime-gpu")
+        clash = "; both onnxruntime and onnxruntime-gpu are installed: uninstall one of them" if both else ""
+        return "providers: " + ", ".join(ort.get_available_providers()) + clash
+
+    @classmethod
+    def on_gpu(cls, backend: str | None) -> bool:
+        return backend in GPU_PROVIDERS
+
+    @classmethod
+    def from_artifact(cls, path: Path, card: dict[str, Any], backend: str | None, common: dict, **o: Any):
+        providers = ort_providers(backend, card, path)
+        spinning = not o.get("shared", False)
+        return cls(
+            path / card["file"], providers=providers, threads=o.get("threads"), spinning=spinning, **common
+        )
 
     def __init__(
         self,
@@ -226,10 +294,30 @@ class OnnxRuntime(Runtime):
             ) from None
 
 
+@register
 class TensorRTRuntime(Runtime):
     backend = "tensorrt"
     distribution = "tensorrt"
+    module = "tensorrt"
+    runs = ".engine"
     _handles = ("engine",)
+
+    @classmethod
+    def available(cls) -> bool:
+        return tensorrt.available()
+
+    @classmethod
+    def probe(cls) -> str:
+        """Usable means a builder can be created here (imported alone says little: a CUDA 13 build under an
+        older driver imports and then fails)."""
+        trt = importlib.import_module("tensorrt")
+        if trt.Builder(trt.Logger(trt.Logger.ERROR)) is None:
+            raise RuntimeError("it could not create a builder on this GPU")
+        return f"TensorRT {trt.__version__}: a builder was created"
+
+    @classmethod
+    def on_gpu(cls, backend: str | None) -> bool:
+        return True
 
     def __init__(self, path: Path, card: dict[str, Any], **kw: Any) -> None:
 
@@ -247,9 +335,16 @@ class TensorRTRuntime(Runtime):
         self.engine.torch.cuda.synchronize()
 
 
+@register
 class AOTIRuntime(Runtime):
     backend = "aoti"
+    runs = ".pt2"
     _handles = ("model",)
+
+    @classmethod
+    def probe(cls) -> str:
+        importlib.import_module("torch._inductor")
+        return "AOTInductor packages (.pt2) compile and load with this torch"
 
     def __init__(self, path: Path, card: dict[str, Any], **kw: Any) -> None:
 
@@ -280,6 +375,7 @@ class AOTIRuntime(Runtime):
             self.torch.cuda.synchronize(self.device)
 
 
+@register
 class OpenVINORuntime(Runtime):
     """OpenVINO on the CPU from an ONNX artifact, compiled for latency. OpenVINO picks its own inference
     precision: bf16 on CPUs that have it (this one), so an FP32 artifact runs here as bf16, and the runtime
@@ -287,7 +383,18 @@ class OpenVINORuntime(Runtime):
 
     backend = "openvino"
     distribution = "openvino"
+    module = "openvino"
+    options = ("openvino",)
+    option_help = "OpenVINO"
     _handles = ("request", "compiled")
+
+    @classmethod
+    def probe(cls) -> str:
+        return "devices: " + ", ".join(ov.Core().available_devices)
+
+    @classmethod
+    def from_artifact(cls, path: Path, card: dict[str, Any], backend: str | None, common: dict, **o: Any):
+        return cls(path / card["file"], threads=o.get("threads"), **common)
 
     def __init__(self, path: Path, threads: int | None = None, **kw: Any) -> None:
         core = ov.Core()
@@ -311,8 +418,25 @@ class OpenVINORuntime(Runtime):
         return self.request.infer([batch])[0]
 
 
-ARTIFACT_BACKENDS = ("openvino", "cuda", "tensorrt")  # what else may run an ONNX artifact
-TAG_BACKENDS = ("pytorch", "pytorch-compiled")  # what may run a tag
+TAG_BACKENDS = TorchRuntime.options  # what may run a tag
+# what else may run an ONNX artifact, in --help's order
+ARTIFACT_BACKENDS = tuple(
+    o for cls in reversed(RUNTIMES.values()) for o in cls.options if cls is not TorchRuntime
+)
+
+
+def runtime_for(fmt: str, backend: str | None = None) -> type[Runtime]:
+    """The runtime that runs an artifact of format `fmt` (picked by `backend` where one takes it)."""
+    from zoo.export.formats import get
+
+    suffix = Path(get(fmt).file).suffix
+    for cls in RUNTIMES.values():
+        if backend and backend in cls.options and suffix == ".onnx" and cls is not TorchRuntime:
+            return cls
+    for cls in RUNTIMES.values():
+        if cls.runs == suffix:
+            return cls
+    raise ZooError(f"no runtime here runs {fmt} artifacts.")
 
 
 def check_backend(backend: str | None) -> None:
@@ -347,16 +471,8 @@ def open_runtime(
         "fmt": card["format"],
         "card": card,
     }
-    file = path / card["file"]
-    fmt = card["format"]
-    if fmt.startswith("trt-"):
-        return TensorRTRuntime(file, **common)
-    if fmt == "pt2":
-        return AOTIRuntime(file, **common)
-    if backend == "openvino":
-        return OpenVINORuntime(file, threads=threads, **common)
-    providers = ort_providers(backend, card, path)
-    return OnnxRuntime(file, providers=providers, threads=threads, spinning=not shared, **common)
+    cls = runtime_for(card["format"], backend)
+    return cls.from_artifact(path, card, backend, common, threads=threads, shared=shared)
 
 
 def ort_providers(backend: str | None, card: dict[str, Any], artifact: Path) -> list | None:

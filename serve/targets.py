@@ -7,10 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from export import tensorrt
-from export.formats import FORMATS
 from zoo.errors import ZooError
-from zoo.lazy import installed
+from zoo.export.formats import FORMATS
 
 
 @dataclass(frozen=True)
@@ -40,17 +38,15 @@ EAGER = "pytorch"  # the baseline every speed-up is measured against
 
 
 def runnable_here() -> list[str]:
-    """`--formats all`: every target this machine can run (TensorRT engines need TensorRT and a GPU,
-    OpenVINO targets the openvino package)."""
+    """`--formats all`: every target this machine can run (its runtime is available here: TensorRT
+    engines need TensorRT and a GPU, OpenVINO targets the openvino package)."""
+    from zoo.serve.runtimes import runtime_for
 
-    def can(t: Target) -> bool:
-        if t.backend == "openvino":
-            return installed("openvino")
-        if t.artifact and FORMATS[t.artifact].file.endswith(".engine"):
-            return tensorrt.available()
-        return True
-
-    return [name for name, t in TARGETS.items() if can(t)]
+    return [
+        name
+        for name, t in TARGETS.items()
+        if t.artifact is None or runtime_for(t.artifact, t.backend).available()
+    ]
 
 
 def get(name: str) -> Target:

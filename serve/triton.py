@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import zoo
-from export.artifact import read_card, verify_file
 from zoo.errors import ZooError
-from zoo.files import swap_dir_into_place, temp_dir
-from zoo.lazy import lazy_import
+from zoo.export.artifact import read_card, verify_file
+from zoo.utils.files import swap_dir_into_place, temp_dir
+from zoo.utils.lazy import lazy_import
 
 json_format = lazy_import("google.protobuf.json_format")
 model_config_pb2 = lazy_import("tritonclient.grpc.model_config_pb2")

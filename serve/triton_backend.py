@@ -44,14 +44,14 @@ class Preprocess:
     zoo.preprocess with the artifact's own spec. A bad image is an error response with the zoo's sentence."""
 
     def initialize(self, args: dict[str, Any]) -> None:
-        from zoo.preprocess import PreprocessSpec
+        from zoo.data.preprocess import PreprocessSpec
 
         card = json.loads((_artifact(args) / "card.json").read_text())
         self.spec = PreprocessSpec.from_dict(card["preprocess"])
 
     def execute(self, requests: list) -> list:
+        from zoo.data.preprocess import load_image, preprocess
         from zoo.errors import ZooError
-        from zoo.preprocess import load_image, preprocess
 
         pb, out = _utils(), []
         for request in requests:
@@ -70,7 +70,7 @@ class Classifier:
     Triton's dynamic batcher are run as one batch."""
 
     def initialize(self, args: dict[str, Any]) -> None:
-        from serve.runtimes import open_runtime
+        from zoo.serve.runtimes import open_runtime
 
         self.runtime = open_runtime(_artifact(args), shared=True)
         self.input, self.output = self.runtime.card["input"]["name"], self.runtime.card["output"]["name"]
@@ -93,7 +93,7 @@ class Softmax:
         pass
 
     def execute(self, requests: list) -> list:
-        from serve.predict import softmax
+        from zoo.serve.predict import softmax
 
         pb = _utils()
         out = []

@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from export.artifact import read_card
-from serve.triton import model_name, write_repository
-from serve.tritonserver import TritonServer
-from zoo import machine
 from zoo.errors import ZooError
-from zoo.files import atomic_path, temp_dir
-from zoo.lazy import lazy_import
+from zoo.export.artifact import read_card
+from zoo.serve.triton import model_name, write_repository
+from zoo.serve.tritonserver import TritonServer
+from zoo.utils import machine
+from zoo.utils.files import atomic_path, temp_dir
+from zoo.utils.lazy import lazy_import
 
 http = lazy_import("tritonclient.http")
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from export.artifact import read_card
-from export.int8 import EXACT
 from zoo.errors import ZooError
-from zoo.machine import bf16_class, cpu_features, int8_class
+from zoo.export.artifact import read_card
+from zoo.export.int8 import EXACT
+from zoo.utils.machine import bf16_class, cpu_features, int8_class
 
 ALLOW = "--allow-unverified"
 MARKS = {"passed": "✅", "failed": "❎", "not validated": "·"}

@@ -68,7 +68,7 @@ def pytest_sessionfinish(session) -> None:
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory):
     """No test reads or writes the user's cache: the whole session runs with its own $ZOO_CACHE."""
-    from zoo import registry
+    from zoo.models import registry
 
     old = os.environ.get("ZOO_CACHE")
     os.environ["ZOO_CACHE"] = str(tmp_path_factory.mktemp("zoo-cache"))
@@ -127,7 +127,7 @@ def torchvision():
 @pytest.fixture()
 def zoo_cache(tmp_path, monkeypatch) -> Path:
     """An empty $ZOO_CACHE, so no test touches the user's cache or manifest."""
-    from zoo import registry
+    from zoo.models import registry
 
     monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
     registry.reload()
@@ -138,9 +138,25 @@ def zoo_cache(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(scope="session")
 def cifar_tag() -> str:
     """The shipped CIFAR-10 tag (ZOO_TEST_TAG may name another, e.g. one imported into $ZOO_CACHE)."""
-    from zoo import registry
+    from zoo.models import registry
 
     tag = os.environ.get("ZOO_TEST_TAG", "resnet20.cifar10")
     if tag not in registry.pretrained_tags():
         pytest.skip(f"{tag} is not in the weights manifest")
     return tag
+
+
+@pytest.fixture(scope="session")
+def checked_artifacts(tmp_path_factory, cifar_tag, cifar_dir):
+    """The one export the tests of predict, bench, the demo and Triton share: the CIFAR tag to ONNX and the
+    CPU's INT8, each checked as `zoo export` checks it (1,000 test images), because those commands run only
+    artifacts whose verdict passed. Returns (artifacts folder, {format: Artifact}). A test that changes an
+    artifact copies it first."""
+    from zoo.export.pipeline import ExportOptions
+    from zoo.serve.checked_export import export_and_check
+
+    out = tmp_path_factory.mktemp("checked-artifacts")
+    options = ExportOptions(["onnx", "onnx-int8-cpu"], out, calib_size=256)
+    checked = export_and_check(cifar_tag, options.formats, options, parity_images=1000, log=lambda _m: None)
+    assert [c.status for c in checked] == ["ok", "ok"], [c.reason() for c in checked]
+    return out, {c.target: c.artifact for c in checked}

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
+from tests.helpers import one_sentence
+from zoo import ZooError, create_model
 from zoo.cli import app
-from zoo.errors import ZooError
+from zoo.data.preprocess import PreprocessSpec, load_image, normalize, resize_shorter_side
 from zoo.evaluate import SCALES, _views, evaluate
-from zoo.preprocess import PreprocessSpec, load_image, normalize, resize_shorter_side
+from zoo.models import registry
 
 runner = CliRunner()
 SPEC = PreprocessSpec(resize=256, crop=224)
@@ -44,7 +47,7 @@ def test_multiscale_views_resize_the_shorter_side_to_each_scale(imagenet_sample)
 def random_imagenet_tag(tmp_path, zoo_cache):
     """A resnet18 tag with random weights: the protocols' mechanics need no trained ImageNet model."""
     from zoo import create_model
-    from zoo.checkpoints import import_checkpoint
+    from zoo.models.checkpoints import import_checkpoint
 
     torch.manual_seed(0)
     pth = tmp_path / "r18.pth"
@@ -81,7 +84,7 @@ def test_eval_cli_json_and_bad_protocol(cifar_tag, data):
 def test_shipped_tags_reproduce_their_manifest_top1_on_the_full_test_split(cifar_dir):
     """A regression pin, not an independent check: the manifest's figure came from `zoo eval` itself
     (the independent checks are the paper's tables, torchvision and the reference checkpoints)."""
-    from zoo import registry
+    from zoo.models import registry
 
     shipped = [
         s for s in registry.pretrained_tags().values() if s.file is not None and s.dataset == "cifar10"
@@ -99,7 +102,7 @@ def test_a_run_folder_and_a_bare_weights_file_load_as_the_architecture_and_datas
     through its safetensors metadata, as `zoo train` writes it."""
     from zoo import create_model
     from zoo.evaluate import load_model
-    from zoo.weights import save_safetensors
+    from zoo.models.weights import save_safetensors
 
     torch.manual_seed(0)
     original = create_model("resnet18").eval()  # an ImageNet net: 1000 classes, not CIFAR-10's 10
@@ -118,3 +121,75 @@ def test_a_run_folder_and_a_bare_weights_file_load_as_the_architecture_and_datas
     (run / "summary.json").write_text(json.dumps({"arch": "resnet34", "dataset": "imagenet1k"}))
     with pytest.raises(ZooError, match=r"run/weights\.safetensors do not fit resnet34"):
         load_model(str(run))
+
+
+def _test_images(tag: str, cifar_dir: Path, n: int):
+    """The CIFAR-10 test split and its first n images normalised by hand (mean/std of the tag)."""
+    from zoo.data.datasets import CIFAR10
+
+    spec = registry.pretrained_tags()[tag].preprocess
+    test = CIFAR10(cifar_dir, "test")
+    mean, std = np.array(spec.mean, np.float32), np.array(spec.std, np.float32)
+    x = (test.images[:n].astype(np.float32) / 255 - mean) / std
+    return test, torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+
+
+def test_flip_evaluation_averages_both_views(cifar_tag, cifar_dir):
+    """Breakage: flip (and 10-crop) evaluation using only the first view."""
+    from zoo.evaluate import evaluate
+
+    n = 1000
+    test, x = _test_images(cifar_tag, cifar_dir, n)
+    model = create_model(cifar_tag, pretrained=True)
+    with torch.no_grad():
+        single = model(x).softmax(1)
+        both = (single + model(x.flip(3)).softmax(1)) / 2
+    labels = torch.from_numpy(test.labels[:n])
+    single_top1 = 100 * (single.argmax(1) == labels).float().mean().item()
+    flip_top1 = 100 * (both.argmax(1) == labels).float().mean().item()
+    assert single_top1 != flip_top1  # the views disagree somewhere: the test can tell them apart
+    assert evaluate([cifar_tag], protocol="flip", limit=n)["top1"] == pytest.approx(flip_top1, abs=1e-9)
+    assert evaluate([cifar_tag], protocol="single", limit=n)["top1"] == pytest.approx(single_top1, abs=1e-9)
+
+
+def test_an_ensemble_averages_the_softmax_of_different_models(cifar_tag, cifar_dir, tmp_path):
+    """Breakage: an ensemble that keeps one model (a model with itself cannot tell)."""
+    from safetensors.torch import save_file
+
+    from zoo.evaluate import evaluate
+
+    n = 500
+    test, x = _test_images(cifar_tag, cifar_dir, n)
+    labels = torch.from_numpy(test.labels[:n])
+    top1 = lambda p: 100 * (p.argmax(1) == labels).float().mean().item()  # noqa: E731
+    trained = create_model(cifar_tag, pretrained=True).eval()
+    with torch.no_grad():
+        a = trained(x).softmax(1)
+    # A weak but different second model: the trained one with noise on its convolutions, the noise
+    # halved until the model is still fair (how much noise a net tolerates depends on its weights).
+    other = create_model("resnet20").eval()
+    for scale in (0.4, 0.2, 0.1, 0.05, 0.025):
+        torch.manual_seed(1)
+        with torch.no_grad():
+            state = {
+                k: v + scale * v.std() * torch.randn_like(v) if v.ndim == 4 else v
+                for k, v in trained.state_dict().items()
+            }
+            other.load_state_dict(state)
+            b = other(x).softmax(1)
+        if top1(b) > 50:
+            break
+    path = tmp_path / "other.safetensors"
+    save_file(
+        {k: v.contiguous() for k, v in state.items()},
+        str(path),
+        metadata={"arch": "resnet20", "dataset": "cifar10"},
+    )
+    assert len({top1(a), top1(b), top1(a + b)}) == 3 and top1(b) > 50  # three different answers
+    result = evaluate([cifar_tag, str(path)], limit=n)
+    assert result["top1"] == pytest.approx(top1(a + b), abs=1e-9) and len(result["models"]) == 2
+
+
+@pytest.mark.parametrize("limit", ["-5", "0"])
+def test_eval_limit_must_be_positive(limit, cifar_tag, cifar_dir):
+    one_sentence(runner.invoke(app, ["eval", cifar_tag, "--limit", limit]), "--limit must be at least 1")

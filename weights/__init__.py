@@ -1,1 +1,2 @@
-"""Pretrained weights of the zoo: `manifest.toml` and the small safetensors files it lists."""
+"""The zoo's built-in pretrained weights, installed as the package data of `zoo.weights`:
+`manifest.toml`, the small safetensors files it lists, and their training logs and benchmark reports."""

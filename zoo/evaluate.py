@@ -12,13 +12,13 @@ import safetensors
 import torch
 from PIL import Image
 
-from zoo import registry
-from zoo.data import check_fits, find_dataset
-from zoo.datasets import num_classes, preprocess_spec
+from zoo.data.datasets import batches, check_fits, find_dataset, num_classes, preprocess_spec
+from zoo.data.preprocess import PreprocessSpec, normalize, preprocess, resize_shorter_side
 from zoo.errors import ZooError
-from zoo.preprocess import PreprocessSpec, normalize, preprocess, resize_shorter_side
-from zoo.runs import SUMMARY, WEIGHTS, read_json
-from zoo.weights import read_checkpoint
+from zoo.models import registry
+from zoo.models.weights import read_checkpoint
+from zoo.train.runs import SUMMARY, WEIGHTS, read_json
+from zoo.utils.metrics import accuracy
 
 PROTOCOLS = ("single", "flip", "10crop", "multiscale")
 SCALES = (224, 256, 384, 480, 640)
@@ -92,7 +92,7 @@ def evaluate(
     labels = torch.zeros(n, dtype=torch.long)
     for model, spec, *_ in loaded:
         start = 0
-        for imgs, ys in _batches(dataset, n, batch_size):
+        for imgs, ys in batches(dataset, n, batch_size):
             views = [_views(img, spec, protocol) for img in imgs]
             if protocol == "multiscale":  # one image and scale at a time: the shapes differ
                 p = torch.stack(
@@ -108,18 +108,12 @@ def evaluate(
             probs[start : start + len(ys)] += p
             labels[start : start + len(ys)] = torch.tensor(ys)
             start += len(ys)
-    top5 = probs.topk(5, dim=1).indices
+    top1, top5 = accuracy(probs, labels)
     return {
         "models": [name for _, _, name, _ in loaded],
         "protocol": protocol,
         "split": split,
         "n": n,
-        "top1": 100.0 * (top5[:, 0] == labels).float().mean().item(),
-        "top5": 100.0 * (top5 == labels[:, None]).any(1).float().mean().item(),
+        "top1": top1,
+        "top5": top5,
     }
-
-
-def _batches(dataset, n: int, size: int):
-    for start in range(0, n, size):
-        items = [dataset[i] for i in range(start, min(n, start + size))]
-        yield [img for img, _ in items], [y for _, y in items]

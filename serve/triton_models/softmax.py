@@ -2,4 +2,4 @@
 
 import zoo_site  # noqa: F401  (the zoo's environment first)
 
-from serve.triton_backend import Softmax as TritonPythonModel  # noqa: F401
+from zoo.serve.triton_backend import Softmax as TritonPythonModel  # noqa: F401

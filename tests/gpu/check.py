@@ -2,7 +2,7 @@
 runs a real `zoo` command or the GPU tests and is written as JSON, so nothing is typed in by hand.
 
     python3 tests/gpu/check.py OUT_DIR            # on the GPU machine (about 5 minutes on an H200)
-    python3 tests/gpu/check.py OUT_DIR --cpu      # the same steps on the CPU, as tests/test_gpu_check.py runs
+    python3 tests/gpu/check.py OUT_DIR --cpu      # the same steps on the CPU, as tests/gpu/test_gpu_check.py runs
 
 Steps: the GPU-logic tests (`gpu`), a training smoke run in bf16 (`train`), `zoo export --format pt2
 --device cuda` with parity (`pt2`), `zoo bench --device cuda` over pytorch, pytorch-compiled and pt2

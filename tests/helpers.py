@@ -1,0 +1,41 @@
+"""Helpers the tests of several modules share (fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from zoo.data.preprocess import PreprocessSpec
+from zoo.errors import ZooError
+from zoo.serve.runtimes import Runtime
+
+
+def one_sentence(result, *words: str) -> None:
+    """A CLI result that is a user's mistake: exit 1, no traceback, and the words in the one error line."""
+    assert result.exit_code == 1, result.output
+    assert (
+        "Traceback" not in result.output
+        and result.exception is None
+        or isinstance(result.exception, SystemExit)
+    )
+    for w in words:
+        assert w in result.output, result.output
+
+
+SPEC = PreprocessSpec.from_dict({"resize": 32, "crop": 32, "mean": [0.5] * 3, "std": [0.25] * 3})
+
+
+class ProfileLimited(Runtime):
+    """A backend that, like a TensorRT engine, refuses batches above its profile maximum."""
+
+    backend = "limited"
+
+    def __init__(self, maximum: int) -> None:
+        card = {"profile": {"min": 1, "opt": 2, "max": maximum}}
+        super().__init__("limited", SPEC, [str(i) for i in range(10)], "fp16", "cpu", "trt-fp16", card)
+        self.seen: list[int] = []
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        if len(batch) > self.max_batch:
+            raise ZooError(f"batch {len(batch)} exceeds this engine's profile maximum {self.max_batch}")
+        self.seen.append(len(batch))
+        return batch.reshape(len(batch), 3, -1).mean(axis=2) @ np.ones((3, 10), np.float32) * np.arange(10)

@@ -1,0 +1,310 @@
+"""The web demo: its handlers on good and bad input, a live loopback server driven by gradio_client,
+a real headless Chromium, and a bounded load test (8 clients x 25 requests)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+pytest.importorskip("gradio", reason="the web demo needs gradio: pip install 'resnet-zoo[app]'")
+
+from zoo.cli import app  # noqa: E402
+from zoo.serve.demo import RuntimeCache, badge, build_demo, classify, drawn_images  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def artifacts(checked_artifacts):
+    return checked_artifacts[0]  # tests/conftest.py: the session's checked export
+
+
+@pytest.fixture(scope="module")
+def cifar_image(tmp_path_factory, cifar_dir) -> Path:
+    from zoo.data.datasets import CIFAR10
+
+    img, _ = CIFAR10(cifar_dir, "test")[3]
+    path = tmp_path_factory.mktemp("img") / "cifar-3.png"
+    img.save(path)
+    return path
+
+
+def test_handler_classifies_a_real_image_and_shows_the_crop(artifacts, cifar_tag, cifar_image):
+    cache = RuntimeCache(artifacts)
+    assert cache.formats(cifar_tag) == ["pytorch", "onnx", "onnx-int8-cpu"]
+    cand, orig, status, crop = classify(cache, str(cifar_image), cifar_tag, "onnx")
+    assert len(cand) == 5 and len(orig) == 5 and "same top-1" in status and " ms)" in status
+    assert max(cand, key=cand.get) == max(orig, key=orig.get) and crop.size == (32, 32)
+    assert cache.get(cifar_tag, "onnx") is cache.get(cifar_tag, "onnx")  # loaded once, reused
+
+
+def test_the_crop_is_shown_enlarged_pixel_for_pixel():
+    from zoo.serve.demo import enlarged
+
+    crop = Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    big = enlarged(crop)
+    assert big.size == (224, 224)
+    np.testing.assert_array_equal(np.asarray(big)[::7, ::7], np.asarray(crop))
+
+
+def test_badge_says_same_within_top5_or_disagree():
+    top = [{"index": i} for i in range(5)]
+    assert "same" in badge(top, top)
+    assert "within" in badge([{"index": 3}], top)
+    assert "disagree" in badge([{"index": 9}], top)
+
+
+def _save(img: Image.Image, path: Path, fmt: str) -> str:
+    img.save(path, fmt)
+    return str(path)
+
+
+def test_every_kind_of_bad_or_odd_input_gets_a_visible_message_or_a_result(artifacts, cifar_tag, tmp_path):
+    cache = RuntimeCache(artifacts)
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    huge = tmp_path / "huge.png"
+    Image.new("1", (12000, 12000)).save(huge)
+    for bad, words in (
+        (None, "no image"),
+        (str(text), "not an image"),
+        (str(empty), "empty"),
+        (str(huge), "pixels"),
+    ):
+        cand, orig, status, crop = classify(cache, bad, cifar_tag, "onnx")
+        assert cand == {} and crop is None and status.startswith("⚠️") and words in status, status
+    odd = {
+        "gray": _save(Image.new("L", (64, 48), 120), tmp_path / "g.png", "PNG"),
+        "rgba": _save(Image.new("RGBA", (64, 48), (200, 10, 10, 128)), tmp_path / "a.png", "PNG"),
+        "cmyk": _save(Image.new("CMYK", (64, 48), (0, 200, 200, 0)), tmp_path / "c.jpg", "JPEG"),
+    }
+    for name, path in odd.items():
+        cand, _, status, crop = classify(cache, path, cifar_tag, "onnx-int8-cpu")
+        assert len(cand) == 5 and crop.mode == "RGB", (name, status)
+    assert classify(cache, str(odd["gray"]), "", "onnx")[2].startswith("⚠️")
+
+
+def test_drawn_examples_exist_without_data(tmp_path):
+    paths = drawn_images(tmp_path, 3)
+    assert len(paths) == 3 and all(Image.open(p).size == (256, 256) for p in paths)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(artifacts, cifar_tag):
+    demo = build_demo([cifar_tag], artifacts, concurrency=2)
+    port = _free_port()
+    demo.launch(
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, show_error=True
+    )
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+def test_live_server_top_label_matches_zoo_predict(server, artifacts, cifar_tag, cifar_image):
+    from gradio_client import Client, handle_file
+
+    client = Client(server, verbose=False)
+    cand, _orig, status, _crop = client.predict(
+        handle_file(str(cifar_image)), None, cifar_tag, "onnx-int8-cpu", api_name="/classify"
+    )
+    served = cand["label"]
+    cli = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            "--artifact",
+            str(artifacts / cifar_tag / "onnx-int8-cpu"),
+            str(cifar_image),
+            "--json",
+            "--topk",
+            "1",
+        ],
+    )
+    assert cli.exit_code == 0 and served == json.loads(cli.stdout)[0]["top"][0]["label"], status
+
+
+@pytest.fixture(scope="module")
+def odd_and_bad_uploads(tmp_path_factory, cifar_dir) -> tuple[dict[str, Path], dict[str, Path]]:
+    """The same real photo in every odd form a user uploads, and files that are not images at all."""
+    from zoo.data.datasets import CIFAR10
+
+    folder = tmp_path_factory.mktemp("uploads")
+    base = CIFAR10(cifar_dir, "test")[7][0].resize((64, 64), Image.Resampling.BICUBIC)
+    odd = {}
+
+    def save(name: str, img: Image.Image, fmt: str, **kw) -> None:
+        odd[name] = folder / f"{name}.{fmt.lower()}"
+        img.save(odd[name], fmt, **kw)
+
+    gray16 = (np.asarray(base.convert("L"), np.uint16) * 257).astype(np.uint16)
+    rgba = base.convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize((64, 64)))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to view
+    save("gray", base.convert("L"), "PNG")
+    save("sixteen-bit", Image.fromarray(gray16), "PNG")
+    save("rgba", rgba, "PNG")
+    save("palette", base.convert("P", palette=Image.Palette.ADAPTIVE), "PNG")
+    save("cmyk", base.convert("CMYK"), "JPEG", quality=95)
+    save("exif-rotated", base.rotate(90, expand=True), "JPEG", exif=exif, quality=95)
+    save("gif", base, "GIF")
+    bad = {"text": folder / "notes.jpg", "empty": folder / "empty.png", "truncated": folder / "cut.png"}
+    bad["text"].write_text("not an image")
+    bad["empty"].write_bytes(b"")
+    bad["truncated"].write_bytes(odd["gray"].read_bytes()[:200])
+    bad["bomb"] = folder / "bomb.png"
+    Image.new("1", (12000, 12000)).save(bad["bomb"])
+    return odd, bad
+
+
+def _cli_predict(artifact: Path, image: Path) -> tuple[int, dict]:
+    r = CliRunner().invoke(app, ["predict", "--artifact", str(artifact), str(image), "--json", "--topk", "5"])
+    return r.exit_code, json.loads(r.stdout)[0]
+
+
+def test_live_server_sees_each_uploaded_file_exactly_as_zoo_predict(
+    server, artifacts, cifar_tag, odd_and_bad_uploads
+):
+    from gradio_client import Client, handle_file
+
+    client = Client(server, verbose=False)
+    odd, bad = odd_and_bad_uploads
+    artifact = artifacts / cifar_tag / "onnx-int8-cpu"
+    for name, path in odd.items():
+        cand, _orig, status, _crop = client.predict(
+            handle_file(str(path)), None, cifar_tag, "onnx-int8-cpu", api_name="/classify"
+        )
+        code, cli = _cli_predict(artifact, path)
+        served = [(c["label"], c["confidence"]) for c in cand["confidences"]]
+        assert code == 0 and served == [(t["label"], t["prob"]) for t in cli["top"]], (name, status)
+    for name, path in bad.items():
+        cand, _orig, status, _crop = client.predict(
+            handle_file(str(path)), None, cifar_tag, "onnx-int8-cpu", api_name="/classify"
+        )
+        code, cli = _cli_predict(artifact, path)
+        sentence = cli["error"].replace(str(path), path.name)
+        assert code == 1 and not cand.get("confidences") and status == f"⚠️ {sentence}", (name, status)
+
+
+def test_the_latency_shown_is_the_median_of_warm_runs(artifacts, cifar_tag, cifar_image):
+    from zoo.serve import demo
+
+    cache = RuntimeCache(artifacts)
+    rt = cache.get(cifar_tag, "pytorch")
+    calls = []
+    original_run = rt.run
+    rt.run = lambda batch: calls.append(time.perf_counter()) or original_run(batch)
+    try:
+        _, _, status, _ = classify(cache, str(cifar_image), cifar_tag, "onnx")
+    finally:
+        rt.run = original_run
+    assert len(calls) == 1 + demo.TIMED_RUNS  # one untimed warm-up, then the timed runs
+    assert "median of warm runs" in status
+
+
+def test_bounded_load_8_clients_x_25_requests_no_failures(server, cifar_tag, cifar_image):
+    from gradio_client import Client, handle_file
+
+    def client_run(_: int) -> list[float]:
+        client = Client(server, verbose=False)
+        times = []
+        for _ in range(25):
+            t0 = time.perf_counter()
+            cand, *_ = client.predict(
+                handle_file(str(cifar_image)), None, cifar_tag, "onnx-int8-cpu", api_name="/classify"
+            )
+            assert cand["label"]
+            times.append(time.perf_counter() - t0)
+        return times
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(client_run, range(8)))
+    latencies = np.concatenate(results)
+    assert len(latencies) == 200
+    print(
+        f"load test: 200 requests from 8 clients, 0 failures, p50 {1e3 * np.percentile(latencies, 50):.0f} ms, "
+        f"p95 {1e3 * np.percentile(latencies, 95):.0f} ms"
+    )
+
+
+def test_headless_chromium_uploads_an_image_and_reads_the_top_label(
+    server, artifacts, cifar_image, tmp_path, cifar_tag
+):
+    if CHROMIUM is None:
+        from tests.conftest import missing
+
+        missing("Chromium is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-component-update",
+        "--disable-sync",
+    ]
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(server, wait_until="networkidle")
+        page.locator("input[type=file]").first.set_input_files(str(cifar_image))
+        page.get_by_role("button", name="Classify").click()
+        status = page.locator("#status")
+        status.get_by_text("top-1").wait_for(timeout=60_000)
+        label = page.locator("#original-top5 h2, #original-top5 .output-class").first.inner_text(
+            timeout=30_000
+        )
+        page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
+        browser.close()
+    _, original, _, _ = classify(RuntimeCache(artifacts), str(cifar_image), cifar_tag, "pytorch")
+    assert label.strip() == max(original, key=original.get)
+    # a file that is not an image: the page shows the CLI's sentence, not Gradio's bare "Error"
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        page = browser.new_page()
+        page.goto(server, wait_until="networkidle")
+        text = tmp_path / "notes.jpg"
+        text.write_text("not an image")
+        page.locator("input[type=file]").first.set_input_files(str(text))
+        page.get_by_role("button", name="Classify").click()
+        page.locator("#status").get_by_text("notes.jpg is not an image that Pillow can read.").wait_for(
+            timeout=60_000
+        )
+        browser.close()
+    assert (tmp_path / "demo.png").stat().st_size > 10_000
+    shutil.copyfile(tmp_path / "demo.png", Path(__file__).parent / "last-demo-screenshot.png")
+
+
+def test_the_export_button_exports_the_missing_onnx_artifacts(cifar_tag, tmp_path, cifar_dir):
+    from zoo.serve.demo import DEMO_FORMATS, export_missing
+
+    cache = RuntimeCache(tmp_path)
+    assert cache.formats(cifar_tag) == ["pytorch"]
+    steps: list[str] = []  # what the button's progress shows, step by step
+    message = export_missing(cache, cifar_tag, log=steps.append)  # exported and checked, as `zoo export`
+    assert [line.split(":")[0] for line in message.splitlines()] == [f"✅ {f}" for f in DEMO_FORMATS]
+    assert any(s.startswith("parity:") for s in steps) and any("onnx-int8: built" in s for s in steps)
+    from zoo.export.artifact import read_card
+
+    assert all(read_card(tmp_path / cifar_tag / f)["parity"]["verdict"]["passed"] for f in DEMO_FORMATS)
+    assert cache.formats(cifar_tag) == ["pytorch", *sorted(DEMO_FORMATS)]
+    assert export_missing(cache, cifar_tag) == f"all ONNX artifacts of {cifar_tag} are exported."

@@ -1,0 +1,134 @@
+"""The Python API (zoo/api.py): one function per command, each the one its command calls, holding the
+command's policy (an unverified artifact is refused from Python as from the CLI)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from zoo import ZooError, api
+from zoo.cli import app
+
+runner = CliRunner()
+CLI = Path(api.__file__).parent / "cli"
+
+
+def _commands() -> dict[str, set[str]]:
+    """Each `zoo` command -> the zoo.api functions its body calls (read from the CLI's source)."""
+    calls: dict[str, set[str]] = {}
+    for module in CLI.glob("*.py"):
+        for fn in ast.parse(module.read_text()).body:
+            if not isinstance(fn, ast.FunctionDef):
+                continue
+            names = [
+                d.args[0].value
+                for d in fn.decorator_list
+                if isinstance(d, ast.Call) and getattr(d.func, "id", "") == "command" and d.args
+            ]
+            if names:
+                calls[names[0]] = {
+                    n.attr
+                    for n in ast.walk(fn)
+                    if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "api"
+                }
+    return calls
+
+
+def test_every_command_but_list_calls_one_function_of_the_api():
+    calls = _commands()
+    registered = {c.name for c in app.registered_commands}
+    assert set(calls) == registered and len(registered) >= 19
+    for name, used in calls.items():
+        if name in ("list",):  # a table of registry rows; api.list_models is its name list
+            continue
+        if name == "serve":  # the web demo, or a Triton server for a repository (not a zoo function)
+            assert "demo" in used
+            continue
+        assert used and used <= set(api.__all__) | {"check_load_test"}, (name, used)
+    assert calls["export"] == {"export"} and calls["parity"] >= {"parity"} and calls["predict"] == {"predict"}
+
+
+def test_the_preprocessing_contract_is_the_tags_transform(tmp_path, cifar_dir, cifar_tag):
+    """weights.preprocess(image) against the arithmetic written out: a 32x32 CIFAR image is not resized or
+    cropped, only scaled to [0, 1] and normalised by the tag's mean and std, channels first."""
+    from zoo.data.datasets import CIFAR10
+
+    img, _ = CIFAR10(cifar_dir, "test")[7]
+    path = tmp_path / "seven.png"
+    img.save(path)
+    spec = api.weights(cifar_tag).preprocess
+    expected = (np.asarray(img, dtype=np.float32) / 255 - np.array(spec.mean)) / np.array(spec.std)
+    for source in (path, path.read_bytes(), api.load_image(path)):
+        x = spec(source)
+        assert x.shape == (3, 32, 32) and x.dtype == np.float32
+        np.testing.assert_allclose(x, expected.transpose(2, 0, 1), atol=1e-6)
+
+
+def test_weights_of_a_name_without_weights_is_one_sentence():
+    with pytest.raises(ZooError, match="no pretrained weights"):
+        api.weights("plain20")
+
+
+def test_open_runtime_refuses_an_artifact_never_checked_as_the_cli_does(checked_artifacts, tmp_path):
+    """The verdict policy lives in the API: an artifact whose card holds no parity result is refused by
+    api.open_runtime and api.predict in the sentence `zoo predict` prints; allowed, it runs with a warning."""
+    _, made = checked_artifacts
+    copy = tmp_path / "onnx"
+    shutil.copytree(made["onnx"].path, copy)
+    card = json.loads((copy / "card.json").read_text())
+    del card["parity"]
+    (copy / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ZooError) as refused:
+        api.open_runtime(copy)
+    assert "--allow-unverified" in str(refused.value) and "zoo parity" in str(refused.value)
+    cli = runner.invoke(app, ["predict", "--artifact", str(copy), "x.png"])
+    assert cli.exit_code == 1 and str(refused.value) in " ".join(cli.output.split())
+    lines: list[str] = []
+    with api.open_runtime(copy, allow_unverified=True, log=lines.append) as rt:
+        logits = rt.run(np.zeros((2, *rt.input_shape), dtype=np.float32))
+    assert logits.shape == (2, 10) and lines and lines[0].startswith("warning:")
+
+
+def test_predict_from_python_equals_zoo_predict(checked_artifacts, tmp_path, cifar_dir):
+    from zoo.data.datasets import CIFAR10
+
+    test = CIFAR10(cifar_dir, "test")
+    for i in range(3):
+        test[i][0].save(tmp_path / f"{i}.png")
+    artifact = checked_artifacts[1]["onnx-int8-cpu"].path
+    from_python = api.predict(artifact, [tmp_path], topk=3)
+    cli = runner.invoke(app, ["predict", "--artifact", str(artifact), str(tmp_path), "--topk", "3", "--json"])
+    assert cli.exit_code == 0, cli.output
+    assert json.loads(cli.stdout) == json.loads(json.dumps(from_python))
+    assert [r["top"][0]["label"] for r in from_python] == [
+        r["top"][0]["label"] for r in json.loads(cli.stdout)
+    ]
+
+
+def test_the_version_is_one_place():
+    import zoo
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"resnet-zoo {zoo.__version__}"
+
+
+def test_predict_names_missing_images_before_loading_any_model(tmp_path):
+    """`zoo predict --model TAG missing.png` answers in one sentence without importing torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from typer.testing import CliRunner; from zoo.cli import app; "
+        f"r = CliRunner().invoke(app, ['predict', '--model', 'resnet20.cifar10', {str(tmp_path / 'no.png')!r}]); "
+        "print(r.exit_code, 'torch' in sys.modules); print(r.output)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    first, *rest = out.stdout.splitlines()
+    assert first == "1 False", out.stdout + out.stderr
+    assert "no such file" in "\n".join(rest)

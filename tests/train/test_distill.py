@@ -1,0 +1,202 @@
+"""Distillation in the one recipe: the augmentation's views by index, the teacher table against the
+teacher's own logits (and refused for another teacher, augmentation or split), the loss against a hand
+computation, and a distilled smoke run that records its teacher."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from zoo.errors import ZooError
+
+
+def _views_by_hand(x: np.ndarray, ids: np.ndarray, pad: int) -> np.ndarray:
+    """The crop-and-flip views of uint8 NCHW images by plain slicing: id = (oy (2 pad + 1) + ox) 2 + flip."""
+    side, h, w = 2 * pad + 1, x.shape[2], x.shape[3]
+    padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    out = []
+    for img, i in zip(padded, ids, strict=True):
+        pos, flip = divmod(int(i), 2)
+        oy, ox = divmod(pos, side)
+        view = img[:, oy : oy + h, ox : ox + w]
+        out.append(view[:, :, ::-1] if flip else view)
+    return np.stack(out)
+
+
+def test_the_trainers_crops_are_the_views_their_ids_name():
+    from zoo.data.loaders import crop_and_flip, view_count
+
+    x = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8)
+    out, ids = crop_and_flip(x, 2, True, torch.Generator().manual_seed(5), with_ids=True)
+    assert ids.min() >= 0 and ids.max() < view_count(2, True) == 50
+    np.testing.assert_array_equal(out.numpy(), _views_by_hand(x.numpy(), ids.numpy(), 2))
+    again = crop_and_flip(x, 2, True, torch.Generator().manual_seed(5))  # the same draws without ids
+    assert torch.equal(again, out)
+
+
+@pytest.fixture(scope="module")
+def small_split(cifar_dir):
+    from zoo.data.datasets import CIFAR10
+
+    train = CIFAR10(cifar_dir, "train")
+    return train.images[:24], train.labels[:24]
+
+
+def test_the_table_holds_the_teachers_logits_of_every_view_and_continues_where_it_stopped(
+    small_split, tmp_path
+):
+    from zoo.train.teacher import TABLE, Teacher, TeacherTable, build_table
+
+    images, labels = small_split
+    teacher = Teacher(["resnet20.cifar10"])
+    folder = build_table(teacher, images, labels, 1, True, tmp_path / "t", chunk=8, stop_after=8)
+    meta = json.loads((folder / "table.json").read_text())
+    assert meta["done"] == 8 and not meta.get("complete")
+    with pytest.raises(ZooError, match="not complete"):
+        TeacherTable.open(folder, meta["key"])
+    build_table(teacher, images, labels, 1, True, folder, chunk=8)  # continues from image 8
+    meta = json.loads((folder / "table.json").read_text())
+    assert meta["complete"] and meta["key"]["views"] == 18 and meta["key"]["images"] == 24
+    table = np.load(folder / TABLE)
+    assert table.shape == (24, 18, 10) and table.dtype == np.float16
+    rng = np.random.default_rng(0)
+    rows, ids = rng.integers(0, 24, 40), rng.integers(0, 18, 40)
+    views = _views_by_hand(images[rows].transpose(0, 3, 1, 2), ids, 1)
+    online = teacher.logits(teacher.normalise(torch.from_numpy(np.ascontiguousarray(views)))).numpy()
+    np.testing.assert_allclose(table[rows, ids].astype(np.float32), online, atol=0.02, rtol=0.005)
+    opened = TeacherTable.open(folder, meta["key"])
+    np.testing.assert_allclose(
+        opened.lookup(torch.from_numpy(rows), torch.from_numpy(ids)).numpy(), table[rows, ids]
+    )
+
+
+def test_a_table_is_refused_for_another_teacher_augmentation_or_split(small_split, tmp_path):
+    from zoo.train.teacher import Teacher, TeacherTable, build_table, split_sha256
+
+    images, labels = small_split
+    teacher = Teacher(["resnet20.cifar10"])
+    folder = build_table(teacher, images[:4], labels[:4], 0, True, tmp_path / "t")
+    key = teacher.key(0, True, split_sha256(images[:4], labels[:4]), 4)
+    assert TeacherTable.open(folder, key).table.shape == (4, 2, 10)
+    for other, words in (
+        (teacher.key(1, True, key["train_split_sha256"], 4), "pad"),
+        (teacher.key(0, True, split_sha256(images[4:8], labels[4:8]), 4), "train_split_sha256"),
+        (Teacher(["resnet32.cifar10"]).key(0, True, key["train_split_sha256"], 4), "teacher"),
+    ):
+        with pytest.raises(ZooError, match=words):
+            TeacherTable.open(folder, other)
+    with pytest.raises(ZooError, match="another teacher"):  # nor is a folder of another table reused
+        build_table(teacher, images[:4], labels[:4], 1, True, folder)
+
+
+def test_the_distillation_loss_is_the_hand_computed_one():
+    from zoo.train.teacher import distill_loss
+
+    rng = np.random.default_rng(1)
+    s, t = rng.normal(size=(6, 10)) * 3, rng.normal(size=(6, 10)) * 3
+    y = rng.integers(0, 10, 6)
+    temperature, weight = 4.0, 0.9
+
+    def log_softmax(z):
+        z = z - z.max(1, keepdims=True)
+        return z - np.log(np.exp(z).sum(1, keepdims=True))
+
+    ce = -np.mean(log_softmax(s)[np.arange(6), y])
+    pt = np.exp(log_softmax(t / temperature))
+    kl = np.sum(pt * (np.log(pt) - log_softmax(s / temperature))) / 6
+    expected = (1 - weight) * ce + weight * temperature**2 * kl
+    got = distill_loss(torch.tensor(s), torch.tensor(t), torch.tensor(y), temperature, weight)
+    assert float(got) == pytest.approx(expected, rel=1e-9)
+    assert float(distill_loss(torch.tensor(s), torch.tensor(t), torch.tensor(y), temperature, 0.0)) == (
+        pytest.approx(ce, rel=1e-9)
+    )
+
+
+def test_a_distilled_step_minimises_that_loss():
+    from zoo import create_model
+    from zoo.train.recipe import Distill
+    from zoo.train.teacher import distill_loss
+    from zoo.train.trainer import train_step
+
+    torch.manual_seed(0)
+    net = create_model("resnet20")
+    x, y, soft = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,)), torch.randn(8, 10)
+    net.train()
+    with torch.no_grad():
+        before = net(x)  # BatchNorm in training mode: the same batch statistics as the step's forward
+    d = Distill(teacher=["resnet56.cifar10"], temperature=2.0, weight=0.5)
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)
+    _, loss = train_step(net, opt, x, y, 0.0, False, soft, d)
+    assert float(loss.detach()) == pytest.approx(float(distill_loss(before, soft, y, 2.0, 0.5)), rel=1e-5)
+
+
+def _recipe(tmp_path: Path, table: str, teacher: str = "resnet20.cifar10") -> Path:
+    path = tmp_path / "distill.toml"
+    path.write_text(
+        f"""name = "smoke_distill"
+dataset = "cifar10"
+[train]
+epochs = 1
+batch_size = 64
+[optimizer]
+lr = 0.05
+[schedule]
+name = "cosine"
+[augment]
+pad = 1
+[distill]
+teacher = ["{teacher}"]
+weight = 0.5
+table = "{table}"
+"""
+    )
+    return path
+
+
+@pytest.mark.parametrize("table", ["", "auto"])
+def test_a_distilled_smoke_run_records_its_teacher_and_table(tmp_path, data, cifar_tag, table, monkeypatch):
+    from typer.testing import CliRunner
+
+    from zoo.cli import app
+    from zoo.models.weights import sha256_file, weights_file
+
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))  # the table goes to this cache
+    runner = CliRunner()
+    recipe = _recipe(tmp_path, table)
+    args = ["--recipe", str(recipe), "--data", str(data), "--train-limit", "128", "--test-limit", "100"]
+    if table:
+        missing = runner.invoke(app, ["train", "resnet20", *args, "--out", str(tmp_path / "r0")])
+        assert missing.exit_code == 1 and "zoo teacher-table" in missing.output
+        build = ["teacher-table", "--recipe", str(recipe), "--data", str(data), "--train-limit", "128"]
+        built = runner.invoke(app, [*build, "--json"])
+        assert built.exit_code == 0, built.output
+        assert json.loads(built.stdout)["key"]["images"] == 128 and json.loads(built.stdout)["complete"]
+        other = [a if a != "128" else "64" for a in args]  # another split than the table's: none for it
+        refused = runner.invoke(app, ["train", "resnet20", *other, "--out", str(tmp_path / "r1")])
+        assert refused.exit_code == 1 and "build it with `zoo teacher-table" in refused.output
+    done = runner.invoke(app, ["train", "resnet20", *args, "--out", str(tmp_path / "r"), "--json"])
+    assert done.exit_code == 0, done.output
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    record = summary["distillation"]
+    assert record["teacher"] == [cifar_tag] and record["weight"] == 0.5
+    if table:
+        sha = json.loads(built.stdout)["sha256"]
+        assert record["table_sha256"] == sha == sha256_file(Path(record["table"]) / "table.npy")
+    else:
+        assert record["table"] is None
+    from zoo.models import registry
+
+    assert record["teacher_sha256"] == [sha256_file(weights_file(registry.resolve(cifar_tag)[1]))]
+
+
+def test_a_recipe_refuses_a_distillation_weight_outside_0_to_1(tmp_path):
+    from zoo.train.recipe import load_recipe
+
+    path = _recipe(tmp_path, "")
+    path.write_text(path.read_text().replace("weight = 0.5", "weight = 1.5"))
+    with pytest.raises(ZooError, match=r"\[distill\] weight must be from 0 to 1"):
+        load_recipe(path)

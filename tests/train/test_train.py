@@ -1,0 +1,582 @@
+"""The trainer on real CIFAR-10 images: recipes, a smoke run, exact resume, DDP, and `zoo eval`."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from tests.helpers import one_sentence
+from zoo import ZooError
+from zoo.cli import app
+from zoo.train.recipe import load_recipe, lr_at
+
+runner = CliRunner()
+SMOKE = ["--train-limit", "512", "--test-limit", "256", "--batch-size", "64", "--lr", "0.05"]
+
+
+def test_builtin_recipes_parse_and_say_how_they_differ_from_the_paper():
+    paper = load_recipe("cifar_paper")
+    assert paper.total_steps(391) == 64_000
+    assert [lr_at(paper, s, 64_000) for s in (0, 31_999, 32_000, 48_000)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.001]
+    )
+    zoo = load_recipe("cifar_zoo")
+    assert zoo.doc["changes"] and zoo.get("regularise", "label_smoothing") == 0.1
+    peak = max(lr_at(zoo, s, 1000) for s in range(1000))
+    assert peak == pytest.approx(0.2) and lr_at(zoo, 999, 1000) < 1e-3
+    assert load_recipe("imagenet_paper").get("augment", "scale") == [256, 480]
+    short = paper.with_overrides(epochs=2)
+    assert [lr_at(short, s, 100) for s in (49, 50, 75)] == pytest.approx([0.1, 0.01, 0.001])
+
+
+def test_bad_recipes_are_clear_errors(tmp_path):
+    with pytest.raises(ZooError, match="no recipe"):
+        load_recipe("nope")
+    bad = tmp_path / "r.toml"
+    bad.write_text("[train]\nbatch_size = 8\n[optimizer]\nlr = 0.1\n")
+    with pytest.raises(ZooError, match="epochs or iterations"):
+        load_recipe(bad)
+    bad.write_text('[train]\nepochs = 1\nbatch_size = 8\n[optimizer]\nlr = 0.1\n[schedule]\nname = "exp"\n')
+    with pytest.raises(ZooError, match="schedule"):
+        load_recipe(bad)
+
+
+def test_the_device_pipeline_normalises_exactly_as_the_preprocessing_contract(cifar_dir):
+    from zoo.data.datasets import CIFAR10, preprocess_spec
+    from zoo.data.loaders import DeviceCifarLoader
+    from zoo.data.preprocess import preprocess
+
+    spec = preprocess_spec("cifar10")
+    test = CIFAR10(cifar_dir, "test")
+    x, y = next(iter(DeviceCifarLoader(test.images[:8], test.labels[:8], 8, spec, train=False)))
+    ref = np.stack([preprocess(test[i][0], spec) for i in range(8)])
+    assert np.abs(x.numpy() - ref).max() < 1e-5 and y.tolist() == test.labels[:8].tolist()
+
+
+def test_augmentation_crops_within_the_padding_and_flips(cifar_dir):
+    from zoo.data.loaders import crop_and_flip
+
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.uint8).view(2, 3, 8, 8)
+    g = torch.Generator().manual_seed(0)
+    out = crop_and_flip(x, 0, True, g)  # no padding: each image is itself or its mirror
+    for i in range(2):
+        assert torch.equal(out[i], x[i]) or torch.equal(out[i], x[i].flip(-1))
+    padded = crop_and_flip(x, 2, False, torch.Generator().manual_seed(1))
+    assert padded.shape == x.shape
+
+
+def _train(tmp: Path, *extra: str, epochs: int = 2, data: Path) -> dict:
+    args = [
+        "train",
+        "resnet20",
+        "--data",
+        str(data),
+        "--epochs",
+        str(epochs),
+        "--out",
+        str(tmp),
+        *SMOKE,
+        *extra,
+        "--json",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_smoke_run_loss_falls_and_the_checkpoint_round_trips_into_zoo_eval(tmp_path, data):
+    summary = _train(tmp_path / "run", epochs=3, data=data)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and rows[-1]["train_loss"] < rows[0]["train_loss"]
+    assert {"lr", "train_top1", "images_per_s", "wall_s"} <= set(rows[0])
+    assert {"test_top1", "test_top5"} <= set(rows[-1])  # the last epoch is always evaluated
+    assert summary["complete"] and summary["hardware"]["torch"] == torch.__version__
+    evaluated = runner.invoke(
+        app, ["eval", str(tmp_path / "run"), "--data", str(data), "--limit", "256", "--json"]
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    result = json.loads(evaluated.stdout)
+    assert result["n"] == 256 and result["top1"] == pytest.approx(summary["top1"], abs=1e-6)
+    assert (tmp_path / "run" / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_killed_run_resumes_exactly(tmp_path, data):
+    longer = ["--train-limit", "2048"]  # epochs long enough (seconds) for the kill to land part-way
+    straight = _train(tmp_path / "a", *longer, epochs=3, data=data)
+    out = tmp_path / "b"
+    args = ["train", "resnet20", "--data", str(data), "--epochs", "3", "--out", str(out), *SMOKE, *longer]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zoo.cli", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    metrics = tmp_path / "b" / "metrics.jsonl"
+    try:  # kill it (SIGKILL, no clean-up) once its first epoch is checkpointed
+        for _ in range(1200):
+            if metrics.is_file() and metrics.read_text().count("\n") >= 1:
+                break
+            if proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        proc.kill()
+    finally:
+        proc.wait()
+    done_before = metrics.read_text().count("\n")
+    assert 1 <= done_before < 3, "the run was not interrupted part-way"
+    resumed = _train(tmp_path / "b", "--resume", *longer, epochs=3, data=data)
+    a = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    b = [json.loads(x) for x in metrics.read_text().splitlines()]
+    assert resumed["steps"] == straight["steps"] and [r["epoch"] for r in b] == [1, 2, 3]
+    assert b[-1]["test_top1"] == a[-1]["test_top1"]
+    assert b[-1]["train_loss"] == pytest.approx(a[-1]["train_loss"], rel=1e-4)
+    from safetensors.torch import load_file
+
+    wa, wb = (
+        load_file(tmp_path / "a" / "weights.safetensors"),
+        load_file(tmp_path / "b" / "weights.safetensors"),
+    )
+    assert all(torch.allclose(wa[k].float(), wb[k].float(), atol=1e-5) for k in wa)
+
+
+def test_a_run_that_cannot_start_says_why(tmp_path, data):
+    result = runner.invoke(
+        app, ["train", "resnet20", "--data", str(data), "--out", str(tmp_path), "--resume", *SMOKE]
+    )
+    assert result.exit_code == 1 and "nothing to resume" in result.output
+    typo = runner.invoke(app, ["train", "resnet20", "--out", str(tmp_path), "--amp", "bf61"])
+    assert typo.exit_code == 1 and "--amp 'bf61' is not one of auto, bf16, fp16, fp32" in typo.output
+    assert not (tmp_path / "last.pt").exists()  # a misspelt precision is refused, not trained as fp32
+
+
+def test_zoo_runs_says_how_far_each_run_got_and_its_command_continues_it_from_anywhere(
+    tmp_path, data, zoo_cache
+):
+    """A run cut short (as when a session ends) is listed with its epochs done of planned and its last
+    test figure; the command `zoo runs` gives continues it from another folder, and then it is finished."""
+    zoo = [sys.executable, "-m", "zoo.cli"]  # as the console script: the run records its own command
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("ZOO_DATA", None)
+    args = ["train", "resnet20", "--data", str(data), "--epochs", "2", "--out", "cut", *SMOKE]
+    started = subprocess.run([*zoo, *args, "--max-steps", "10"], cwd=tmp_path, env=env, capture_output=True)
+    assert started.returncode == 0, started.stderr.decode()[-2000:]  # 8 steps an epoch: stopped in epoch 2
+
+    def listed() -> dict:
+        result = runner.invoke(app, ["runs", str(tmp_path), "--json"])
+        assert result.exit_code == 0, result.output
+        (only,) = json.loads(result.stdout)
+        return only
+
+    cut = listed()
+    rows = [json.loads(line) for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert (cut["arch"], cut["epochs_done"], cut["epochs_planned"], cut["complete"]) == (
+        "resnet20",
+        1,
+        2,
+        False,
+    )
+    assert len(rows) == 1 and "test_top1" not in rows[0]  # cifar_budget tests every 5 epochs and the last
+    assert rows[0]["threads"] == 1  # OMP_NUM_THREADS, logged with the epoch it timed
+    assert cut["test_top1"] is None and cut["test_epoch"] is None
+    assert cut["folder"] == str(tmp_path / "cut")
+    assert cut["continue_with"] == f"cd {tmp_path} && zoo {' '.join(args)} --resume"
+    table = runner.invoke(app, ["runs", str(tmp_path)]).output
+    assert "| resnet20 | cifar_budget | 1 / 2 | - | unfinished" in table and cut["continue_with"] in table
+
+    resumed = cut["continue_with"].replace(" && zoo ", f" && {sys.executable} -m zoo.cli ", 1)
+    # continued on 2 threads, as a session does once the cores are free
+    done = subprocess.run(
+        ["bash", "-c", resumed], cwd="/", env={**env, "OMP_NUM_THREADS": "2"}, capture_output=True
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    finished = listed()
+    summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
+    assert (finished["epochs_done"], finished["complete"], finished["continue_with"]) == (2, True, None)
+    assert finished["test_top1"] == summary["top1"] and finished["test_epoch"] == 2 and summary["complete"]
+    nothing = runner.invoke(app, ["runs", str(tmp_path / "cut" / "nowhere")])
+    assert nothing.exit_code == 1 and "is not a folder" in nothing.output
+
+    # published, the run records the command that trains it from the start: not the --resume that
+    # finished it, nor the --max-steps that cut it
+    shipped = runner.invoke(
+        app,
+        ["publish", str(tmp_path / "cut"), "resnet20.cut", "--weights-dir", str(tmp_path / "w"), "--json"],
+    )
+    assert shipped.exit_code == 0, shipped.output
+    spec = json.loads(shipped.stdout)
+    assert spec["command"] == f"cd {tmp_path} && zoo {' '.join(args)}"
+    # and the manifest tells the epochs' speed apart by the thread count each one trained with
+    by_threads = spec["epoch_s_by_threads"]
+    assert [(e["threads"], e["epochs"]) for e in by_threads] == [(1, 1), (2, 1)]
+    assert all(e["median_s"] > 0 for e in by_threads)
+
+
+def test_the_continue_command_reads_the_data_the_run_read_and_drops_what_stopped_it():
+    from zoo.train.runs import continue_command
+
+    started = "zoo train resnet56 --max-steps=5 --out r --amp bf16"
+    assert (
+        continue_command(started, "/w", "/d")
+        == "cd /w && ZOO_DATA=/d zoo train resnet56 --out r --amp bf16 --resume"
+    )
+    given = "zoo train resnet56 --data /e --out r --resume"  # --data given, already resumed: as it was
+    assert continue_command(given, "/w", "/d") == f"cd /w && {given}"
+    figure = "zoo degradation --epochs 10 --max-steps 3"  # continues its unfinished nets when given again
+    assert continue_command(figure, None, None) == "zoo degradation --epochs 10"
+    assert continue_command(None, "/w", "/d") is None
+
+
+def _ddp_run(out: Path, data: Path, *args: str) -> dict:
+    """`zoo train resnet20 ARGS` as two gloo processes on this machine; their summary."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+    ]
+    cmd += ["--master-port", str(port), "-m", "zoo.cli", "train", "resnet20", "--data", str(data)]
+    cmd += [*args, "--out", str(out), "--json"]
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads((out / "summary.json").read_text())
+
+
+def test_two_process_ddp_with_gloo_gives_the_same_result_shape(tmp_path, data):
+    ddp = _ddp_run(tmp_path / "ddp", data, "--epochs", "1", *SMOKE)
+    single = _train(tmp_path / "one", epochs=1, data=data)
+    assert ddp["world_size"] == 2 and single["world_size"] == 1
+    assert ddp["steps"] == single["steps"] // 2  # each process takes half of every epoch
+    assert set(ddp) - {"recipe_doc"} == set(single) and ddp["test_images"] == single["test_images"]
+
+
+DDP_RECIPE = """
+name = "ddp_check"
+dataset = "cifar10"
+[train]
+epochs = 1
+batch_size = 64
+seed = 0
+[optimizer]
+name = "sgd"
+lr = 0.05
+momentum = 0.9
+weight_decay = 5e-4
+nesterov = true
+[schedule]
+name = "cosine"
+final_lr_fraction = 0.0
+[augment]
+pad = 4
+hflip = true
+[model]
+shortcut = "A"
+zero_init_residual = true
+"""
+
+
+def test_ddp_replicas_agree_and_equal_one_process_averaging_their_gradients(tmp_path, data):
+    """Breakages: a missing all-reduce (each process trains on its shard alone), both processes reading
+    the same shard, or a gradient summed instead of averaged. DDP's contract, emulated here in one
+    process: every step applies the mean of the two shards' gradients (each shard's own BatchNorm
+    statistics) to one model, so both processes end with identical weights equal to that model's."""
+    from safetensors.torch import load_file
+
+    from zoo import create_model
+    from zoo.data.datasets import CIFAR10, preprocess_spec
+    from zoo.data.loaders import DeviceCifarLoader
+    from zoo.train.recipe import load_recipe
+
+    recipe_file = tmp_path / "ddp_check.toml"
+    recipe_file.write_text(DDP_RECIPE)
+    limit = 256  # two processes x 2 steps x 64 images
+    summary = _ddp_run(
+        tmp_path / "ddp",
+        data,
+        "--recipe",
+        str(recipe_file),
+        "--train-limit",
+        str(limit),
+        "--test-limit",
+        "100",
+    )
+    assert summary["world_size"] == 2 and summary["steps"] == 2
+    assert summary["replica_max_abs_diff"] == 0.0  # the two processes hold the same weights
+    ddp = load_file(str(tmp_path / "ddp" / "weights.safetensors"))
+
+    recipe = load_recipe(recipe_file)
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=10, shortcut="A", zero_init_residual=True).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    train = CIFAR10(data / "cifar10", "train")
+    spec = preprocess_spec("cifar10")
+    shards = [
+        DeviceCifarLoader(train.images[:limit], train.labels[:limit], 64, spec, rank=r, world=2)
+        for r in (0, 1)
+    ]
+    start = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for step, batches in enumerate(zip(*shards, strict=True)):
+        grads = []
+        for x, y in batches:
+            model.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            grads.append([p.grad.clone() for p in model.parameters()])
+        for p, g0, g1 in zip(model.parameters(), *grads, strict=True):
+            p.grad = (g0 + g1) / 2
+        for g in opt.param_groups:
+            g["lr"] = lr_at(recipe, step, 2)
+        opt.step()
+    differ = max((p.detach() - ddp[n]).abs().max().item() for n, p in model.named_parameters())
+    moved = max((p.detach() - start[n]).abs().max().item() for n, p in model.named_parameters())
+    assert differ < 0.01 * moved, (
+        f"DDP weights differ from the emulation by {differ:.3g} (steps moved {moved:.3g})"
+    )
+
+
+def test_ddp_processes_follow_rank_0s_plateau_schedule(tmp_path, data):
+    """The plateau schedule is decided on rank 0, where the test split is evaluated; every process must
+    apply the same learning rate (before, rank 1 kept the full rate and the replicas drifted apart). A tiny
+    rate leaves the test loss flat, so with patience 0 the rate is cut after epochs 2 and 3."""
+    recipe = DDP_RECIPE.replace("epochs = 1", "epochs = 3").replace("lr = 0.05", "lr = 1e-7")
+    recipe = recipe.replace(
+        'name = "cosine"\nfinal_lr_fraction = 0.0', 'name = "plateau"\npatience = 0\ngamma = 0.1'
+    )
+    recipe_file = tmp_path / "plateau.toml"
+    recipe_file.write_text(recipe)
+    args = ["--recipe", str(recipe_file), "--train-limit", "256", "--test-limit", "100"]
+    summary = _ddp_run(tmp_path / "ddp", data, *args)
+    rows = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["lr"] == pytest.approx(1e-8)  # rank 0 cut the rate after epoch 2
+    # and cut again after epoch 3: every process ends with the same state
+    assert summary["schedule_by_rank"] == [{"lr_scale": pytest.approx(0.01), "warm": False}] * 2
+    assert summary["replica_max_abs_diff"] == 0.0
+
+
+def test_fp16_training_is_refused_on_a_cpu(tmp_path, data):
+    from typer.testing import CliRunner
+
+    from zoo.cli import app
+
+    r = CliRunner().invoke(
+        app, ["train", "resnet20", "--amp", "fp16", "--device", "cpu", "--data", str(data)]
+    )
+    assert r.exit_code == 1 and "GPUs without bf16" in r.output
+
+
+def test_the_degradation_experiment_trains_four_nets_and_draws_figure_6(tmp_path, data):
+    args = [
+        "degradation",
+        "--data",
+        str(data),
+        "--depths",
+        "20,32",
+        "--recipe",
+        "cifar_budget",
+        "--epochs",
+        "2",
+        "--out",
+        str(tmp_path),
+        "--train-limit",
+        "256",
+        "--test-limit",
+        "128",
+        "--batch-size",
+        "64",
+        "--json",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(result.stdout)) == {"plain20", "plain32", "resnet20", "resnet32"}
+    doc = json.loads((tmp_path / "degradation.json").read_text())
+    # Figure 6 draws test error after every epoch, whatever the recipe's eval_every (cifar_budget: 5)
+    assert all(r["test_epochs"] == r["epochs"] == [1, 2] for r in doc["runs"].values())
+    assert (tmp_path / "degradation.png").read_bytes()[:4] == b"\x89PNG"
+    summaries = {a: json.loads((tmp_path / a / "summary.json").read_text()) for a in doc["runs"]}
+    recipes = [{k: v for k, v in s["recipe_doc"].items() if k != "changes"} for s in summaries.values()]
+    assert all(r == recipes[0] for r in recipes)  # plain and residual nets under exactly one recipe
+    # Figure 6 tests the nets' own weights, as the paper does: cifar_budget's EMA copy is switched off
+    assert all(not s["ema"] and s["recipe_doc"]["regularise"]["ema_decay"] == 0 for s in summaries.values())
+    stamps = {a: (tmp_path / a / "summary.json").stat().st_mtime_ns for a in doc["runs"]}
+    for arch, run in doc["runs"].items():  # the figure's numbers are the runs' own logs and summaries
+        rows = [json.loads(line) for line in (tmp_path / arch / "metrics.jsonl").read_text().splitlines()]
+        assert run["train_error"] == [100 - r["train_top1"] for r in rows]
+        assert run["test_top1"] == summaries[arch]["top1"] == rows[-1]["test_top1"]
+    again = runner.invoke(app, args)  # after an interruption the same command continues; finished nets stay
+    assert again.exit_code == 0, again.output
+    assert stamps == {a: (tmp_path / a / "summary.json").stat().st_mtime_ns for a in doc["runs"]}
+
+
+def _figure6(train_errors: dict[str, float], test_errors: dict[str, float]) -> dict:
+    runs = {a: {"train_error": [99.0, e], "test_top1": 100 - test_errors[a]} for a, e in train_errors.items()}
+    return {"depths": [20, 56], "runs": runs}
+
+
+def test_the_degradation_table_says_whether_the_papers_findings_showed():
+    from zoo.paper.degradation import table
+
+    paper_like = _figure6(
+        {"plain20": 6.0, "plain56": 11.0, "resnet20": 4.0, "resnet56": 1.5},
+        {"plain20": 9.5, "plain56": 13.0, "resnet20": 8.5, "resnet56": 7.0},
+    )
+    text = table(paper_like)
+    assert "| plain56 | 56 | 11.00 | 13.00 |" in text and "| resnet20 | 20 | 4.00 | 8.50 |" in text
+    assert text.count("as in the paper") == 2 and "unlike" not in text
+    # a budget too short for the deep ResNet to pull ahead: said, not hidden
+    short = _figure6(
+        {"plain20": 6.0, "plain56": 11.0, "resnet20": 4.0, "resnet56": 4.5},
+        {"plain20": 9.5, "plain56": 13.0, "resnet20": 8.5, "resnet56": 8.0},
+    )
+    lines = table(short).splitlines()
+    assert "resnet56 against resnet20: training error higher, test error lower (unlike the paper" in lines[-1]
+    assert "plain56 against plain20: training error higher, test error higher (as in the paper" in lines[-2]
+
+
+def test_a_finished_run_is_published_with_metrics_measured_by_zoo_eval(tmp_path, data, zoo_cache):
+    from zoo.evaluate import evaluate
+    from zoo.models import registry
+
+    run = tmp_path / "run"
+    _train(run, epochs=1, data=data)
+    wrong = runner.invoke(app, ["publish", str(run), "resnet32.mine", "--weights-dir", str(tmp_path / "w")])
+    assert wrong.exit_code == 1 and "trained resnet20" in wrong.output
+    result = runner.invoke(
+        app, ["publish", str(run), "resnet20.mine", "--weights-dir", str(tmp_path / "w"), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    spec = json.loads(result.stdout)
+    single, flip = evaluate([str(run)], split="test"), evaluate([str(run)], split="test", protocol="flip")
+    assert spec["metrics"]["top1"] == round(single["top1"], 2) and spec["metrics"]["top1_flip"] == round(
+        flip["top1"], 2
+    )
+    assert spec["epochs"] == 1 and spec["complete_recipe"] and spec["hardware"]["torch"] == torch.__version__
+    assert (tmp_path / "w" / "resnet20.mine.metrics.jsonl").is_file()
+    manifest = (tmp_path / "w" / "manifest.toml").read_text()
+    assert '[weights."resnet20.mine"]' in manifest and "top1_flip" in manifest
+    registry.reload()
+
+
+def test_a_run_cut_short_is_not_published(tmp_path, data):
+    run = tmp_path / "run"
+    assert not _train(run, "--max-steps", "5", epochs=2, data=data)["complete"]
+    result = runner.invoke(app, ["publish", str(run), "resnet20.half", "--weights-dir", str(tmp_path / "w")])
+    assert result.exit_code == 1 and "--resume" in result.output
+
+
+def test_bench_train_measures_img_per_s_and_where_an_epoch_goes(tmp_path, data):
+    args = ["bench-train", "--archs", "resnet20", "--settings", "bf16-cl-b128", "--seconds", "1"]
+    result = runner.invoke(app, [*args, "--data", str(data), "--out", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "bench-train.json").read_text())
+    assert report == json.loads(result.stdout)
+    setting, epoch = report["rows"]
+    assert setting["setting"] == "bf16-cl-b128" and setting["batch"] == 128 and setting["images_per_s"] > 0
+    parts = epoch["breakdown_s"]
+    total = parts["sgd_steps"] + parts["ema_update"] + parts["input_pipeline"] + parts["evaluation_per_epoch"]
+    assert epoch["epoch_s"] == pytest.approx(total) and epoch["images_per_s"] == pytest.approx(50_000 / total)
+    assert report["hardware"]["cpu_count"] and report["versions"]["torch"] == torch.__version__
+    assert report["hardware"]["torch_threads"] == torch.get_num_threads()  # the record every bench writes
+    bad = runner.invoke(app, ["bench-train", "--archs", "resnet50"])
+    assert bad.exit_code == 1 and "not a CIFAR architecture" in bad.output
+
+
+SMOKE_1EPOCH = ["--train-limit", "256", "--test-limit", "128", "--batch-size", "64", "--epochs", "1"]
+
+
+class Evil:
+    """A pickle that would run code when loaded with plain pickle."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_resume_never_runs_code_from_a_crafted_checkpoint(tmp_path, data):
+    marker = tmp_path / "PWNED_RESUME"
+    run = tmp_path / "run"
+    run.mkdir()
+    import torch
+
+    torch.save({"model": Evil(marker), "optimizer": {}, "epoch": 0, "step": 0}, run / "last.pt")
+    result = runner.invoke(
+        app, ["train", "resnet20", "--data", str(data), "--out", str(run), "--resume", *SMOKE_1EPOCH]
+    )
+    one_sentence(result, "cannot be read as a `zoo train` checkpoint")
+    assert not marker.exists()
+
+
+def test_resume_of_a_truncated_checkpoint_is_one_sentence(tmp_path, data):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"PK\x03\x04" + b"\0" * 40)
+    result = runner.invoke(
+        app, ["train", "resnet20", "--data", str(data), "--out", str(run), "--resume", *SMOKE_1EPOCH]
+    )
+    one_sentence(result, "truncated")
+
+
+@pytest.mark.slow
+def test_resume_with_another_lr_or_batch_size_is_refused(tmp_path, data):
+    run = tmp_path / "run"
+    args = ["train", "resnet20", "--data", str(data), "--out", str(run), *SMOKE_1EPOCH]
+    assert runner.invoke(app, [*args, "--lr", "0.05"]).exit_code == 0
+    one_sentence(runner.invoke(app, [*args, "--lr", "0.1", "--resume"]), "optimizer.lr: 0.05 -> 0.1")
+    changed = [a if a != "64" else "32" for a in args]
+    one_sentence(runner.invoke(app, [*changed, "--lr", "0.05", "--resume"]), "train.batch_size: 64 -> 32")
+
+
+@pytest.mark.parametrize("flag, value", [("--lr", "-1"), ("--batch-size", "0"), ("--epochs", "0")])
+def test_non_positive_training_options_are_refused_and_write_nothing(tmp_path, data, flag, value):
+    run = tmp_path / "run"
+    args = ["train", "resnet20", "--data", str(data), "--out", str(run), "--train-limit", "256", flag, value]
+    one_sentence(runner.invoke(app, args), f"{flag} must be positive")
+    assert not run.exists()
+
+
+@pytest.mark.parametrize(
+    "choice, local_rank, world, gpus, expected",
+    [
+        ("auto", 0, 1, 0, ("cpu", None)),
+        ("auto", 1, 2, 2, ("cuda:1", "nccl")),  # each rank its own GPU, not cuda:0 for all
+        ("cuda", 3, 4, 4, ("cuda:3", "nccl")),
+        ("cpu", 1, 2, 2, ("cpu", "gloo")),  # the backend follows the device trained on, not what exists
+        ("auto", 0, 2, 0, ("cpu", "gloo")),
+        ("cuda:1", 0, 1, 2, ("cuda:1", None)),
+    ],
+)
+def test_each_process_trains_on_its_own_device_with_the_backend_of_that_device(
+    choice, local_rank, world, gpus, expected
+):
+    from zoo.train.trainer import plan_device
+
+    assert plan_device(choice, local_rank, world, gpus) == expected
+
+
+@pytest.mark.parametrize(
+    "choice, local_rank, world, gpus, words",
+    [
+        ("cuda", 0, 1, 0, "no CUDA device"),
+        ("cuda:1", 0, 2, 2, "LOCAL_RANK"),
+        ("cuda", 2, 4, 2, "does not exist"),
+    ],
+)
+def test_impossible_devices_are_one_sentence(choice, local_rank, world, gpus, words):
+    from zoo.train.trainer import plan_device
+
+    with pytest.raises(ZooError, match=words):
+        plan_device(choice, local_rank, world, gpus)

@@ -1,0 +1,381 @@
+"""The deployment commands: export, parity, predict, bench, serve, triton, bench-triton."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from zoo.cli.app import command, emit_json, log_for, split_list
+from zoo.cli.options import (
+    AllowOpt,
+    ArtifactsInOpt,
+    ArtifactsOpt,
+    BackendOpt,
+    DataOpt,
+    JsonOpt,
+    ModelArg,
+    ParityImagesOpt,
+    TagArg,
+    TritonFormatOpt,
+)
+from zoo.cli.output import (
+    PARITY_COLUMNS,
+    exit_if_failed,
+    export_row,
+    parity_cells,
+    parity_footnote,
+    show_export,
+    table,
+)
+from zoo.errors import ZooError
+
+
+def _formats() -> list[str]:
+    from zoo.export.formats import FORMATS
+
+    return list(FORMATS)
+
+
+def _targets() -> list[str]:
+    from zoo.serve.targets import TARGETS
+
+    return list(TARGETS)
+
+
+@command("export")
+def export_cmd(
+    model: ModelArg,
+    format: Annotated[
+        str | None, typer.Option("--format", "-f", help=f"Comma-separated: {', '.join(_formats())}.")
+    ] = None,
+    trt: Annotated[
+        str | None,
+        typer.Option(help="fp32, fp16 or int8: the ONNX graph of that precision, its engine, and parity."),
+    ] = None,
+    batch: Annotated[
+        str, typer.Option(help="Dynamic batch range MIN:OPT:MAX (the engine profile).")
+    ] = "1:8:64",
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 20,
+    calib_data: Annotated[
+        str | None,
+        typer.Option(help="Calibration images (default: the model's own dataset under --data)."),
+    ] = None,
+    calib_size: Annotated[int, typer.Option(help="Number of calibration images.")] = 512,
+    calib_method: Annotated[str, typer.Option(help="entropy, percentile or minmax.")] = "entropy",
+    parity_images: ParityImagesOpt = None,
+    device: Annotated[str, typer.Option(help="Device of a pt2 package: cpu or cuda.")] = "cpu",
+    out: ArtifactsOpt = Path("artifacts"),
+    data: DataOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export a pretrained model to ONNX, FP16/INT8 ONNX, TensorRT engines or AOTInductor, with parity."""
+    from zoo import api
+
+    checked = api.export(
+        model,
+        split_list(format or ""),
+        trt=trt,
+        out=out,
+        batch=batch,
+        opset=opset,
+        calib_data=calib_data,
+        calib_size=calib_size,
+        calib_method=calib_method,
+        parity_images=parity_images,
+        device=device,
+        data=data,
+        log=log_for(as_json),
+    )
+    if as_json:
+        emit_json([export_row(c) for c in checked])
+    else:
+        show_export(f"zoo export {model} -> {out}", checked)
+        if model.endswith(".untrained"):
+            typer.echo(
+                "note: untrained weights: agreement says how closely the artifacts follow them; "
+                "their accuracy means nothing.",
+                err=True,
+            )
+    exit_if_failed(checked, quiet=as_json)
+
+
+def _bar(precision: str, key: str) -> str:
+    from zoo.serve.bars import BARS
+
+    what = (
+        "Minimum top-1 agreement (%)" if key == "top1_agreement" else "Maximum top-1 accuracy drop (points)"
+    )
+    return f"{what} of {precision.upper()} artifacts (default {BARS[precision][key]})."
+
+
+@command("parity")
+def parity_cmd(
+    model: Annotated[str, typer.Argument(help="The pretrained tag the artifacts were exported from.")],
+    artifacts: Annotated[
+        list[Path] | None, typer.Argument(help="Artifact directories (default: all under --out/TAG).")
+    ] = None,
+    out: ArtifactsOpt = Path("artifacts"),
+    data: DataOpt = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Only the first N labelled images (default: all).")
+    ] = None,
+    fp32_bar: Annotated[float | None, typer.Option(help=_bar("fp32", "top1_agreement"))] = None,
+    fp16_bar: Annotated[float | None, typer.Option(help=_bar("fp16", "top1_agreement"))] = None,
+    int8_bar: Annotated[float | None, typer.Option(help=_bar("int8", "top1_agreement"))] = None,
+    int8_max_drop: Annotated[float | None, typer.Option(help=_bar("int8", "accuracy_drop"))] = None,
+    backend: BackendOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Top-1/top-5 agreement and accuracy of artifacts against their PyTorch original on real images.
+    BF16 compute (OpenVINO's default on CPUs with it) is held to the FP16 bar."""
+    from zoo import api
+    from zoo.serve.checked_export import MARKS, status_of
+
+    bars = {"fp32_bar": fp32_bar, "fp16_bar": fp16_bar, "int8_bar": int8_bar, "int8_max_drop": int8_max_drop}
+    results = api.parity(model, artifacts, out, data, limit, bars, backend)
+    if as_json:
+        emit_json(results)
+    else:
+        table(
+            f"zoo parity {api.weights(model).name}",
+            PARITY_COLUMNS,
+            [parity_cells(Path(d).name, r, MARKS[status_of(r)]) for d, r in results.items()],
+        )
+        parity_footnote(results.values())
+    # the exit code follows the bars asked for; the card keeps the verdict under the zoo's own bars
+    judged = {d: r.get("verdict_given_bars") or r.get("verdict") for d, r in results.items()}
+    failed = {d: r for d, r in results.items() if not (judged[d] or {}).get("passed", False)}
+    for d, r in [] if as_json else results.items():
+        given, own = r.get("verdict_given_bars"), r.get("verdict")
+        if given and own and given["passed"] and not own["passed"]:
+            typer.echo(
+                f"note: {d} passes the bars you gave ({'; '.join(given['looser']) or 'custom'}) but not the "
+                "zoo's own: its card stays failed, and predict, serve, triton and bench refuse it without "
+                "--allow-unverified.",
+                err=True,
+            )
+    for d, r in [] if as_json else failed.items():
+        reason = "; ".join(judged[d]["failures"]) if judged[d] else r.get("skipped") or r.get("failed")
+        typer.echo(f"error: {d}: {reason}", err=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+@command("predict")
+def predict_cmd(
+    images: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
+    model: Annotated[str | None, typer.Option(help="A pretrained tag (PyTorch eager).")] = None,
+    artifact: Annotated[Path | None, typer.Option(help="An artifact directory from `zoo export`.")] = None,
+    topk: Annotated[int, typer.Option(help="How many labels per image.")] = 5,
+    backend: BackendOpt = None,
+    allow_unverified: AllowOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Classify images with a model or an exported artifact, through its own preprocessing. An artifact
+    runs only if its last parity check passed (see `zoo parity`), unless --allow-unverified."""
+    from zoo import api
+
+    if (model is None) == (artifact is None):
+        raise ZooError("give exactly one of --model NAME or --artifact DIR.")
+    results = api.predict(artifact or model, images, topk, backend, allow_unverified, log_for(False))
+    if as_json:
+        emit_json(results)
+    else:
+        for r in results:
+            if "error" in r:
+                typer.echo(f"{r['image']}: error: {r['error']}", err=True)
+            else:
+                typer.echo(
+                    f"{r['image']}: " + ", ".join(f"{t['label']} {100 * t['prob']:.1f}%" for t in r["top"])
+                )
+    bad = [r for r in results if "error" in r]
+    if bad:
+        if not as_json:
+            typer.echo(
+                f"error: {len(bad)} of {len(results)} images could not be classified (named above).", err=True
+            )
+        raise typer.Exit(1)
+
+
+@command("bench")
+def bench_cmd(
+    model: TagArg,
+    formats: Annotated[
+        str,
+        typer.Option(help=f"Comma-separated: {', '.join(_targets())}; or all (every one this machine runs)."),
+    ] = "pytorch,onnx,onnx-fp16,onnx-int8,onnx-int8-cpu",
+    batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8,32",
+    seconds: Annotated[float, typer.Option(help="Timed seconds per format and batch size.")] = 2.0,
+    threads: Annotated[
+        int | None, typer.Option(help="Threads for PyTorch and ONNX Runtime (default: all cores).")
+    ] = None,
+    parity_images: ParityImagesOpt = None,
+    out: Annotated[Path, typer.Option(help="Where the JSON, CSV and PNG go.")] = Path("bench"),
+    artifacts: ArtifactsInOpt = Path("artifacts"),
+    data: DataOpt = None,
+    repeats: Annotated[
+        int, typer.Option(help="Fresh processes per format, taken in turns; figures are their medians.")
+    ] = 3,
+    untrained: Annotated[
+        bool,
+        typer.Option(help="Time the architecture with seeded random weights (for models not trained here)."),
+    ] = False,
+    device: Annotated[
+        str,
+        typer.Option(
+            help="Where the PyTorch baselines (and a pt2 it builds) run: auto (where the targets run), cpu, cuda."
+        ),
+    ] = "auto",
+    allow_unverified: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unverified",
+            help="Also time artifacts that failed their parity check or were never checked (marked).",
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Latency (p50/p90/p99) and throughput per format and batch size, model-only and end-to-end.
+    Each format runs in fresh processes, in turns with the others; the figures are medians over them."""
+    from zoo import api
+    from zoo.serve.bench import SUMMARY_COLUMNS, fastest_sentence, summary_cells
+    from zoo.serve.checked_export import MARKS
+
+    try:
+        batches = [int(b) for b in batch.split(",")]
+    except ValueError:
+        raise ZooError(f"--batch {batch!r} is not a comma-separated list of integers.") from None
+    report = api.bench(
+        model,
+        "all" if formats == "all" else split_list(formats),
+        batches,
+        seconds=seconds,
+        threads=threads,
+        parity_images=parity_images,
+        out=out,
+        artifacts=artifacts,
+        data=data,
+        repeats=repeats,
+        untrained=untrained,
+        device=device,
+        allow_unverified=allow_unverified,
+        log=log_for(as_json),
+    )
+    if as_json:
+        return emit_json(report)
+    table(
+        f"zoo bench {report['model']} on {report['hardware']['cpu']}",
+        SUMMARY_COLUMNS,
+        [[c[0], f"{MARKS.get(c[1].split(' (')[0], '·')} {c[1]}", *c[2:]] for c in summary_cells(report)],
+    )
+    if report["fastest"]:
+        typer.echo(fastest_sentence(report["fastest"]))
+    typer.echo(f"wrote {out}/bench-{report['model']}.json, .csv, .md and .png")
+    if report["untrained"]:
+        typer.echo("note: untrained weights: the timings hold, accuracy and agreement mean little.", err=True)
+    for e in report["summary"]:
+        if e["status"] == "failed" or e.get("refused") or e.get("warning"):
+            typer.echo(f"note: {e['format']}: {e.get('message') or e.get('warning')}", err=True)
+
+
+@command("serve")
+def serve_cmd(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (the Triton server's HTTP port with --triton).")] = 7860,
+    share: Annotated[bool, typer.Option(help="Ask Gradio for a public share link.")] = False,
+    model: Annotated[
+        list[str] | None, typer.Option(help="Tags to offer (repeatable; default: the local ones).")
+    ] = None,
+    artifacts: Annotated[Path, typer.Option(help="Artifacts folder to pick from.")] = Path("artifacts"),
+    triton: Annotated[
+        Path | None, typer.Option(help="Serve this model repository (from `zoo triton`) with Triton instead.")
+    ] = None,
+    allow_unverified: AllowOpt = False,
+) -> None:
+    """Start the web demo (an artifact's top-5 next to its PyTorch original's), or with --triton a Triton
+    Inference Server on loopback for a repository written by `zoo triton`."""
+    if triton is not None:
+        from zoo.serve.tritonserver import serve_until_interrupted
+
+        return serve_until_interrupted(triton, port, typer.echo)
+    from zoo import api
+
+    demo = api.demo(model, artifacts, allow_unverified=allow_unverified)
+    # Gradio's own start-up lines name its API (`share=True in launch()`); the zoo says it in its words
+    demo.launch(server_name=host, server_port=port, share=share, quiet=True, prevent_thread_lock=True)
+    typer.echo(f"the demo runs at {demo.local_url}" + (f" and {demo.share_url}" if share else ""))
+    if not share:
+        typer.echo("`zoo serve --share` asks Gradio for a public link; Ctrl+C stops the demo.")
+    demo.block_thread()
+
+
+@command("triton")
+def triton_cmd(
+    model: ModelArg,
+    format: TritonFormatOpt = None,
+    repo: Annotated[Path, typer.Option(help="The model repository to write into.")] = Path("triton"),
+    device: Annotated[
+        str,
+        typer.Option(
+            help="cpu: a Python-backend classifier over ONNX Runtime (what runs here); gpu: "
+            "Triton's onnxruntime_onnx or tensorrt_plan backend."
+        ),
+    ] = "cpu",
+    dynamic_batching: Annotated[bool, typer.Option(help="Let Triton batch concurrent requests.")] = True,
+    out: ArtifactsOpt = Path("artifacts"),
+    data: DataOpt = None,
+    allow_unverified: AllowOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a Triton Inference Server model repository for an artifact (exported first if missing):
+    the classifier, and an ensemble that takes encoded image bytes and returns labelled probabilities."""
+    from zoo import api
+
+    written = api.triton(
+        model, format, repo, device, dynamic_batching, out, data, allow_unverified, log_for(as_json)
+    )
+    if as_json:
+        return emit_json(written)
+    typer.echo(f"wrote {len(written['models'])} models into {repo}: {', '.join(written['models'])}")
+    typer.echo(
+        f"serve them with `zoo serve --triton {repo}`; call {written['ensemble']} with image bytes (UINT8)."
+    )
+
+
+@command("bench-triton")
+def bench_triton_cmd(
+    model: TagArg,
+    format: TritonFormatOpt = None,
+    clients: Annotated[int, typer.Option(help="Concurrent clients.")] = 8,
+    requests: Annotated[int, typer.Option(help="Requests per client.")] = 50,
+    out: Annotated[Path, typer.Option(help="Where the JSON and Markdown go.")] = Path("bench"),
+    artifacts: ArtifactsInOpt = Path("artifacts"),
+    data: DataOpt = None,
+    allow_unverified: AllowOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Load-test an artifact served by a real Triton server on loopback (the CPU flavour), with dynamic
+    batching on and off: failures, p50/p95/p99 latency and requests/s of image bytes in, top-5 out."""
+    from zoo import api
+    from zoo.serve.triton_bench import markdown
+
+    report = api.bench_triton(
+        model,
+        format,
+        clients,
+        requests,
+        out,
+        artifacts,
+        data,
+        allow_unverified,
+        log_for(as_json),
+        check=False,
+    )
+    if as_json:
+        emit_json(report)
+    else:
+        typer.echo(markdown(report), nl=False)
+        typer.echo(f"wrote {out}/triton-{report['ensemble']}.json and .md")
+    api.check_load_test(report)

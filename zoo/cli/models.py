@@ -1,0 +1,195 @@
+"""The commands about models and this machine: list, info, eval, import-weights, doctor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from zoo.cli.app import command, emit_json
+from zoo.cli.options import DataOpt, JsonOpt
+from zoo.cli.output import rich_console, table
+from zoo.errors import ZooError
+
+
+@command("list")
+def list_cmd(
+    pattern: Annotated[str, typer.Argument(help="Shell-style pattern, e.g. 'resnet*' or '*.cifar10'.")] = "*",
+    pretrained: Annotated[
+        bool, typer.Option("--pretrained", "-p", help="List pretrained arch.tag names.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the architectures (or pretrained tags) with their size, cost and accuracy."""
+    from zoo.models import registry
+
+    names = registry.list_models(pattern, pretrained=pretrained)
+    if pretrained and "." not in pattern and not names:
+        names = registry.list_models(pattern + ".*", pretrained=True)
+    rows = []
+    for name in names:
+        arch, spec = registry.resolve(name)
+        a = registry.archs()[arch]
+        rows.append(
+            {
+                "name": name,
+                "family": a["family"],
+                "params": a["params"],
+                "gmacs": a["gmacs"],
+                "dataset": spec.dataset if spec else None,
+                "top1": spec.metrics.get("top1") if spec else None,
+                "tag": spec.name if spec else None,
+                "default_tag": getattr(registry.default_tag(arch), "name", None),
+            }
+        )
+    if as_json:
+        return emit_json(rows)
+    if not rows:
+        raise ZooError(f"no model matches {pattern!r}; try `zoo list` for all of them.")
+    table(
+        "resnet-zoo" + (" — pretrained tags" if pretrained else ""),
+        ["name", "family", "params", "GMACs", "dataset", "top-1", "default tag"],
+        [
+            [
+                r["name"],
+                r["family"],
+                f"{r['params'] / 1e6:.2f}M",
+                f"{r['gmacs']:.2f}",
+                r["dataset"] or "-",
+                f"{r['top1']:.2f}" if r["top1"] is not None else "-",
+                r["default_tag"].split(".", 1)[1] if r["default_tag"] else "-",
+            ]
+            for r in rows
+        ],
+    )
+
+
+@command("info")
+def info_cmd(
+    name: Annotated[str, typer.Argument(help="An architecture or arch.tag.")], as_json: JsonOpt = False
+) -> None:
+    """Describe an architecture or pretrained tag: structure, cost, weights, preprocessing, metrics."""
+    from zoo import api
+
+    info = api.describe(name)
+    if as_json:
+        return emit_json(info)
+    w = info["weights"]
+    lines = [
+        f"[bold]{info['name']}[/bold]  {info['family']} {'ResNet' if info['residual'] else 'plain net'}, "
+        f"{info['block']} blocks {info['layers']}, shortcut option {info['shortcut']}",
+        f"params {info['params']:,}   multiply-adds {info['gmacs']:.3f} G at {info['input_size']}x{info['input_size']}",
+        f"tags: {', '.join(info['tags']) or 'none yet'}",
+    ]
+    if w:
+        p = w["preprocess"]
+        m = w["metrics"]
+        lines += [
+            f"weights: {w['file'] or w['url']}  (sha256 {w['sha256'] or w['sha256_prefix'] + '…'})",
+            f"here: {_where(api.weights(name))}",
+            f"dataset: {w['dataset']} ({w['num_classes']} classes)",
+            f"preprocess: resize {p['resize']} → crop {p['crop']}, {p['interpolation']}"
+            f"{'' if p['antialias'] else ' (no antialias)'}, mean {p['mean']}, std {p['std']}",
+        ]
+        if m:
+            flip = f" ({m['top1_flip']} with flip averaging)" if "top1_flip" in m else ""
+            source = str(m.get("source", "")).replace("top1_flip: ", "")
+            lines.append(
+                f"metrics: top-1 {m.get('top1')}{flip}, top-5 {m.get('top5')} on {m.get('split')} ({source})"
+            )
+        lines += [f"recipe: {w['recipe']}", f"command: {w['command']}"]
+    rich_console.Console().print("\n".join(lines), highlight=False)
+
+
+def _where(spec) -> str:
+    """Whether a tag's weights are on this machine: a file of a manifest, or a download already cached."""
+    from zoo.utils.paths import cache_dir
+
+    if spec.file is not None:
+        return f"{spec.file} ({'present' if spec.file.is_file() else 'missing'})"
+    cached = cache_dir() / "downloads" / spec.url.rsplit("/", 1)[-1]
+    if cached.is_file():
+        return f"downloaded to {cached}"
+    return f"not downloaded yet: the first use fetches it into {cached.parent} and checks its hash"
+
+
+@command("eval")
+def eval_cmd(
+    models: Annotated[
+        list[str], typer.Argument(help="Tags, run folders or checkpoints; several = an ensemble.")
+    ],
+    data: DataOpt = None,
+    split: Annotated[str, typer.Option(help="test, train, val ...")] = "test",
+    protocol: Annotated[str, typer.Option(help="single, flip, 10crop or multiscale.")] = "single",
+    limit: Annotated[int | None, typer.Option(help="Only the first N images.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Top-1/top-5 accuracy on a labelled dataset, with the paper's test protocols and ensembles."""
+    from zoo import api
+
+    result = api.evaluate(models, data, split, protocol, limit)
+    if as_json:
+        return emit_json(result)
+    typer.echo(
+        f"{' + '.join(result['models'])} [{protocol}] on {result['n']} {split} images: "
+        f"top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%"
+    )
+
+
+@command("import-weights")
+def import_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="A .pth/.pt state dict or .safetensors file.")],
+    name: Annotated[str, typer.Argument(help="The new tag, ARCH.TAG, e.g. resnet50.mine.")],
+    dataset: Annotated[
+        str, typer.Option(help="What it was trained on: imagenet1k, cifar10, ...")
+    ] = "imagenet1k",
+    labels: Annotated[str | None, typer.Option(help="Label set (default: the dataset's).")] = None,
+    preprocess: Annotated[
+        str, typer.Option(help="Preprocessing preset of weights/manifest.toml.")
+    ] = "imagenet_256",
+    out_dir: Annotated[
+        Path | None, typer.Option(help="Folder of the manifest to add it to (default: $ZOO_CACHE/weights).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import a checkpoint, such as a torchvision .pth, as safetensors with a manifest entry."""
+    from zoo import api
+
+    spec = api.import_weights(checkpoint, name, dataset, labels, preprocess, out_dir)
+    if as_json:
+        return emit_json(spec.to_dict())
+    typer.echo(f"imported {spec.name}: {spec.file} (sha256 {spec.sha256})")
+
+
+@command("doctor")
+def doctor_cmd(as_json: JsonOpt = False) -> None:
+    """Versions, devices, which runtimes work here, and where data and caches are."""
+    from zoo import api
+
+    report = api.doctor()
+    if as_json:
+        return emit_json(report)
+    n = report["cpu_numerics"]
+    int8 = {"vnni": "exact int32 dot products (VNNI)", "no-vnni": "u8s8 pairs that saturate (no VNNI)"}
+    table(
+        "machine",
+        ["what", "here"],
+        [
+            ["CPU", f"{report['cpu']} ({report['cpu_count']} cores)"],
+            ["features that change numerics", ", ".join(n["features"]) or "none of them"],
+            ["int8 kernels", int8[n["int8_class"]]],
+            ["bf16", "yes (OpenVINO computes in bf16)" if n["bf16_class"] == "bf16" else "no (fp32)"],
+            ["Python", report["python"]],
+            ["resnet-zoo", report["zoo_version"]],
+        ],
+    )
+    table(
+        "versions", ["package", "version"], [[k, v or "not installed"] for k, v in report["versions"].items()]
+    )
+    table(
+        "backends",
+        ["backend", "usable", "detail"],
+        [[b["name"], "yes" if b["usable"] else "no", b["detail"]] for b in report["backends"]],
+    )
+    table("places", ["what", "where"], [[k, str(v)] for k, v in report["paths"].items()])

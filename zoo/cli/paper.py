@@ -1,0 +1,78 @@
+"""The paper's experiments: table6, degradation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from zoo.cli.app import command, emit_json
+from zoo.cli.options import (
+    AmpOpt,
+    BatchSizeOpt,
+    DataOpt,
+    EpochsOpt,
+    JsonOpt,
+    TestLimitOpt,
+    TrainDeviceOpt,
+    TrainLimitOpt,
+)
+from zoo.errors import ZooError
+
+
+@command("table6")
+def table6_cmd(as_json: JsonOpt = False) -> None:
+    """The paper's Table 6 regenerated: its CIFAR-10 errors beside the reference checkpoints' and the zoo's."""
+    from zoo import api
+    from zoo.paper.table6 import markdown
+
+    rows = api.table6()
+    if as_json:
+        return emit_json(rows)
+    typer.echo(markdown(rows), nl=False)
+
+
+@command("degradation")
+def degradation_cmd(
+    data: DataOpt = None,
+    depths: Annotated[str, typer.Option(help="Two depths, e.g. 20,56.")] = "20,56",
+    recipe: Annotated[
+        str, typer.Option(help="Recipe name or TOML file, the same for all four runs.")
+    ] = "cifar_paper",
+    epochs: EpochsOpt = None,
+    out: Annotated[Path, typer.Option(help="Folder for the four runs, degradation.json and .png.")] = Path(
+        "runs/degradation"
+    ),
+    device: TrainDeviceOpt = "auto",
+    amp: AmpOpt = "auto",
+    train_limit: TrainLimitOpt = None,
+    test_limit: TestLimitOpt = None,
+    batch_size: BatchSizeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The paper's degradation experiment: plain vs residual nets at two depths, Figure 6's curves."""
+    from zoo import api
+    from zoo.paper.degradation import table
+
+    try:
+        a, b = (int(d) for d in depths.split(","))
+    except ValueError:
+        raise ZooError(f"--depths {depths!r} must be two depths, e.g. 20,56.") from None
+    result = api.degradation(
+        (a, b),
+        recipe,
+        data,
+        out,
+        epochs=epochs,
+        batch_size=batch_size,
+        device=device,
+        amp=amp,
+        train_limit=train_limit,
+        test_limit=test_limit,
+        progress=not as_json,
+    )
+    if as_json:
+        return emit_json({k: {"test_top1": v["test_top1"]} for k, v in result["runs"].items()})
+    typer.echo(table(result), nl=False)
+    typer.echo(f"wrote {out / 'degradation.json'} and {out / 'degradation.png'}")

@@ -1,0 +1,181 @@
+"""The training commands: train, publish, runs, teacher-table, bench-train."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from zoo.cli.app import command, emit_json, log_for, split_list
+from zoo.cli.options import (
+    AmpOpt,
+    BatchSizeOpt,
+    DataOpt,
+    EpochsOpt,
+    JsonOpt,
+    RecipeOpt,
+    TestLimitOpt,
+    TrainDeviceOpt,
+    TrainLimitOpt,
+    WeightsDirOpt,
+)
+from zoo.cli.output import say_trained, table
+from zoo.errors import ZooError
+
+
+@command("train")
+def train_cmd(
+    arch: Annotated[str, typer.Argument(help="Architecture to train, e.g. resnet20.")],
+    data: DataOpt = None,
+    recipe: RecipeOpt = "cifar_budget",
+    epochs: EpochsOpt = None,
+    batch_size: BatchSizeOpt = None,
+    lr: Annotated[float | None, typer.Option(help="Override the recipe's peak learning rate.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/ARCH-RECIPE).")] = None,
+    device: TrainDeviceOpt = "auto",
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
+    amp: AmpOpt = "auto",
+    train_limit: TrainLimitOpt = None,
+    test_limit: TestLimitOpt = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after N steps (resume later).")] = None,
+    publish: Annotated[
+        str | None, typer.Option(help="Add the result as this ARCH.TAG to a manifest.")
+    ] = None,
+    weights_dir: WeightsDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train an architecture with a recipe; checkpoints every epoch, metrics in JSON Lines."""
+    from zoo import api
+    from zoo.train.recipe import load_recipe
+
+    summary = api.train(
+        arch,
+        recipe,
+        data,
+        out,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        device=device,
+        resume=resume,
+        compile=compile,
+        amp=amp,
+        train_limit=train_limit,
+        test_limit=test_limit,
+        max_steps=max_steps,
+        publish=publish,
+        weights_dir=weights_dir,
+        progress=not as_json,
+    )
+    if as_json:
+        return emit_json({k: v for k, v in summary.items() if k != "recipe_doc"})
+    out = out or Path("runs") / f"{arch}-{load_recipe(recipe).for_arch(arch).name}"
+    say_trained(arch, out, summary)
+
+
+@command("publish")
+def publish_cmd(
+    run: Annotated[Path, typer.Argument(help="A finished `zoo train` run folder.")],
+    name: Annotated[str, typer.Argument(help="The ARCH.TAG to publish it as.")],
+    weights_dir: WeightsDirOpt = None,
+    data: DataOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ship a finished run as a pretrained tag: metrics measured by `zoo eval` (single crop and flip)."""
+    from zoo import api
+
+    spec = api.publish(run, name, weights_dir, data)
+    if as_json:
+        return emit_json(spec.to_dict())
+    m = spec.metrics
+    typer.echo(
+        f"published {spec.name}: top-1 {m['top1']:.2f}% (flip {m.get('top1_flip', float('nan')):.2f}%) -> {spec.file}"
+    )
+
+
+@command("runs")
+def runs_cmd(
+    root: Annotated[Path, typer.Argument(help="Folder holding run folders (searched recursively).")] = Path(
+        "runs"
+    ),
+    as_json: JsonOpt = False,
+) -> None:
+    """Every training run under ROOT: what it trains, epochs done of planned, its last test top-1, and the
+    command that continues it."""
+    from zoo import api
+    from zoo.train.runs import markdown
+
+    states = api.runs(root)
+    if as_json:
+        return emit_json(states)
+    if not states:
+        raise ZooError(f"no training runs under {root}.")
+    typer.echo(markdown(states), nl=False)
+
+
+@command("teacher-table")
+def teacher_table_cmd(
+    recipe: Annotated[
+        str, typer.Option(help="The recipe whose [distill] teacher and augmentation it serves.")
+    ],
+    arch: Annotated[
+        str, typer.Option(help="The student (the recipe's per-architecture sections).")
+    ] = "resnet20",
+    data: DataOpt = None,
+    train_limit: Annotated[
+        int | None, typer.Option(help="Only the first N training images (as `zoo train --train-limit`).")
+    ] = None,
+    stop_after: Annotated[
+        int | None, typer.Option(help="Stop after N images (continue later by running it again).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compute the teacher's logits for every augmented view of every training image, once, for every
+    student of the recipe: resumable, checked against the teacher's weights, the augmentation and the split."""
+    from zoo import api
+
+    meta = api.teacher_table(recipe, arch, data, train_limit, stop_after, log_for(as_json))
+    if as_json:
+        return emit_json(meta)
+    state = "complete" if meta.get("complete") else f"{meta['done']} of {meta['key']['images']} images"
+    typer.echo(
+        f"teacher table {meta['folder']}: {state}"
+        + (f", sha256 {meta['sha256']}" if meta.get("sha256") else "")
+    )
+
+
+@command("bench-train")
+def bench_train_cmd(
+    archs: Annotated[str, typer.Option(help="Comma-separated CIFAR architectures.")] = "resnet20,resnet56",
+    settings: Annotated[
+        str | None, typer.Option(help="Comma-separated settings (default: all of zoo.train.bench.SETTINGS).")
+    ] = None,
+    seconds: Annotated[float, typer.Option(help="Timed seconds per setting.")] = 15.0,
+    data: DataOpt = None,
+    out: Annotated[Path, typer.Option(help="Where bench-train.json goes.")] = Path("bench"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Training throughput here: img/s per architecture and setting, and where an epoch's time goes."""
+    from zoo import api
+
+    report = api.bench_train(
+        split_list(archs), split_list(settings) if settings else None, seconds, data, out
+    )
+    if as_json:
+        return emit_json(report)
+    table(
+        "zoo bench-train",
+        ["arch", "setting", "img/s", "step ms (median)"],
+        [
+            [
+                r["arch"],
+                r["setting"],
+                f"{r['images_per_s']:.0f}",
+                f"{r['step_ms_median']:.1f}" if "step_ms_median" in r else f"epoch {r['epoch_s']:.1f} s",
+            ]
+            for r in report["rows"]
+        ],
+    )
+    typer.echo(f"wrote {out / 'bench-train.json'}")

@@ -1,0 +1,94 @@
+"""Ship a training run as a pretrained tag: its weights as safetensors plus a manifest entry that records
+the metrics, the recipe and its changes, the exact command, the wall time and the hardware."""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+from pathlib import Path
+
+from zoo.data.datasets import dataset
+from zoo.errors import ZooError
+from zoo.evaluate import evaluate
+from zoo.models import registry
+from zoo.models.checkpoints import import_checkpoint
+from zoo.models.weights import WeightSpec
+from zoo.train.runs import CURVES, METRICS, SUMMARY, WEIGHTS, metrics, read_json, run_command
+
+
+def publish_run(run: Path, name: str, weights_dir: Path | None = None, data: str | None = None) -> WeightSpec:
+    """Evaluate a finished run on the test split under `data` (None: $ZOO_DATA) and register it as `name`."""
+    s = read_json(run / SUMMARY)
+    if s is None:
+        raise ZooError(f"{run} is not a finished `zoo train` run (no {SUMMARY}).")
+    if not s.get("complete"):
+        raise ZooError(
+            f"{run} stopped before the end of its recipe; finish it with `zoo train ... --resume`."
+        )
+    if name.split(".")[0] != s["arch"]:
+        raise ZooError(f"{run} trained {s['arch']}; publish it as {s['arch']}.TAG, not {name}.")
+    # The manifest's numbers are measured by `zoo eval` on the saved file, not taken from the training log.
+    result = evaluate([str(run)], data, split="test") if s["test_images"] else {}
+    flip = evaluate([str(run)], data, split="test", protocol="flip") if s["test_images"] else {}
+
+    arch = name.split(".")[0]
+    spec = import_checkpoint(
+        run / WEIGHTS,
+        name,
+        dataset=s["dataset"],
+        preprocess=dataset(s["dataset"])["preprocess"],
+        out_dir=weights_dir,
+        metrics={
+            "top1": round(result.get("top1", s["top1"]), 2),
+            "top5": round(result.get("top5", s["top5"]), 2),
+            **({"top1_flip": round(flip["top1"], 2)} if flip else {}),
+            "split": dataset(s["dataset"])["test_split"],
+            "source": "zoo eval (single crop; top1_flip: flip averaging)",
+        },
+        recipe=f"zoo/recipes/{s['recipe']}.toml" if not Path(s["recipe"]).suffix else s["recipe"],
+        command=run_command(run),  # how the run was started, not the --resume that finished it
+        # the first tag of the zoo's own for this arch becomes what the bare name means (imported
+        # reference checkpoints are never marked default, so they step aside)
+        default=not any(t.default for t in registry.pretrained_tags().values() if t.arch == arch),
+        extra={
+            "epochs": s["epochs_done"],
+            "steps": s["steps"],
+            "complete_recipe": s["complete"],
+            "wall_time_min": round(s["wall_s"] / 60, 1),
+            # robust to a machine shared or paused meanwhile: the median epoch of the training log
+            "epoch_s_median": _median_epoch_s(run, s["train_images"]),
+            **_epoch_s_by_threads(run, s["train_images"]),
+            "hardware": s["hardware"],
+            "changes_from_paper": s["recipe_doc"].get("changes", []),
+            # the teacher (tags and weights' sha256), its temperature and weight, the table and its hash
+            **({"distillation": s["distillation"]} if s.get("distillation") else {}),
+        },
+    )
+    for log in (METRICS, CURVES):  # the training log ships beside the weights
+        if (run / log).is_file():
+            shutil.copyfile(run / log, spec.file.parent / f"{name}.{log}")
+    return spec
+
+
+def _epoch_seconds(run: Path, train_images: int) -> list[tuple[int | None, float]]:
+    """(CPU threads or None where the row predates that field, seconds) of each epoch in the run's log."""
+    return [(row.get("threads"), train_images / row["images_per_s"]) for row in metrics(run)]
+
+
+def _median_epoch_s(run: Path, train_images: int) -> float | None:
+    seconds = [t for _, t in _epoch_seconds(run, train_images)]
+    return round(statistics.median(seconds), 1) if seconds else None
+
+
+def _epoch_s_by_threads(run: Path, train_images: int) -> dict[str, list[dict[str, float]]]:
+    """Epochs and median epoch time per CPU thread count, for a run resumed with other OMP_NUM_THREADS
+    (rows logged before the trainer recorded `threads` are left out; {} when none has it)."""
+    by: dict[int, list[float]] = {}
+    for n, t in _epoch_seconds(run, train_images):
+        if n is not None:
+            by.setdefault(n, []).append(t)
+    rows = [
+        {"threads": n, "epochs": len(ts), "median_s": round(statistics.median(ts), 1)}
+        for n, ts in sorted(by.items())
+    ]
+    return {"epoch_s_by_threads": rows} if rows else {}

@@ -1,0 +1,140 @@
+"""A training run's folder: the files `zoo train` writes into it, reading them back, and `zoo runs`,
+which says of every run under a folder what it trains, how far it got and how to continue it.
+
+Runs outlive the process that trains them (a session ends, a machine is handed on): this is how the next
+person finds out what is there without reading logs."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ZooError
+
+CHECKPOINT = "last.pt"  # weights, optimiser, EMA and counters after the last finished epoch
+METRICS = "metrics.jsonl"  # one row per finished epoch; test metrics on the epochs evaluated
+SUMMARY = "summary.json"  # written when the process ends normally (finished or stopped by --max-steps)
+RUN = "run.json"  # written when a run starts: architecture, recipe, planned epochs, the command
+WEIGHTS = "weights.safetensors"  # the final weights (the EMA's when the recipe has one)
+CURVES = "training_curves.png"
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def metrics(folder: Path) -> list[dict[str, Any]]:
+    """The run's log, one dict per finished epoch (empty when nothing was logged yet)."""
+    path = folder / METRICS
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def state(folder: Path) -> dict[str, Any]:
+    """What `folder` trains, how far it got, its last test figure, and the command that continues it."""
+    record = read_json(folder / RUN) or {}
+    summary = read_json(folder / SUMMARY) or {}
+    rows = metrics(folder)
+    tested = [r for r in rows if "test_top1" in r]
+    complete = bool(summary.get("complete"))
+    touched = [p.stat().st_mtime for p in (folder / METRICS, folder / CHECKPOINT) if p.is_file()]
+    return {
+        "folder": str(folder),
+        "arch": record.get("arch") or summary.get("arch"),
+        "recipe": record.get("recipe") or summary.get("recipe"),
+        "epochs_done": rows[-1]["epoch"] if rows else 0,
+        "epochs_planned": record.get("epochs") or (summary.get("epochs_done") if complete else None),
+        "test_top1": tested[-1]["test_top1"] if tested else None,
+        "test_epoch": tested[-1]["epoch"] if tested else None,
+        "complete": complete,
+        "last_update": datetime.fromtimestamp(max(touched), UTC).strftime("%Y-%m-%d %H:%M UTC")
+        if touched
+        else None,
+        "continue_with": None if complete else continue_command(*_started(record, summary)),
+    }
+
+
+def start_command(command: str | None, cwd: str | None = None, data: str | None = None) -> str | None:
+    """The command that trains a run from its start, from the folder it was started in (its paths may be
+    relative) and with the dataset it read from $ZOO_DATA; without the --resume of a later invocation
+    and the --max-steps that stopped one."""
+    if not command:
+        return None
+    words = [w for w in _without_option(command.split(), "--max-steps") if w != "--resume"]
+    command = " ".join(words)
+    if data and "--data" not in words:
+        command = f"ZOO_DATA={shlex.quote(data)} {command}"
+    return f"cd {shlex.quote(cwd)} && {command}" if cwd else command
+
+
+def continue_command(command: str | None, cwd: str | None = None, data: str | None = None) -> str | None:
+    """The command that continues a run: `zoo train ...` resumes with --resume (and without the
+    --max-steps that stopped it, which would stop it again); `zoo degradation` continues its unfinished
+    nets when given again."""
+    start = start_command(command, cwd, data)
+    if start is None or command.split()[:2] != ["zoo", "train"]:
+        return start
+    return f"{start} --resume"
+
+
+def run_command(folder: Path) -> str | None:
+    """The command that trains `folder`'s run from its start."""
+    return start_command(*_started(read_json(folder / RUN) or {}, read_json(folder / SUMMARY) or {}))
+
+
+def _started(record: dict[str, Any], summary: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """The command, folder and $ZOO_DATA a run started with (run.json), else its last command (summary.json)."""
+    return record.get("command") or summary.get("command"), record.get("cwd"), record.get("data")
+
+
+def _without_option(words: list[str], option: str) -> list[str]:
+    kept: list[str] = []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word == option:
+            skip = True  # and its value
+        elif not word.startswith(f"{option}="):
+            kept.append(word)
+    return kept
+
+
+def find(root: Path) -> list[dict[str, Any]]:
+    """Every run folder under `root` (itself included), sorted by path."""
+    if not root.is_dir():
+        raise ZooError(
+            f"{root} is not a folder: `zoo runs` reads ./runs unless given one, e.g. `zoo runs ~/zoo-runs`."
+        )
+    folders = {p.parent for name in (METRICS, CHECKPOINT, RUN) for p in root.rglob(name)}
+    return [state(f) for f in sorted(folders)]
+
+
+def markdown(states: list[dict[str, Any]]) -> str:
+    """A table for a closing note or a terminal: one row a run."""
+    lines = [
+        "| run folder | arch | recipe | epochs done / planned | last test top-1 | state |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for s in states:
+        planned = s["epochs_planned"] if s["epochs_planned"] is not None else "?"
+        top1 = f"{s['test_top1']:.2f}% (epoch {s['test_epoch']})" if s["test_top1"] is not None else "-"
+        status = (
+            "finished"
+            if s["complete"]
+            else f"unfinished, last update {s['last_update']}"
+            if s["last_update"]
+            else "not started"
+        )
+        lines.append(
+            f"| `{s['folder']}` | {s['arch'] or '?'} | {s['recipe'] or '?'} | {s['epochs_done']} / {planned} "
+            f"| {top1} | {status} |"
+        )
+    commands = list(dict.fromkeys(s["continue_with"] for s in states if s["continue_with"]))  # one each
+    if commands:
+        lines += ["", "Continue with:", "```", *commands, "```"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,698 @@
+"""One trainer for every architecture, dataset and recipe.
+
+One CPU for tests, one GPU for real (bf16 autocast, channels_last, optional torch.compile, the CIFAR
+split resident on the device), many GPUs or nodes through `torchrun` (DDP). Checkpoints are written
+atomically every epoch and `resume=True` continues exactly; metrics go to JSON Lines.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import sys
+import time
+from dataclasses import KW_ONLY, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from rich import progress as rich_progress
+from torch import nn
+
+from zoo.data.datasets import CIFAR10, check_fits, dataset, find_dataset, num_classes, preprocess_spec
+from zoo.data.loaders import DeviceCifarLoader, FolderDataset, ScaleAugment, render
+from zoo.data.preprocess import preprocess
+from zoo.errors import ZooError
+from zoo.models import registry
+from zoo.models.weights import save_safetensors
+from zoo.train.recipe import Recipe, lr_at
+from zoo.train.runs import CHECKPOINT, CURVES, METRICS, RUN, SUMMARY, WEIGHTS, metrics
+from zoo.train.teacher import Teacher, TeacherTable, distill_loss, split_sha256, table_dir
+from zoo.utils.figures import pyplot, save
+from zoo.utils.files import atomic_path
+from zoo.utils.machine import hardware
+from zoo.utils.metrics import hits, top_k
+
+AMP = ("auto", "bf16", "fp16", "fp32")
+
+
+@dataclass
+class TrainConfig:
+    arch: str
+    data: str | None
+    recipe: Recipe
+    out: Path
+    _: KW_ONLY  # the options by name
+    device: str = "auto"
+    resume: bool = False
+    compile: bool = False
+    amp: str = "auto"  # auto: bf16 on CUDA (fp16 + GradScaler where it has no bf16), fp32 on CPU
+    train_limit: int | None = None  # use only the first N training images (smoke runs)
+    test_limit: int | None = None
+    max_steps: int | None = None  # stop after this many steps (a test kills a run this way)
+    progress: bool = True
+    command: str = field(default_factory=lambda: " ".join(["zoo", *sys.argv[1:]]))
+
+    def __post_init__(self) -> None:
+        if self.amp not in AMP:
+            raise ZooError(f"--amp {self.amp!r} is not one of {', '.join(AMP)}.")
+
+
+def plan_device(choice: str, local_rank: int, world: int, cuda_devices: int) -> tuple[str, str | None]:
+    """(the device this process trains on, the torch.distributed backend or None for one process).
+
+    Under torchrun each rank takes its own GPU, cuda:LOCAL_RANK ("cuda" alone would put every rank on
+    cuda:0); the backend follows the device actually trained on (NCCL for CUDA, gloo for the CPU, also
+    when a GPU exists but --device cpu was asked for)."""
+    if choice == "auto":
+        choice = "cuda" if cuda_devices else "cpu"
+    if choice.startswith("cuda"):
+        if not cuda_devices:
+            raise ZooError("--device cuda was asked for, but PyTorch sees no CUDA device here.")
+        index = int(choice.split(":", 1)[1]) if ":" in choice else local_rank
+        if world > 1 and ":" in choice:
+            raise ZooError(
+                "under torchrun each process takes cuda:LOCAL_RANK; pass --device cuda, not a number."
+            )
+        if index >= cuda_devices:
+            raise ZooError(
+                f"{choice if ':' in choice else f'cuda:{index}'} does not exist: {cuda_devices} CUDA devices here."
+            )
+        choice = f"cuda:{index}"
+    return choice, (None if world == 1 else "nccl" if choice.startswith("cuda") else "gloo")
+
+
+def _dist_and_device(choice: str) -> tuple[int, int, int, torch.device]:
+    """(rank, local rank, world size, device): the device is set before the process group starts."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda_devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    name, backend = plan_device(choice, local_rank, world, cuda_devices)
+    device = torch.device(name)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if backend and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend)
+        # ended when the process ends (after every run it trains, e.g. the degradation experiment's four),
+        # so that NCCL/gloo shut down cleanly instead of warning about a leaked group
+        atexit.register(_end_group)
+    return int(os.environ.get("RANK", "0")), local_rank, world, device
+
+
+def _param_groups(model: nn.Module, recipe: Recipe) -> list[dict]:
+    wd = float(recipe.optimizer.weight_decay)
+    if not recipe.optimizer.no_decay_on_norm_and_bias:
+        return [{"params": list(model.parameters()), "weight_decay": wd}]
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    other = [p for p in model.parameters() if p.ndim <= 1]
+    return [{"params": decay, "weight_decay": wd}, {"params": other, "weight_decay": 0.0}]
+
+
+def _loaders(cfg: TrainConfig, spec, device, rank: int, world: int, channels_last: bool):
+
+    r = cfg.recipe
+    bs, seed, aug = int(r.train.batch_size), int(r.train.seed), r.augment
+    train_ds, test_ds = find_dataset(r.dataset, cfg.data, "train"), find_dataset(r.dataset, cfg.data, "test")
+    side = spec.shorter_side
+    for ds in (train_ds, test_ds):  # before any work: data that does not fit the recipe's dataset
+        check_fits(ds, num_classes(r.dataset), side, f"recipe {r.name} ({r.dataset})", cfg.data)
+    if isinstance(train_ds, CIFAR10):
+        xs, ys = train_ds.images[: cfg.train_limit], train_ds.labels[: cfg.train_limit]
+        if len(ys) < bs * world:
+            raise ZooError(f"{len(ys)} training images are fewer than one batch of {bs} per process.")
+        common = {"spec": spec, "device": device, "channels_last": channels_last}
+        train = DeviceCifarLoader(
+            xs,
+            ys,
+            bs,
+            train=True,
+            pad=int(aug.pad),
+            hflip=bool(aug.hflip),
+            cutout=int(aug.cutout),
+            seed=seed,
+            rank=rank,
+            world=world,
+            **common,
+        )
+        test = DeviceCifarLoader(
+            test_ds.images[: cfg.test_limit], test_ds.labels[: cfg.test_limit], 1000, train=False, **common
+        )
+        return train, test, len(ys)
+    # ImageFolder / ImageNet: decoded and augmented by DataLoader workers.
+
+    augment = ScaleAugment(
+        spec, tuple(aug.scale), int(aug.crop), bool(aug.hflip), float(aug.color_jitter), seed
+    )
+    train_set = FolderDataset(train_ds, augment)
+    test_set = FolderDataset(test_ds, lambda img: torch.from_numpy(preprocess(img, spec)))
+    if cfg.train_limit:
+        train_set = torch.utils.data.Subset(train_set, range(min(cfg.train_limit, len(train_set))))
+    if cfg.test_limit:
+        test_set = torch.utils.data.Subset(test_set, range(min(cfg.test_limit, len(test_set))))
+    sampler = torch.utils.data.DistributedSampler(train_set, world, rank, seed=seed) if world > 1 else None
+    workers = min(8, os.cpu_count() or 1)
+    train = torch.utils.data.DataLoader(
+        train_set,
+        bs,
+        shuffle=sampler is None,
+        sampler=sampler,
+        num_workers=workers,
+        drop_last=True,
+        pin_memory=device.type == "cuda",  # so that non_blocking copies overlap
+        generator=torch.Generator().manual_seed(seed),
+    )
+    test = torch.utils.data.DataLoader(test_set, 100, num_workers=workers, pin_memory=device.type == "cuda")
+    return train, test, len(train_set)
+
+
+def train_step(
+    net: nn.Module,
+    opt,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    smoothing: float,
+    bf16: bool,
+    soft: torch.Tensor | None = None,
+    distill=None,
+    scaler=None,
+):
+    """One SGD step (bf16 autocast when asked, or fp16 with `scaler`, a GradScaler; the loss in fp32);
+    returns (logits, loss). With `soft`, the teacher's logits for this batch, the loss is the recipe's
+    distillation loss (`distill`: its section)."""
+    dtype = torch.float16 if scaler is not None else torch.bfloat16
+    with torch.autocast(x.device.type, dtype=dtype, enabled=bf16 or scaler is not None):
+        logits = net(x)
+        if soft is None:
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=smoothing)
+        else:
+            loss = distill_loss(
+                logits.float(), soft, y, float(distill.temperature), float(distill.weight), smoothing
+            )
+    opt.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        opt.step()
+    else:  # fp16: scale the loss so small gradients do not flush to zero; skip steps that overflowed
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    return logits, loss
+
+
+@torch.no_grad()
+def evaluate_loader(model: nn.Module, loader, device: torch.device, bf16: bool = False) -> dict[str, float]:
+    """top-1, top-5 (in %) and mean loss of `model` over a loader of (images, labels): in fp32, or under
+    bf16 autocast (2.5x faster on a CPU; for the log between epochs, never for a published figure)."""
+    model.eval()
+    correct1 = correct5 = n = 0
+    loss = 0.0
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x).float()
+        loss += F.cross_entropy(logits, y, reduction="sum").item()
+        first, among = hits(top_k(logits), y)
+        correct1 += int(first.sum())
+        correct5 += int(among.sum())
+        n += len(y)
+    return {"top1": 100.0 * correct1 / n, "top5": 100.0 * correct5 / n, "loss": loss / n, "n": n}
+
+
+@dataclass
+class Run:
+    """One run's training state: what every epoch works on, and what a checkpoint saves and restores."""
+
+    cfg: TrainConfig
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    ema: nn.Module | None
+    loaders: tuple  # (train, test, number of training images)
+    device: torch.device
+    rank: int
+    world: int
+    bf16: bool
+    net: nn.Module | None = None  # the model as trained: wrapped in DDP and/or compiled
+    epoch: int = 0  # the next epoch to train
+    step: int = 0
+    wall: float = 0.0
+    plateau: dict = field(default_factory=lambda: {"best": float("inf"), "bad": 0, "scale": 1.0})
+    warm: bool = False  # the paper's warm-up lr, until the train error falls below the recipe's bar
+    soft: Any = None  # distillation: batch (x, y, image indices, view ids) -> the teacher's logits
+    scaler: Any = None  # fp16 training: torch.amp.GradScaler
+    distilled: dict | None = None  # what the summary records of the teacher and its table
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.cfg.recipe
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.loaders[0])
+
+    @property
+    def total(self) -> int:
+        return self.recipe.total_steps(self.steps_per_epoch)
+
+    @property
+    def epochs(self) -> int:
+        return self.recipe.epochs(self.steps_per_epoch)
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Train `cfg.arch` with `cfg.recipe`; returns the summary written to out/summary.json."""
+    run = _start(cfg)
+    progress = _progress(cfg.progress and run.rank == 0 and sys.stderr.isatty())
+    for epoch in range(run.epoch, run.epochs):
+        row = _train_epoch(run, epoch, progress)
+        if row is None:  # stopped by --max-steps, like a kill: the partial epoch is neither logged nor saved
+            break
+        if run.rank == 0:
+            _end_epoch(run, epoch, row, progress)
+        if run.world > 1:  # rank 0 tested and stepped the plateau schedule: every process follows it
+            _share_schedule(run)
+    divergence = replica_divergence(run.model) if run.world > 1 else None
+    schedules = schedules_by_rank(run) if run.world > 1 else None
+    summary = _finish(run, divergence, schedules)
+    if run.world > 1:
+        torch.distributed.barrier()
+    return summary
+
+
+def _end_group() -> None:
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def _global_error(run: Run, correct: torch.Tensor, n: int) -> float:
+    """The training error of this step's batch over every process (the paper's warm-up ends on it)."""
+    if run.world == 1:
+        return 1 - correct.item() / n
+    t = torch.tensor([float(correct.item()), float(n)], device=run.device)
+    torch.distributed.all_reduce(t)
+    return 1 - (t[0] / t[1]).item()
+
+
+def _share_schedule(run: Run) -> None:
+    """Rank 0's schedule state (plateau best, patience count, lr scale; warm-up) on every process."""
+    p = run.plateau
+    t = torch.tensor(
+        [p["best"], p["bad"], p["scale"], float(run.warm)], dtype=torch.float64, device=run.device
+    )
+    torch.distributed.broadcast(t, 0)
+    run.plateau = {"best": t[0].item(), "bad": int(t[1].item()), "scale": t[2].item()}
+    run.warm = bool(t[3].item())
+
+
+def schedules_by_rank(run: Run) -> list[dict[str, float]]:
+    """Every process's lr scale and warm-up state at the end: one entry per rank, all equal when the
+    processes followed one schedule."""
+    mine = torch.tensor([run.plateau["scale"], float(run.warm)], dtype=torch.float64, device=run.device)
+    every = [torch.zeros_like(mine) for _ in range(run.world)]
+    torch.distributed.all_gather(every, mine)
+    return [{"lr_scale": t[0].item(), "warm": bool(t[1].item())} for t in every]
+
+
+def _start(cfg: TrainConfig) -> Run:
+    """The model, optimiser, EMA and data of a run, fresh or restored from its checkpoint."""
+    rank, _, world, device = _dist_and_device(cfg.device)
+    r = cfg.recipe
+    torch.manual_seed(int(r.train.seed))
+    arch, _ = registry.resolve(cfg.arch)  # an unknown name: one sentence with close matches
+    if registry.archs()[arch]["family"] != dataset(r.dataset)["family"]:
+        raise ZooError(f"{cfg.arch} is not a {r.dataset} architecture; recipe {r.name} trains {r.dataset}.")
+    model = registry.create_model(
+        cfg.arch.split(".")[0], num_classes=num_classes(r.dataset), **r.model.options()
+    ).to(device)
+    model = model.to(memory_format=torch.channels_last)  # faster for these convs on CUDA and x86 CPUs alike
+    cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported(False)
+    bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and cuda_bf16)
+    fp16 = cfg.amp == "fp16" or (cfg.amp == "auto" and device.type == "cuda" and not cuda_bf16)
+    if fp16 and device.type != "cuda":
+        raise ZooError("--amp fp16 is for GPUs without bf16; on a CPU use bf16 or fp32.")
+    loaders = _loaders(cfg, preprocess_spec(r.dataset), device, rank, world, channels_last=True)
+    o = r.optimizer
+    opt = torch.optim.SGD(
+        _param_groups(model, r), lr=float(o.lr), momentum=float(o.momentum), nesterov=bool(o.nesterov)
+    )
+    ema = None
+    if r.regularise.ema_decay:
+        ema_avg = torch.optim.swa_utils.get_ema_multi_avg_fn(float(r.regularise.ema_decay))
+        ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=ema_avg, use_buffers=True)
+    run = Run(cfg, model, opt, ema, loaders, device, rank, world, bf16, warm=_needs_warmup(cfg.arch, r))
+    run.scaler = torch.amp.GradScaler("cuda") if fp16 else None
+    if float(r.distill.weight) > 0:
+        run.soft, run.distilled = _teacher(loaders[0], r, device)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    if cfg.resume:
+        _restore(run, cfg.out / CHECKPOINT)
+    elif rank == 0:
+        (cfg.out / METRICS).unlink(missing_ok=True)
+    if rank == 0:
+        _record_run(run)
+    run.net = model
+    if world > 1:
+        run.net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if cfg.compile:
+        run.net = torch.compile(run.net)
+    return run
+
+
+def _teacher(loader, r: Recipe, device: torch.device):
+    """(batch -> the teacher's logits for each row's uncut view, the summary's record) for the recipe's
+    [distill] section: the stored table ("auto") or the teacher run on each batch ("")."""
+    if not isinstance(loader, DeviceCifarLoader):
+        raise ZooError(f"recipe {r.name}: distillation is implemented for the CIFAR loader, not {r.dataset}.")
+    d, aug = r.distill, r.augment
+    teacher = Teacher(list(d.teacher), device)
+    loader.with_views = True
+    images = loader.x.permute(0, 2, 3, 1).cpu().numpy()
+    key = teacher.key(
+        int(aug.pad), bool(aug.hflip), split_sha256(images, loader.y.cpu().numpy()), len(images)
+    )
+    record = {"teacher": teacher.tags, "teacher_sha256": teacher.sha256, "temperature": d.temperature}
+    record["weight"] = d.weight
+    if d.table:
+        if d.table != "auto":
+            raise ZooError(f'recipe {r.name}: [distill] table must be "auto" or "", not {d.table!r}.')
+        table = TeacherTable.open(table_dir(key), key)
+        record |= {"table": str(table.folder), "table_sha256": table.meta["sha256"]}
+        return (lambda batch: table.lookup(batch[2], batch[3]).to(device)), record
+
+    def online(batch):  # the uncut view (before cutout), as the table holds it
+        views = render(loader.x[batch[2]], batch[3], int(aug.pad), bool(aug.hflip))
+        return teacher.logits(teacher.normalise(views))
+
+    return online, record | {"table": None}
+
+
+def _record_run(run: Run) -> None:
+    """out/run.json: what the folder trains and the command that started it, written when a run starts
+    (and when a run older than this file is resumed), so that `zoo runs` can say what a folder is before
+    it finishes."""
+    path = run.cfg.out / RUN
+    if run.cfg.resume and path.is_file():
+        return
+    record = {
+        "arch": run.cfg.arch.split(".")[0],
+        "dataset": run.recipe.dataset,
+        "recipe": run.recipe.name,
+        "epochs": run.epochs,
+        "command": run.cfg.command,
+        "cwd": os.getcwd(),  # the command's paths may be relative to it
+        "data": run.cfg.data or os.environ.get("ZOO_DATA"),  # where the images came from
+    }
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _restore(run: Run, ckpt: Path) -> None:
+    """Continue exactly where the checkpoint ended: weights, optimiser, EMA, counters, schedule state."""
+    if not ckpt.is_file():
+        raise ZooError(f"nothing to resume: {ckpt} does not exist.")
+    state = read_train_checkpoint(ckpt, run.device)
+    _check_same_recipe(state.get("recipe") or {}, run.recipe.doc, ckpt)
+    run.model.load_state_dict(state["model"])
+    run.opt.load_state_dict(state["optimizer"])
+    if run.ema is not None:
+        run.ema.load_state_dict(state["ema"])
+    run.epoch, run.step, run.wall = state["epoch"] + 1, state["step"], state["wall"]
+    run.plateau, run.warm = state["plateau"], state["warm"]
+    if run.rank == 0:
+        _keep_rows_until(run.cfg.out / METRICS, run.epoch)
+
+
+def _train_epoch(run: Run, epoch: int, progress) -> dict[str, Any] | None:
+    """One epoch of SGD steps; its metrics row, or None when --max-steps stopped it part-way."""
+    r, device, loader = run.recipe, run.device, run.loaders[0]
+    if hasattr(loader, "set_epoch"):
+        loader.set_epoch(epoch)
+    elif isinstance(getattr(loader, "sampler", None), torch.utils.data.DistributedSampler):
+        loader.sampler.set_epoch(epoch)
+    run.net.train()
+    t0, seen = time.perf_counter(), 0
+    loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device)
+    total, smoothing = run.total, float(r.regularise.label_smoothing)
+    task = progress.add_task(f"epoch {epoch + 1}/{run.epochs}", total=len(loader)) if progress else None
+    for batch in loader:
+        x, y = batch[0], batch[1]
+        if run.step >= total or (run.cfg.max_steps is not None and run.step >= run.cfg.max_steps):
+            if task is not None:
+                progress.remove_task(task)
+            return None if run.step < total else _epoch_row(run, epoch, t0, seen, loss_sum, correct)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x = x.contiguous(memory_format=torch.channels_last)  # ImageNet batches arrive NCHW
+        lr = float(r.schedule.warmup_lr) if run.warm else lr_at(r, run.step, total)
+        for g in run.opt.param_groups:
+            g["lr"] = lr * run.plateau["scale"]
+        soft = run.soft(batch) if run.soft is not None else None
+        logits, loss = train_step(run.net, run.opt, x, y, smoothing, run.bf16, soft, r.distill, run.scaler)
+        if run.ema is not None:
+            run.ema.update_parameters(run.model)
+        batch_correct = (logits.argmax(1) == y).sum()
+        loss_sum += loss.detach() * len(y)
+        correct += batch_correct
+        seen += len(y)
+        run.step += 1
+        if run.warm and _global_error(run, batch_correct, len(y)) < float(
+            r.schedule.warmup_until_train_error
+        ):
+            run.warm = False  # on every process at the same step: decided from all their batches
+        if task is not None:
+            progress.update(
+                task, advance=1, description=f"epoch {epoch + 1}/{run.epochs} loss {loss.item():.3f}"
+            )
+    if task is not None:
+        progress.remove_task(task)
+    return _epoch_row(run, epoch, t0, seen, loss_sum, correct)
+
+
+def _epoch_row(run: Run, epoch: int, t0: float, seen: int, loss_sum, correct) -> dict[str, Any] | None:
+    """The epoch's metrics row, over every process's images; None if it saw none."""
+    if run.world > 1:
+        for t in (loss_sum, correct):
+            torch.distributed.all_reduce(t)
+        seen *= run.world
+    if seen == 0:
+        return None
+    if run.device.type == "cuda":
+        torch.cuda.synchronize(run.device)
+    epoch_time = time.perf_counter() - t0
+    run.wall += epoch_time
+    return {
+        "epoch": epoch + 1,
+        "step": run.step,
+        "lr": run.opt.param_groups[0]["lr"],
+        "train_loss": loss_sum.item() / seen,
+        "train_top1": 100.0 * correct.item() / seen,
+        "images_per_s": seen / epoch_time,
+        "wall_s": run.wall,
+        # a run resumed with another OMP_NUM_THREADS trains at another speed: publish reports each apart
+        **({"threads": torch.get_num_threads()} if run.device.type == "cpu" else {}),
+    }
+
+
+def _end_epoch(run: Run, epoch: int, row: dict[str, Any], progress) -> None:
+    """Rank 0, after an epoch: test when due, step a plateau schedule, save the checkpoint, log the row."""
+    r, last = run.recipe, epoch + 1 == run.epochs
+    plateau = r.schedule.name == "plateau"
+    if (epoch + 1) % int(r.train.eval_every) == 0 or last or plateau:
+        quick = run.bf16 and not last  # the last epoch in fp32 (the run's result), the others as trained
+        metrics = evaluate_loader(run.ema or run.model, run.loaders[1], run.device, bf16=quick)
+        row |= {f"test_{k}": v for k, v in metrics.items()} | {"test_precision": "bf16" if quick else "fp32"}
+    if plateau:
+        _plateau_step(run.plateau, row["test_loss"], r)
+    # The checkpoint first, then the metrics row: a kill between the two leaves an epoch that is
+    # checkpointed but not logged, and resuming logs nothing twice (rows past the checkpoint's epoch
+    # are dropped on resume).
+    _save_checkpoint(run.cfg.out / CHECKPOINT, run, epoch)
+    _append_jsonl(run.cfg.out / METRICS, row)
+    _log(row, run.epochs, progress)
+
+
+def replica_divergence(model: nn.Module) -> float:
+    """The largest |difference| between any process's parameters and rank 0's. DDP replicas apply the
+    same all-reduced gradients, so anything but 0.0 means the processes trained different models."""
+    flat = torch.cat([p.detach().flatten().float() for p in model.parameters()])
+    reference = flat.clone()
+    torch.distributed.broadcast(reference, 0)
+    diff = (flat - reference).abs().max()
+    torch.distributed.all_reduce(diff, op=torch.distributed.ReduceOp.MAX)
+    return diff.item()
+
+
+def _finish(run: Run, divergence: float | None, schedules: list | None = None) -> dict[str, Any]:
+    """Rank 0: the final weights (the EMA's when there is one), summary.json and the training curves."""
+    cfg, ema = run.cfg, run.ema
+    summary: dict[str, Any] = {}
+    if run.rank == 0:
+        final = ema.module if ema is not None else run.model
+        rows = metrics(cfg.out)
+        last = rows[-1] if rows else {}
+        summary = {
+            "arch": cfg.arch.split(".")[0],
+            "recipe": cfg.recipe.name,
+            "recipe_doc": cfg.recipe.doc,
+            "dataset": cfg.recipe.dataset,
+            "train_images": run.loaders[2],
+            "steps": run.step,
+            "total_steps": run.total,
+            "complete": run.step >= run.total,
+            "epochs_done": last.get("epoch", 0),
+            "top1": last.get("test_top1"),
+            "top5": last.get("test_top5"),
+            "test_images": last.get("test_n"),
+            "ema": ema is not None,
+            "wall_s": run.wall,
+            "world_size": run.world,
+            "replica_max_abs_diff": divergence,  # None for one process
+            "schedule_by_rank": schedules,  # None for one process
+            "hardware": hardware(run.device),
+            "command": cfg.command,
+            **({"distillation": run.distilled} if run.distilled else {}),
+        }
+        state = {k: v.detach().cpu() for k, v in final.state_dict().items()}
+        save_safetensors(
+            state,
+            cfg.out / WEIGHTS,
+            metadata={"arch": summary["arch"], "dataset": summary["dataset"], "recipe": cfg.recipe.name},
+        )
+        with atomic_path(cfg.out / SUMMARY) as tmp:
+            tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        _plot(cfg.out)
+    return summary
+
+
+TRAINING_SECTIONS = ("dataset", "train", "optimizer", "schedule", "augment", "regularise", "model", "distill")
+
+
+def read_train_checkpoint(path: Path, device) -> dict:
+    """A `zoo train` checkpoint, read without executing code (weights_only); one sentence if unreadable."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # torch raises many types for truncated, foreign or crafted files
+        raise ZooError(
+            f"{path} cannot be read as a `zoo train` checkpoint ({type(e).__name__}): it is truncated, "
+            "foreign or holds code; start the run again without --resume."
+        ) from None
+    if not isinstance(state, dict) or not {"model", "optimizer", "epoch", "step"} <= set(state):
+        raise ZooError(f"{path} is not a `zoo train` checkpoint; start the run again without --resume.")
+    return state
+
+
+def _check_same_recipe(saved: dict, now: dict, ckpt: Path) -> None:
+    """Resuming must continue the same run: any training setting that differs is refused, by name."""
+    diffs = []
+    for section in TRAINING_SECTIONS:
+        a, b = saved.get(section), now.get(section)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += [
+                f"{section}.{k}: {a.get(k)!r} -> {b.get(k)!r}"
+                for k in sorted(set(a) | set(b))
+                if a.get(k) != b.get(k)
+            ]
+        elif a != b:
+            diffs.append(f"{section}: {a!r} -> {b!r}")
+    if diffs:
+        raise ZooError(
+            f"--resume with other settings than the run in {ckpt.parent} ({'; '.join(diffs[:4])}): "
+            "resume with its own recipe and options, or train into a new --out."
+        )
+
+
+def _needs_warmup(arch: str, r: Recipe) -> bool:
+    return arch.split(".")[0] in r.schedule.warmup_archs and r.schedule.warmup_lr is not None
+
+
+def _plateau_step(state: dict, value: float, r: Recipe) -> None:
+    if value < state["best"] - 1e-4:
+        state["best"], state["bad"] = value, 0
+    else:
+        state["bad"] += 1
+        if state["bad"] >= int(r.schedule.patience):
+            state["scale"] *= float(r.schedule.gamma)
+            state["bad"] = 0
+
+
+def _save_checkpoint(path: Path, run: Run, epoch: int) -> None:
+    state = {
+        "model": run.model.state_dict(),
+        "optimizer": run.opt.state_dict(),
+        "ema": run.ema.state_dict() if run.ema else None,
+        "epoch": epoch,
+        "step": run.step,
+        "wall": run.wall,
+        "plateau": run.plateau,
+        "warm": run.warm,
+        "recipe": run.recipe.doc,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _keep_rows_until(path: Path, epoch: int) -> None:
+    """Drop metrics rows of epochs after `epoch` (logged by a run killed after its last checkpoint)."""
+    if not path.is_file():
+        return
+    rows = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = [line for line in rows if json.loads(line)["epoch"] <= epoch]
+    if len(kept) != len(rows):
+        with atomic_path(path) as tmp:
+            tmp.write_text("".join(line + "\n" for line in kept))
+
+
+def _append_jsonl(path: Path, row: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return None
+    p = rich_progress.Progress(
+        rich_progress.TextColumn("{task.description}"),
+        rich_progress.BarColumn(),
+        rich_progress.MofNCompleteColumn(),
+        rich_progress.TimeRemainingColumn(),
+    )
+    p.start()
+    return p
+
+
+def _log(row: dict, epochs: int, progress) -> None:
+    test = f"test {row['test_top1']:.2f}% / {row['test_top5']:.2f}%  " if "test_top1" in row else ""
+    line = (
+        f"epoch {row['epoch']}/{epochs}  loss {row['train_loss']:.4f}  train {row['train_top1']:.2f}%  "
+        f"{test}lr {row['lr']:.4f}  {row['images_per_s']:.0f} img/s  {row['wall_s']:.0f}s"
+    )
+    if progress is not None:
+        progress.console.print(line)
+    else:  # stderr, so that `--json` leaves stdout to the one JSON document
+        print(line, file=sys.stderr, flush=True)
+
+
+def _plot(out: Path) -> None:
+    """training_curves.png from metrics.jsonl (needs matplotlib; skipped with a note otherwise)."""
+    plt = pyplot()
+    if plt is None:
+        print(
+            f"note: matplotlib is not installed, so no {CURVES} (pip install matplotlib).",
+            file=sys.stderr,
+        )
+        return
+    rows = metrics(out)
+    if not rows:  # stopped (--max-steps) before the first epoch ended
+        return
+    ep = [r["epoch"] for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.plot(ep, [100 - r["train_top1"] for r in rows], label="train error")
+    tested = [r for r in rows if "test_top1" in r]
+    a.plot([r["epoch"] for r in tested], [100 - r["test_top1"] for r in tested], label="test error")
+    a.set_xlabel("epoch"), a.set_ylabel("top-1 error (%)"), a.legend(), a.grid(alpha=0.3)
+    b.plot(ep, [r["train_loss"] for r in rows], label="train loss")
+    b.plot([r["epoch"] for r in tested], [r["test_loss"] for r in tested], label="test loss")
+    b.set_xlabel("epoch"), b.set_yscale("log"), b.legend(), b.grid(alpha=0.3)
+    save(fig, out / CURVES)
