@@ -145,8 +145,8 @@ def test_flip_evaluation_averages_both_views(cifar_tag, cifar_dir):
         single = model(x).softmax(1)
         both = (single + model(x.flip(3)).softmax(1)) / 2
     labels = torch.from_numpy(test.labels[:n])
-    single_top1 = 100 * (single.argmax(1) == labels).float().mean().item()
-    flip_top1 = 100 * (both.argmax(1) == labels).float().mean().item()
+    single_top1 = 100 * (single.argmax(1) == labels).sum().item() / n  # exact: counts, not float32 means
+    flip_top1 = 100 * (both.argmax(1) == labels).sum().item() / n
     assert single_top1 != flip_top1  # the views disagree somewhere: the test can tell them apart
     assert evaluate([cifar_tag], protocol="flip", limit=n)["top1"] == pytest.approx(flip_top1, abs=1e-9)
     assert evaluate([cifar_tag], protocol="single", limit=n)["top1"] == pytest.approx(single_top1, abs=1e-9)
@@ -161,7 +161,7 @@ def test_an_ensemble_averages_the_softmax_of_different_models(cifar_tag, cifar_d
     n = 500
     test, x = _test_images(cifar_tag, cifar_dir, n)
     labels = torch.from_numpy(test.labels[:n])
-    top1 = lambda p: 100 * (p.argmax(1) == labels).float().mean().item()  # noqa: E731
+    top1 = lambda p: 100 * (p.argmax(1) == labels).sum().item() / n  # noqa: E731  (exact: a count)
     trained = create_model(cifar_tag, pretrained=True).eval()
     with torch.no_grad():
         a = trained(x).softmax(1)

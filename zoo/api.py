@@ -243,6 +243,21 @@ def parity(
     return check_artifacts(spec.name, dirs, data, limit, bars_with(**(bars or {})), backend)
 
 
+def _admit(source: str | os.PathLike, backend: str | None, allow_unverified: bool, log: Log) -> None:
+    """What `zoo predict` checks before loading anything: an artifact (a Path, or a string naming a
+    directory; a tag is a name, never a path) must be one, run by a backend this machine has, and admitted
+    by its verdict; a tag needs a backend that runs tags."""
+    from zoo.serve.runtimes import check_backend, require_backend
+    from zoo.serve.verdicts import admit
+
+    if isinstance(source, os.PathLike) or Path(source).exists() or os.sep in str(source):
+        require_backend(backend)  # a backend this machine lacks is said before the verdict is read
+        for line in admit(source, backend, allow_unverified):
+            log(line)
+    else:
+        check_backend(backend)
+
+
 def open_runtime(
     source: str | os.PathLike,
     backend: str | None = None,
@@ -254,14 +269,8 @@ def open_runtime(
     artifact runs only if its last parity check passed, unless `allow_unverified` (then with a warning).
     `options`: device, threads, shared (see zoo.serve.runtimes.open_runtime)."""
     from zoo.serve.runtimes import open_runtime as open_
-    from zoo.serve.runtimes import require_backend
-    from zoo.serve.verdicts import admit
 
-    # an artifact: a Path, or a string naming a directory (a tag is a name, never a path)
-    if isinstance(source, os.PathLike) or Path(source).exists() or os.sep in str(source):
-        require_backend(backend)  # a backend this machine lacks is said before the verdict is read
-        for line in admit(source, backend, allow_unverified):
-            log(line)
+    _admit(source, backend, allow_unverified, log)
     return open_(source, backend=backend, **options)
 
 
@@ -280,12 +289,15 @@ def predict(
     from zoo.serve.predict import predict as run
 
     if isinstance(runtime, (str, os.PathLike)):
+        from zoo.serve.runtimes import open_runtime as open_
+
         if topk < 1:
             raise ZooError("--topk must be at least 1.")
+        _admit(runtime, backend, allow_unverified, log)
         found = expand([str(i) for i in images])
         if all(error for _, error in found):  # nothing to classify: said before any model is loaded
             return [{"image": path, "error": error} for path, error in found]
-        with open_runtime(runtime, backend, allow_unverified, log) as rt:
+        with open_(runtime, backend=backend) as rt:
             return run(rt, [str(i) for i in images], topk)
     return run(runtime, [str(i) for i in images], topk)
 
