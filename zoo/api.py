@@ -39,6 +39,7 @@ __all__ = [
     "bench",
     "bench_train",
     "bench_triton",
+    "catalog",
     "create_model",
     "degradation",
     "describe",
@@ -87,6 +88,33 @@ def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
     from zoo.models import registry
 
     return registry.list_models(pattern, pretrained=pretrained)
+
+
+def catalog(pattern: str = "*", pretrained: bool = False) -> list[dict[str, Any]]:
+    """`zoo list`: the architectures (or tags) matching a pattern, with size, cost, dataset, top-1 and the
+    architecture's default tag. With `pretrained` and a bare pattern, its tags ('resnet5*' -> resnet5*.*)."""
+    from zoo.models import registry
+
+    names = registry.list_models(pattern, pretrained=pretrained)
+    if pretrained and "." not in pattern and not names:
+        names = registry.list_models(pattern + ".*", pretrained=True)
+    rows = []
+    for name in names:
+        arch, spec = registry.resolve(name)
+        a = registry.archs()[arch]
+        rows.append(
+            {
+                "name": name,
+                "family": a["family"],
+                "params": a["params"],
+                "gmacs": a["gmacs"],
+                "dataset": spec.dataset if spec else None,
+                "top1": spec.metrics.get("top1") if spec else None,
+                "tag": spec.name if spec else None,
+                "default_tag": getattr(registry.default_tag(arch), "name", None),
+            }
+        )
+    return rows
 
 
 def create_model(name: str, pretrained: bool = False, **kwargs: Any):

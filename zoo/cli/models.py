@@ -22,27 +22,9 @@ def list_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """List the architectures (or pretrained tags) with their size, cost and accuracy."""
-    from zoo.models import registry
+    from zoo import api
 
-    names = registry.list_models(pattern, pretrained=pretrained)
-    if pretrained and "." not in pattern and not names:
-        names = registry.list_models(pattern + ".*", pretrained=True)
-    rows = []
-    for name in names:
-        arch, spec = registry.resolve(name)
-        a = registry.archs()[arch]
-        rows.append(
-            {
-                "name": name,
-                "family": a["family"],
-                "params": a["params"],
-                "gmacs": a["gmacs"],
-                "dataset": spec.dataset if spec else None,
-                "top1": spec.metrics.get("top1") if spec else None,
-                "tag": spec.name if spec else None,
-                "default_tag": getattr(registry.default_tag(arch), "name", None),
-            }
-        )
+    rows = api.catalog(pattern, pretrained)
     if as_json:
         return emit_json(rows)
     if not rows:
