@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -12,13 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zoo.data.preprocess import PreprocessSpec
 from zoo.errors import ZooError
-from zoo.export.formats import Format
+from zoo.export import trust
+from zoo.export.formats import FORMATS, Format
 from zoo.models.weights import sha256_file
-from zoo.utils.files import atomic_path, swap_dir_into_place, temp_dir
+from zoo.utils.files import atomic_path, read_text, swap_dir_into_place, temp_dir
 
 CARD = "card.json"
 CARD_VERSION = 1
+_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass
@@ -39,30 +43,77 @@ class Artifact:
 REQUIRED = ("format", "precision", "file", "sha256", "source", "preprocess", "labels")
 
 
+MAX_CARD_BYTES = 1 << 20
+
+
 def read_card(directory: Path) -> dict[str, Any]:
-    """The card of an artifact directory, or one clear sentence saying why it is not one."""
+    """The card of an artifact directory, checked field by field, or one clear sentence saying why it is
+    not one."""
     card_path = Path(directory) / CARD
-    if not card_path.is_file():
+    if not card_path.exists():
         raise ZooError(f"{directory} is not an artifact directory (no {CARD}); create one with `zoo export`.")
     try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ZooError(f"{card_path} is not valid UTF-8 JSON; export the artifact again.") from None
+        card = json.loads(read_text(card_path, MAX_CARD_BYTES, "card"))
+    except json.JSONDecodeError:
+        raise ZooError(f"{card_path} is not valid JSON; export the artifact again.") from None
     if not isinstance(card, dict):
         raise ZooError(f"{card_path} is not a card (a JSON object); export the artifact again.")
     if card.get("card_version") != CARD_VERSION:
         raise ZooError(
             f"{directory} was written by an incompatible version of resnet-zoo "
-            f"(card version {card.get('card_version')}, this one reads {CARD_VERSION}); export it again."
+            f"(card version {card.get('card_version')!r}, this one reads {CARD_VERSION}); export it again."
         )
     missing = [k for k in REQUIRED if k not in card]
-    if missing or not isinstance(card["file"], str) or "/" in card["file"] or card["file"].startswith("."):
-        raise ZooError(
-            f"{card_path} lacks {', '.join(missing) or 'a plain file name'}; export the artifact again."
-        )
+    problem = f"lacks {', '.join(missing)}" if missing else _problem(card)
+    if problem:
+        raise ZooError(f"{card_path} {problem}; export the artifact again.")
     if not (Path(directory) / card["file"]).is_file():
         raise ZooError(f"{directory} is missing its model file {card['file']!r}; export it again.")
     return card
+
+
+def _problem(card: dict[str, Any]) -> str | None:
+    """What makes a card unusable (None when nothing does): the schema every reader relies on."""
+    fmt = card["format"]
+    if not isinstance(fmt, str) or fmt not in FORMATS:
+        return f"names the unknown format {fmt!r} (known: {', '.join(FORMATS)})"
+    spec = FORMATS[fmt]
+    if card["file"] != Path(spec.file).name:
+        return f"names the model file {card['file']!r}; a {fmt} artifact's is {spec.file}"
+    if card["precision"] != spec.precision:
+        return f"says precision {card['precision']!r}; a {fmt} artifact's is {spec.precision}"
+    if not (isinstance(card["sha256"], str) and len(card["sha256"]) == 64 and _HEX.fullmatch(card["sha256"])):
+        return "has no sha256 of its model file (64 hex digits)"
+    if not isinstance(card["source"], str):
+        return "has no source tag"
+    labels = card["labels"]
+    if not (
+        isinstance(labels, list)
+        and len(labels) >= 2
+        and all(isinstance(x, str) and 0 < len(x) <= 200 for x in labels)
+    ):
+        return "has no list of labels (at least 2 non-empty strings, one per class)"
+    try:
+        PreprocessSpec.from_dict(card["preprocess"])
+    except ZooError as e:
+        return f"has unusable preprocessing ({str(e).rstrip('.')})"
+    if fmt == "pt2" and not (
+        isinstance(card.get("aoti"), dict)
+        and isinstance(card["aoti"].get("device"), str)
+        and isinstance(card["aoti"].get("torch"), str)
+    ):
+        return "has no `aoti` record of the torch and device that compiled it"
+    if fmt.startswith("trt-"):
+        profile = card.get("profile")
+        if not (
+            isinstance(profile, dict)
+            and all(isinstance(profile.get(k), int) and profile[k] >= 1 for k in ("min", "opt", "max"))
+        ):
+            return "has no batch profile (min, opt, max) for its engine"
+    for io in ("input", "output"):
+        if io in card and not (isinstance(card[io], dict) and isinstance(card[io].get("name"), str)):
+            return f"has an unusable `{io}` record"
+    return None
 
 
 def verify_file(directory: Path, card: dict[str, Any]) -> None:
@@ -140,6 +191,7 @@ def build_artifact(
             **extra,
         }
         write_card(tmp, full)
+        trust.record(full, "exported")  # this zoo built it: the index outside the folder says so
         swap_dir_into_place(tmp, directory)
         return Artifact(directory, full)
     finally:

@@ -18,6 +18,7 @@ from zoo.utils.files import atomic_path
 from zoo.utils.lazy import lazy_import
 
 onnx = lazy_import("onnx")
+external_data_helper = lazy_import("onnx.external_data_helper")
 protobuf_message = lazy_import("google.protobuf.message")
 ort = lazy_import("onnxruntime")
 torch = lazy_import("torch")
@@ -146,3 +147,43 @@ def ort_session(
             f"ONNX Runtime cannot load {path if not isinstance(path, bytes) else 'the model'}: "
             f"{str(e).splitlines()[0][:300]}"
         ) from None
+
+
+def check_contract(path: Path, card: dict[str, Any]) -> None:
+    """The labels, preprocessing and precision inside an ONNX model (under the sha256 its card checks)
+    must be the card's, and the model may not read data from files beside it that no hash covers."""
+    proto = load(path, with_weights=False)
+    external = [t.name for t in external_data_helper._get_all_tensors(proto) if t.data_location == 1]
+    if external:
+        raise ZooError(
+            f"{path} reads {len(external)} tensors (e.g. {external[0]!r}) from files beside it that its "
+            "card's sha256 does not cover; the zoo's ONNX artifacts are one file: export it again."
+        )
+    inside = {p.key: p.value for p in proto.metadata_props}
+    for key in ("labels", "preprocess", "precision"):
+        try:
+            value = inside[key] if key == "precision" else json.loads(inside[key])
+        except (KeyError, ValueError):
+            raise ZooError(f"{path} carries no {key} of its own; export the artifact again.") from None
+        if value != card[key]:
+            raise ZooError(
+                f"the {key} in {Path(path).parent / 'card.json'} differ from those inside {Path(path).name}, "
+                "which its sha256 covers: the card was edited after export; export the artifact again."
+            )
+    graph = proto.graph
+    ins = [i for i in graph.input if i.name not in {t.name for t in graph.initializer}]
+    if len(ins) != 1 or len(graph.output) != 1:
+        raise ZooError(f"{path} has {len(ins)} inputs and {len(graph.output)} outputs, not one of each.")
+    for value, rank, what in ((ins[0], 4, "input"), (graph.output[0], 2, "output")):
+        t = value.type.tensor_type
+        if t.elem_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16) or len(t.shape.dim) != rank:
+            raise ZooError(
+                f"{path}'s {what} is not a {rank}-D float tensor ({onnx.TensorProto.DataType.Name(t.elem_type)}, "
+                f"rank {len(t.shape.dim)}); the zoo runs NCHW images to (N, classes) scores."
+            )
+    classes = graph.output[0].type.tensor_type.shape.dim[1]
+    if classes.HasField("dim_value") and classes.dim_value != len(card["labels"]):
+        raise ZooError(
+            f"{path} answers {classes.dim_value} scores per image, but its card has {len(card['labels'])} "
+            "labels; export the artifact again."
+        )

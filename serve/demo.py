@@ -236,6 +236,15 @@ def _default(cache: RuntimeCache, tag: str) -> str:
     return passed[0] if passed else PYTORCH
 
 
+MAX_UPLOAD = "50mb"  # a photo; Gradio refuses a larger upload (HTTP 413) before it is stored
+UPLOADS_KEPT_S = 600
+
+
+def launch(demo, **options: Any) -> None:
+    """`demo.launch(**options)` with the zoo's upload limit: every way the demo is started goes through here."""
+    demo.launch(max_file_size=MAX_UPLOAD, **options)
+
+
 def build_demo(
     models: list[str] | None = None,
     artifacts: Path = Path("artifacts"),
@@ -251,7 +260,8 @@ def build_demo(
     cache = RuntimeCache(artifacts, allow_unverified)
     examples = example_images(tags[0], cache_dir() / "demo-examples")
     crops = Path(tempfile.gettempdir()) / "resnet-zoo-demo-crops"  # Gradio serves files from the temp dir
-    with gr.Blocks(title="resnet-zoo") as demo:
+    # uploads (and Gradio's copies of outputs) are deleted UPLOADS_KEPT_S after they were made
+    with gr.Blocks(title="resnet-zoo", delete_cache=(UPLOADS_KEPT_S, UPLOADS_KEPT_S)) as demo:
         gr.Markdown(
             "# resnet-zoo\nClassify an image with an exported artifact, next to its PyTorch original."
         )

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +19,8 @@ import numpy as np
 
 from zoo.data.labels import load_labels
 from zoo.data.preprocess import PreprocessSpec
-from zoo.errors import ZooError
-from zoo.export import tensorrt
+from zoo.errors import ZooError, reading
+from zoo.export import tensorrt, trust
 from zoo.export.aoti import check_compatible
 from zoo.export.artifact import read_card, verify_file
 from zoo.export.int8 import EXACT
@@ -116,7 +119,20 @@ class Runtime:
         parts = [
             np.asarray(self._run(batch[a:b]), dtype=np.float32) for a, b in chunks(len(batch), self.max_batch)
         ]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return self._checked(parts[0] if len(parts) == 1 else np.concatenate(parts), len(batch))
+
+    def _checked(self, logits: np.ndarray, n: int) -> np.ndarray:
+        """Scores an answer can be read from: one row per image, one column per label, all finite."""
+        if logits.shape != (n, len(self.labels)):
+            raise ZooError(
+                f"{self.name} answered scores of shape {logits.shape} for {n} images, but it has "
+                f"{len(self.labels)} labels: the model and its labels do not belong together; export it again."
+            )
+        if not np.isfinite(logits).all():
+            raise ZooError(
+                f"{self.name} answered NaN or infinite scores: its weights or its arithmetic are broken here."
+            )
+        return logits
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -353,9 +369,10 @@ class AOTIRuntime(Runtime):
         device = card["aoti"]["device"]
         index = torch.device(device).index if device.startswith("cuda") else None
         try:  # on the GPU it was compiled for: cuda:1 stays cuda:1
-            self.model = torch._inductor.aoti_load_package(
-                str(path), **({"device_index": index} if index is not None else {})
-            )
+            with _own_temp_dir():
+                self.model = torch._inductor.aoti_load_package(
+                    str(path), **({"device_index": index} if index is not None else {})
+                )
         except Exception as e:  # a package from another torch/device fails in many ways
             raise ZooError(f"cannot load {path}: {str(e).splitlines()[0][:200]}; export it again.") from None
         super().__init__(device=device, card=card, **kw)
@@ -373,6 +390,26 @@ class AOTIRuntime(Runtime):
     def synchronize(self) -> None:
         if self.device.startswith("cuda"):
             self.torch.cuda.synchronize(self.device)
+
+
+@contextlib.contextmanager
+def _own_temp_dir():
+    """AOTInductor unpacks a package's shared library into a new `aotinductor_*` folder of the temporary
+    directory and leaves it there: unpack into a folder of our own and remove it once loaded (the loaded
+    library stays mapped)."""
+    tmp = tempfile.mkdtemp(prefix="zoo-pt2-")
+    before = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = tmp
+    tempfile.tempdir = None  # Python's own cache of the temporary directory
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = before
+        tempfile.tempdir = None
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @register
@@ -457,12 +494,27 @@ def open_runtime(
     other runtimes share this process's cores (the demo), so ONNX Runtime's threads do not spin."""
     check_backend(backend)
     path = Path(source)
-    if not path.exists():
+    if not _exists(path):
+        if "/" in str(source) or os.sep in str(source):
+            raise ZooError(f"{source} does not exist: there is no artifact directory there.")
         if backend not in (None, *TAG_BACKENDS):
             raise ZooError(f"{source} is not an artifact directory; the {backend} backend needs one.")
         return TorchRuntime(str(source), device, compiled=backend == "pytorch-compiled")
+    with reading(f"the artifact {path}"):
+        return _open_artifact(path, backend, threads, shared)
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # a name the file system refuses (too long, a NUL) names no artifact
+        return False
+
+
+def _open_artifact(path: Path, backend: str | None, threads: int | None, shared: bool) -> Runtime:
     card = read_card(path)
     verify_file(path, card)
+    trust.admit(path, card)
     common = {
         "name": f"{card['source']}/{card['format']}",
         "preprocess": PreprocessSpec.from_dict(card["preprocess"]),

@@ -23,6 +23,7 @@ from typing import Any
 
 import zoo
 from zoo.errors import ZooError
+from zoo.export import trust
 from zoo.export.artifact import read_card, verify_file
 from zoo.utils.files import swap_dir_into_place, temp_dir
 from zoo.utils.lazy import lazy_import
@@ -150,6 +151,7 @@ def write_repository(
     artifact = Path(artifact)
     card = read_card(artifact)
     verify_file(artifact, card)
+    trust.admit(artifact, card)  # what the server will load is held to what `zoo predict` is held to
     models = configs(card, device, dynamic_batching)
     try:
         repo.mkdir(parents=True, exist_ok=True)

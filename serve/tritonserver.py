@@ -4,9 +4,12 @@ this Python copied into its backend folder (done here, once). Loopback only; sto
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import importlib.util
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -98,7 +101,15 @@ class TritonServer:
         os.close(fd)
         self.log = Path(name)
         with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            # its own process group (with its Python-backend stubs), ended as one by stop(); and a server
+            # whose zoo died without stopping it (SIGKILL) is sent SIGTERM by the kernel
+            self.process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
         try:
             self._wait_until_ready()
         except BaseException:  # a failure, or Ctrl-C while it starts: no server is left running
@@ -130,13 +141,18 @@ class TritonServer:
         return " | ".join(failed or (errors or lines or ["no output"])[-3:])
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        """Stop the server and everything it started (its process group): SIGTERM, 30 s to exit, then
+        SIGKILL; and SIGKILL to whatever of the group outlived the server (a stub that ignores SIGTERM)."""
+        if self.process is not None:
+            group = self.process.pid  # start_new_session: the group's id is the server's pid
+            if self.process.poll() is None:
+                _signal_group(group, signal.SIGTERM)
+                try:
+                    self.process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    _signal_group(group, signal.SIGKILL)
+                    self.process.wait()
+            _signal_group(group, signal.SIGKILL)
         if self.log is not None:
             self.log.unlink(missing_ok=True)
 
@@ -147,10 +163,31 @@ class TritonServer:
         self.stop()
 
 
+def _signal_group(group: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, sig)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux for SIGTERM when the process that started it dies."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class _Terminated(Exception):
+    """SIGTERM or SIGHUP (systemd, `docker stop`, Kubernetes, a closed terminal): stop as on Ctrl-C."""
+
+
+def _raise_terminated(signum: int, _frame: object) -> None:
+    raise _Terminated(signal.Signals(signum).name)
+
+
 def serve_until_interrupted(repo: Path, port: int, say=print) -> None:
-    """`zoo serve --triton`: start the server, say where it listens and what it serves, run until Ctrl-C
-    (or until the server stops by itself, which is an error)."""
+    """`zoo serve --triton`: start the server, say where it listens and what it serves, run until Ctrl-C,
+    SIGTERM or SIGHUP (or until the server stops by itself, which is an error); the server and its
+    stubs stop with it whatever ended it."""
     server = TritonServer(repo, http_port=port)
+    previous = {sig: signal.signal(sig, _raise_terminated) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         server.start()
         models = sorted(p.name for p in Path(repo).iterdir() if (p / "config.pbtxt").is_file())
@@ -160,9 +197,11 @@ def serve_until_interrupted(repo: Path, port: int, say=print) -> None:
         say("Ctrl-C stops it.")
         while server.process.poll() is None:
             time.sleep(0.5)
-    except KeyboardInterrupt:  # while it starts or serves; in a terminal the server gets the Ctrl-C too
+    except (KeyboardInterrupt, _Terminated):  # while it starts or serves
         say("stopping ...")
         return
     finally:
         server.stop()  # waits for it to exit (30 s at most, then kills it)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     raise ZooError(f"the Triton server stopped by itself (exit code {server.process.returncode}).")

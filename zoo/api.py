@@ -18,6 +18,7 @@ Heavy libraries load only when a function needs them: `import zoo.api` imports n
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ZooError
+from zoo.utils.files import output_dir
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -58,6 +60,7 @@ __all__ = [
     "teacher_table",
     "train",
     "triton",
+    "trust",
     "weights",
 ]
 
@@ -271,15 +274,26 @@ def parity(
     return check_artifacts(spec.name, dirs, data, limit, bars_with(**(bars or {})), backend)
 
 
+def _exists(name: str) -> bool:
+    """Whether a path exists; False for a name the file system refuses (too long, a NUL): not a path."""
+    try:
+        return Path(name).exists()
+    except (OSError, ValueError):
+        return False
+
+
 def _admit(source: str | os.PathLike, backend: str | None, allow_unverified: bool, log: Log) -> None:
     """What `zoo predict` checks before loading anything: an artifact (a Path, or a string naming a
     directory; a tag is a name, never a path) must be one, run by a backend this machine has, and admitted
     by its verdict; a tag needs a backend that runs tags."""
+    from zoo.export import trust
+    from zoo.export.artifact import read_card
     from zoo.serve.runtimes import check_backend, require_backend
     from zoo.serve.verdicts import admit
 
-    if isinstance(source, os.PathLike) or Path(source).exists() or os.sep in str(source):
+    if isinstance(source, os.PathLike) or _exists(source) or os.sep in str(source):
         require_backend(backend)  # a backend this machine lacks is said before the verdict is read
+        trust.admit(Path(source), read_card(Path(source)))  # no --allow-unverified for what may run code
         for line in admit(source, backend, allow_unverified):
             log(line)
     else:
@@ -300,6 +314,31 @@ def open_runtime(
 
     _admit(source, backend, allow_unverified, log)
     return open_(source, backend=backend, **options)
+
+
+def trust(artifact: str | os.PathLike) -> dict[str, Any]:
+    """`zoo trust`: record an artifact that runs native code (an engine, a .pt2) that this zoo did not
+    export in the user's index, so that every command opens it; its model file must match its card. Returns
+    what was trusted (path, format, source, sha256)."""
+    from zoo.export import trust as index
+    from zoo.export.artifact import read_card, verify_file
+
+    path = Path(artifact)
+    card = read_card(path)
+    verify_file(path, card)
+    if not index.runs_native_code(card["format"]):
+        index.admit(path, card)  # ONNX needs no trust: its own metadata is checked on every open
+        return {"artifact": str(path), "format": card["format"], "trusted": False, "needed": False}
+    index.record(card, f"trusted by hand: zoo trust {path}")
+    return {
+        "artifact": str(path),
+        "format": card["format"],
+        "source": card["source"],
+        "sha256": card["sha256"],
+        "trusted": True,
+        "needed": True,
+        "index": str(index.index_dir()),
+    }
 
 
 def predict(
@@ -356,6 +395,11 @@ def bench(
     batches = list(batches)
     if repeats < 1 or not batches or any(b < 1 for b in batches):
         raise ZooError("--repeats and every --batch size must be at least 1.")
+    if not (isinstance(seconds, int | float) and math.isfinite(seconds) and 0 < seconds <= 3600):
+        raise ZooError(f"--seconds must be a positive number of seconds (at most 3600), not {seconds}.")
+    if threads is not None and threads < 1:
+        raise ZooError(f"--threads must be at least 1, not {threads}.")
+    output_dir(Path(out), "results folder")
     options = BenchOptions(
         formats=wanted,
         batches=batches,
@@ -547,8 +591,8 @@ def bench_train(
     unknown = [s for s in chosen if s not in SETTINGS]
     if unknown:
         raise ZooError(f"unknown setting {unknown[0]!r}; choose from {', '.join(SETTINGS)}.")
-    if not seconds > 0:
-        raise ZooError(f"--seconds must be positive, not {seconds}.")
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ZooError(f"--seconds must be a positive number of seconds, not {seconds}.")
     report = run(list(archs), chosen, seconds, data)
     with atomic_path(Path(out) / "bench-train.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")

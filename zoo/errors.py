@@ -1,5 +1,36 @@
-"""The one error type users see: a sentence that says what went wrong and what to do."""
+"""The one error type users see: a sentence that says what went wrong and what to do; and `reading`, which
+names what was being read when something the zoo did not foresee went wrong, for the CLI's last word."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 class ZooError(Exception):
     """A user-facing error. The CLI prints its message and exits non-zero, without a traceback."""
+
+
+@contextmanager
+def reading(what: str) -> Iterator[None]:
+    """Name what a block reads ("the card artifacts/x/onnx/card.json"): an unexpected exception leaving
+    it carries the innermost such name, which the CLI's last-resort handler puts in its sentence."""
+    try:
+        yield
+    except ZooError:
+        raise
+    except Exception as e:
+        if not hasattr(e, "zoo_reading"):
+            e.zoo_reading = what  # type: ignore[attr-defined]
+        raise
+
+
+def unexpected(e: BaseException) -> str:
+    """One sentence for an exception no check foresaw: its type, what was being read, its first line."""
+    first = (str(e).strip().splitlines() or [""])[0][:300]
+    where = getattr(e, "zoo_reading", None)
+    return (
+        f"unexpected {type(e).__name__}{f' while reading {where}' if where else ''}"
+        f"{f': {first}' if first else ''}. This input is not one the zoo checks yet; "
+        "run with --debug (or ZOO_DEBUG=1) for the traceback."
+    )

@@ -210,7 +210,7 @@ def test_decompression_bombs_are_refused_before_decoding(tmp_path, side):
 def test_missing_file_and_directory(tmp_path):
     with pytest.raises(ZooError, match="cannot read"):
         load_image(tmp_path / "nope.jpg")
-    with pytest.raises(ZooError, match="directory"):
+    with pytest.raises(ZooError, match="is a folder, not a file"):
         load_image(tmp_path)
 
 

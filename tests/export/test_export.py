@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -446,7 +447,7 @@ def test_cli_bad_input_is_one_sentence_and_a_nonzero_exit(args, message, cifar_t
 
 
 @pytest.mark.slow
-def test_pt2_package_runs_without_the_models_python_code(tmp_path, cifar_tag, cifar_dir):
+def test_pt2_package_runs_without_the_models_python_code(tmp_path, cifar_tag, cifar_dir, monkeypatch):
     (onnx_result, pt2) = export_model(
         cifar_tag, ExportOptions(["onnx", "pt2"], tmp_path), log=lambda _m: None
     )
@@ -478,6 +479,21 @@ def test_pt2_package_runs_without_the_models_python_code(tmp_path, cifar_tag, ci
     assert done.returncode == 0, done.stderr[-1500:]
     ref = _session(onnx_result.artifact.file).run(None, {"input": x})[0]
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), ref, atol=1e-3, rtol=1e-3)
+
+    # opened by the zoo (exported here: in the index), it unpacks its library into a folder of its own and
+    # leaves nothing behind in the temporary directory (AOTInductor alone leaves an aotinductor_* folder)
+    from zoo.serve.runtimes import open_runtime
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    tempfile.tempdir = None
+    try:
+        with open_runtime(pt2.artifact.path) as rt:
+            np.testing.assert_allclose(rt.run(x), ref, atol=1e-3, rtol=1e-3)
+    finally:
+        tempfile.tempdir = None
+    assert list(tmp.iterdir()) == []
 
 
 @pytest.mark.gpu

@@ -95,7 +95,10 @@ def test_download_checks_the_hash_before_the_file_appears(http_root, tmp_path):
         download(f"{url}/w.bin", other, sha256="0" * 64)
     assert not other.exists() and list(other.parent.iterdir()) == [dest]  # no partial file left
     with pytest.raises(ZooError, match="cannot download"):
-        download(f"{url}/missing.bin", tmp_path / "m.bin")
+        download(f"{url}/missing.bin", tmp_path / "m.bin", sha256=good)
+    with pytest.raises(ZooError, match="no hash"):
+        download(f"{url}/w.bin", tmp_path / "n.bin")
+    assert not (tmp_path / "n.bin").exists()
 
 
 def _torchvision_style_checkpoint(root: Path, arch: str = "resnet18") -> tuple[Path, str, dict]:
@@ -146,10 +149,15 @@ def test_a_published_pth_is_downloaded_verified_converted_and_loaded(http_root, 
 def test_a_wrong_published_hash_is_refused(http_root, zoo_cache):
     root, url = http_root
     pth, _, _ = _torchvision_style_checkpoint(root)
-    _publish(zoo_cache, f"{url}/{pth.name}", "deadbeef")
+    _publish(zoo_cache, f"{url}/{pth.name}", None, sha256="deadbeef" * 8)
     with pytest.raises(ZooError, match="not the published"):
         create_model("resnet18.loopback", pretrained=True)
     assert not (zoo_cache / "downloads" / pth.name).exists()
+    # a prefix is taken only as torchvision publishes it: in the file name, so it cannot be another file's
+    (zoo_cache / "weights" / "manifest.toml").unlink()
+    _publish(zoo_cache, f"{url}/{pth.name}", "deadbeef")
+    with pytest.raises(ZooError, match="found in the url's file name"):
+        create_model("resnet18.loopback", pretrained=True)
 
 
 def test_importing_a_torchvision_checkpoint_writes_safetensors_and_a_manifest_entry(
@@ -364,9 +372,9 @@ def test_a_manifest_entry_reads_back_with_every_field(tmp_path):
         "labels": "cifar10",
         "preprocess": pre,
         "file": "w.safetensors",
-        "url": "https://example.org/a/w.pth",
+        "url": "https://example.org/a/w-abababab.pth",
         "sha256": "ab" * 32,
-        "sha256_prefix": "abcd1234",
+        "sha256_prefix": "abababab",
         "default": True,
         "metrics": {"top1": 91.5, "protocol": "single"},
         "recipe": "cifar_budget",

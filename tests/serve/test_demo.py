@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 pytest.importorskip("gradio", reason="the web demo needs gradio: pip install 'resnet-zoo[app]'")
 
 from zoo.cli import app  # noqa: E402
-from zoo.serve.demo import RuntimeCache, badge, build_demo, classify, drawn_images  # noqa: E402
+from zoo.serve.demo import MAX_UPLOAD, RuntimeCache, badge, build_demo, classify, drawn_images, launch  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -110,8 +110,8 @@ def _free_port() -> int:
 def server(artifacts, cifar_tag):
     demo = build_demo([cifar_tag], artifacts, concurrency=2)
     port = _free_port()
-    demo.launch(
-        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, show_error=True
+    launch(
+        demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, show_error=True
     )
     yield f"http://127.0.0.1:{port}/"
     demo.close()
@@ -242,6 +242,34 @@ def test_bounded_load_8_clients_x_25_requests_no_failures(server, cifar_tag, cif
         f"load test: 200 requests from 8 clients, 0 failures, p50 {1e3 * np.percentile(latencies, 50):.0f} ms, "
         f"p95 {1e3 * np.percentile(latencies, 95):.0f} ms"
     )
+
+
+def test_an_upload_above_the_limit_is_refused_before_it_is_stored(server, tmp_path):
+    """Gradio's upload route answers 413 for a file over the zoo's limit, and keeps nothing of it."""
+    import urllib.error
+    import urllib.request
+
+    limit = int(MAX_UPLOAD.removesuffix("mb")) * 1024 * 1024  # Gradio's "mb" is MiB
+    boundary = "zooboundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="big.png"\r\n'
+        "Content-Type: image/png\r\n\r\n"
+    ).encode()
+    body = head + b"\0" * (limit + 1024) + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(
+        f"{server}gradio_api/upload",
+        data=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(request, timeout=60)
+    assert e.value.code == 413
+    small = urllib.request.Request(
+        f"{server}gradio_api/upload",
+        data=head + b"\0" * 1024 + f"\r\n--{boundary}--\r\n".encode(),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert urllib.request.urlopen(small, timeout=60).status == 200  # the control: a small one is taken
 
 
 def test_headless_chromium_uploads_an_image_and_reads_the_top_label(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -202,8 +203,13 @@ def test_bench_triton_writes_both_batching_runs(server, artifact, cifar_tag, tmp
     assert all(r["failures"] == 0 and r["succeeded"] == 6 for r in report["runs"].values())
 
 
-def test_zoo_serve_triton_prints_its_endpoints_and_stops_cleanly_on_ctrl_c(server, repository):
-    """`zoo serve --triton REPO`: a second server on its own port, ready, then SIGINT (Ctrl-C)."""
+@pytest.mark.parametrize("stop_with", ["SIGINT", "SIGTERM"])
+def test_zoo_serve_triton_prints_its_endpoints_and_stops_cleanly_on_ctrl_c_or_sigterm(
+    server, repository, stop_with
+):
+    """`zoo serve --triton REPO`: a second server on its own port, ready, then SIGINT (Ctrl-C) or SIGTERM
+    (what systemd, `docker stop` and Kubernetes send): the server and its Python-backend stubs (its
+    process group) are gone afterwards, not only the zoo."""
     import signal
     import time
     import urllib.request
@@ -212,6 +218,7 @@ def test_zoo_serve_triton_prints_its_endpoints_and_stops_cleanly_on_ctrl_c(serve
 
     port = free_port()
     proc = _zoo_serve(repository[0], port)
+    groups = []
     try:
         deadline = time.monotonic() + 120
         ready = False
@@ -225,7 +232,9 @@ def test_zoo_serve_triton_prints_its_endpoints_and_stops_cleanly_on_ctrl_c(serve
                 time.sleep(0.5)
         assert ready, proc.stderr.read() if proc.poll() is not None else "not ready in 120 s"
         time.sleep(1.0)  # past the readiness poll of the command itself, into its serving loop
-        proc.send_signal(signal.SIGINT)
+        groups = [os.getpgid(pid) for pid in _servers_on(port)]
+        assert groups and len(_in_group(groups[0])) >= 2, "no server with its stubs"
+        proc.send_signal(getattr(signal, stop_with))
         out, err = proc.communicate(timeout=120)  # stop() gives the server 30 s, then kills it
     finally:
         proc.kill()
@@ -236,6 +245,20 @@ def test_zoo_serve_triton_prints_its_endpoints_and_stops_cleanly_on_ctrl_c(serve
     with pytest.raises(OSError):  # stopped: nothing listens there any more
         urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2)
     assert server.process.poll() is None  # the other server is untouched
+    assert _in_group(groups[0]) == []  # the server and every stub it started
+
+
+def _in_group(group: int) -> list[int]:
+    """The pids of the processes of a process group (Linux /proc)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended while we looked
+        if int(fields[2]) == group and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
 
 
 def _zoo_serve(repo: Path, port: int):

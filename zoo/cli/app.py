@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
+import traceback
 from collections.abc import Callable
 from typing import Annotated, Any
 
+import click
 import typer
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, unexpected
 
 
 def _version(value: bool) -> None:
@@ -37,21 +40,44 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback of an unexpected error (also ZOO_DEBUG=1).")
+    ] = False,
 ) -> None:
     """resnet-zoo: the ResNets of He et al. 2015, exported through ONNX to TensorRT, with parity checks."""
+    if debug:
+        os.environ["ZOO_DEBUG"] = "1"
+
+
+def _debugging() -> bool:
+    return os.environ.get("ZOO_DEBUG", "") not in ("", "0")
+
+
+def fail(e: BaseException) -> None:
+    """The last word on an error: a ZooError's sentence (exit 1); anything else one sentence naming what
+    was being read (exit 2), with the traceback only under --debug."""
+    if isinstance(e, ZooError):
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1)
+    if _debugging():
+        traceback.print_exception(e)
+    typer.echo(f"error: {unexpected(e)}", err=True)
+    raise typer.Exit(2)
 
 
 def command(*args: Any, **kwargs: Any) -> Callable:
-    """app.command, with a user's mistake (ZooError) shown as one sentence and exit code 1."""
+    """app.command, with a user's mistake (ZooError) shown as one sentence and exit code 1, and anything
+    unforeseen as one sentence and exit code 2."""
 
     def wrap(fn: Callable) -> Callable:
         @functools.wraps(fn)
         def run(*a: Any, **k: Any) -> Any:
             try:
                 return fn(*a, **k)
-            except ZooError as e:
-                typer.echo(f"error: {e}", err=True)
-                raise typer.Exit(1) from None
+            except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.Abort):
+                raise
+            except Exception as e:  # noqa: BLE001  (the last resort: one sentence, never a traceback)
+                fail(e)
 
         return app.command(*args, **kwargs)(run)
 
@@ -76,7 +102,9 @@ def main() -> None:
     from zoo import cli  # noqa: F401  (registers every command)
 
     try:
-        app()
-    except ZooError as e:  # raised outside a command (e.g. while parsing)
-        typer.echo(f"error: {e}", err=True)
-        sys.exit(1)
+        app()  # click itself turns usage errors, --help and Ctrl-C into their messages and exit codes
+    except Exception as e:  # noqa: BLE001  (raised outside a command, e.g. while parsing an option)
+        try:
+            fail(e)
+        except typer.Exit as done:
+            sys.exit(done.exit_code)

@@ -174,7 +174,8 @@ def predict_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Classify images with a model or an exported artifact, through its own preprocessing. An artifact
-    runs only if its last parity check passed (see `zoo parity`), unless --allow-unverified."""
+    runs only if its last parity check passed (see `zoo parity`), unless --allow-unverified; an engine or
+    .pt2 runs native code, so one that this machine did not export opens only after `zoo trust DIR`."""
     from zoo import api
 
     if (model is None) == (artifact is None):
@@ -197,6 +198,32 @@ def predict_cmd(
                 f"error: {len(bad)} of {len(results)} images could not be classified (named above).", err=True
             )
         raise typer.Exit(1)
+
+
+@command("trust")
+def trust_cmd(
+    artifact: Annotated[
+        Path, typer.Argument(help="An artifact directory (an engine or a .pt2) from elsewhere.")
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """Allow an engine or .pt2 artifact that this machine did not export to be opened: loading one runs the
+    native code inside it, so the zoo opens only those it exported itself or that you trust here, once,
+    by their sha256 (an ONNX artifact needs no trust: the labels and preprocessing inside it are checked).
+
+    Example: zoo trust artifacts/resnet50.tv2_in1k/pt2"""
+    from zoo import api
+
+    result = api.trust(artifact)
+    if as_json:
+        emit_json(result)
+    elif result["trusted"]:
+        typer.echo(
+            f"trusted {result['artifact']} ({result['format']} of {result['source']}, sha256 "
+            f"{result['sha256'][:16]}...): its native code will run when it is opened. Index: {result['index']}."
+        )
+    else:
+        typer.echo(f"{result['artifact']} is {result['format']}: it runs no native code and needs no trust.")
 
 
 @command("bench")
@@ -301,10 +328,11 @@ def serve_cmd(
 
         return serve_until_interrupted(triton, port, typer.echo)
     from zoo import api
+    from zoo.serve.demo import launch
 
     demo = api.demo(model, artifacts, allow_unverified=allow_unverified)
     # Gradio's own start-up lines name its API (`share=True in launch()`); the zoo says it in its words
-    demo.launch(server_name=host, server_port=port, share=share, quiet=True, prevent_thread_lock=True)
+    launch(demo, server_name=host, server_port=port, share=share, quiet=True, prevent_thread_lock=True)
     typer.echo(f"the demo runs at {demo.local_url}" + (f" and {demo.share_url}" if share else ""))
     if not share:
         typer.echo("`zoo serve --share` asks Gradio for a public link; Ctrl+C stops the demo.")

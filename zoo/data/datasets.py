@@ -12,8 +12,10 @@ by --data or $ZOO_DATA (see `zoo.paths.data_dir`).
 from __future__ import annotations
 
 import csv
+import io
 import os
 import tomllib
+import zipfile
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -24,8 +26,10 @@ from PIL import Image
 from zoo.data import fetch
 from zoo.data.labels import load_labels
 from zoo.data.preprocess import PreprocessSpec, load_image
-from zoo.errors import ZooError
+from zoo.errors import ZooError, reading
 from zoo.models.weights import builtin_presets
+from zoo.utils.files import read_text
+from zoo.utils.names import check_name
 from zoo.utils.paths import data_dir
 
 
@@ -38,7 +42,7 @@ def datasets() -> dict[str, dict[str, Any]]:
 def dataset(name: str) -> dict[str, Any]:
     """The table's entry for `name`; one sentence naming the known datasets if there is none."""
     table = datasets()
-    if name not in table:
+    if check_name(name, "dataset") not in table:
         raise ZooError(f"unknown dataset {name!r}; known: {', '.join(sorted(table))}.")
     return table[name]
 
@@ -90,19 +94,48 @@ class CIFAR10:
                 f"{root} has no CIFAR-10 {split} split (expected {'train_*.npz' if split == 'train' else split + '.npz'})."
             )
         self.root, self.split = root, split
-        parts = [np.load(f) for f in files]
-        self.images = np.concatenate([p["x"] for p in parts])
-        self.labels = np.concatenate([p["y"] for p in parts]).astype(np.int64)
-        if self.images.ndim != 4 or self.images.shape[1:] != (32, 32, 3) or self.images.dtype != np.uint8:
-            raise ZooError(
-                f"{root}: CIFAR-10 images must be uint8 (N, 32, 32, 3), not {self.images.dtype} {self.images.shape}."
-            )
+        parts = [_shard(f) for f in files]
+        self.images = np.concatenate([x for x, _ in parts])
+        self.labels = np.concatenate([y for _, y in parts])
+        check_labels(self.labels, self.classes, root)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[Image.Image, int]:
         return Image.fromarray(self.images[i]), int(self.labels[i])
+
+
+MAX_SHARD_BYTES = 1 << 30
+
+
+def _shard(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) of one CIFAR-10 shard: x uint8 (N, 32, 32, 3), y integers (N,); one sentence otherwise."""
+    if not path.is_file() or path.stat().st_size > MAX_SHARD_BYTES:
+        raise ZooError(f"{path} is not a CIFAR-10 shard (a regular .npz file of at most 1 GiB).")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            x, y = npz["x"], npz["y"]
+    except KeyError:
+        raise ZooError(
+            f"{path} is not a CIFAR-10 shard: it needs arrays `x` (images) and `y` (labels)."
+        ) from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:  # object arrays, corrupt zip, ...
+        raise ZooError(f"{path} is not a readable CIFAR-10 shard ({str(e).splitlines()[0][:120]}).") from None
+    if x.ndim != 4 or x.shape[1:] != (32, 32, 3) or x.dtype != np.uint8:
+        raise ZooError(f"{path}: CIFAR-10 images must be uint8 (N, 32, 32, 3), not {x.dtype} {x.shape}.")
+    if y.ndim != 1 or y.dtype.kind not in "iu" or len(y) != len(x):
+        raise ZooError(
+            f"{path}: CIFAR-10 labels must be integers, one per image ({len(x)}), not {y.dtype} {y.shape}."
+        )
+    return x, y.astype(np.int64)
+
+
+def check_labels(labels: np.ndarray, classes: int, where: object) -> None:
+    """Every label a class index of the dataset: an out-of-range one would score 0% or crash a loss."""
+    if len(labels) and (labels.min() < 0 or labels.max() >= classes):
+        bad = int(labels[(labels < 0) | (labels >= classes)][0])
+        raise ZooError(f"{where}: label {bad} is not a class index from 0 to {classes - 1}.")
 
 
 class ImageFolder:
@@ -143,14 +176,14 @@ class ImageNetSample:
         if not index.is_file():
             raise ZooError(f"{root} has no labels.csv.")
         try:
-            with open(index, newline="", encoding="utf-8") as f:
-                self.samples = [
-                    (root / "images" / r["filename"], int(r["class_index"])) for r in csv.DictReader(f)
-                ]
-        except (KeyError, ValueError, TypeError, UnicodeDecodeError, csv.Error):
+            rows = csv.DictReader(io.StringIO(read_text(index, 64 << 20, "ImageNet-sample index")))
+            self.samples = [(root / "images" / _plain(r["filename"]), int(r["class_index"])) for r in rows]
+        except (KeyError, ValueError, TypeError, csv.Error):
             raise ZooError(
-                f"{index} is not an ImageNet-sample index (a CSV with filename and class_index columns)."
+                f"{index} is not an ImageNet-sample index (a CSV with filename and class_index columns, "
+                "file names without folders)."
             ) from None
+        check_labels(np.array([y for _, y in self.samples], dtype=np.int64), self.classes, index)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -161,11 +194,22 @@ class ImageNetSample:
         return load_image(path), label
 
 
+def _plain(name: str) -> str:
+    if not name or Path(name).name != name or name.startswith(".") or "\0" in name:
+        raise ValueError(name)
+    return name
+
+
 def open_dataset(path: str | os.PathLike, split: str = "test") -> CIFAR10 | ImageFolder | ImageNetSample:
     """Recognise the layout of `path`; for an ImageFolder root with train/ and val/, `split` picks one."""
     path = Path(path)
     if not path.is_dir():
         raise ZooError(f"dataset folder {path} does not exist.")
+    with reading(f"the dataset folder {path}"):
+        return _open_dataset(path, split)
+
+
+def _open_dataset(path: Path, split: str) -> CIFAR10 | ImageFolder | ImageNetSample:
     if (path / "test.npz").is_file() or any(path.glob("train_*.npz")):
         return CIFAR10(path, split)
     if (path / "labels.csv").is_file():

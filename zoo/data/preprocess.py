@@ -8,6 +8,7 @@ The eval transform equals torchvision's `Resize(resize) -> CenterCrop(crop) -> T
 from __future__ import annotations
 
 import io
+import math
 import os
 import warnings
 from dataclasses import asdict, dataclass
@@ -18,13 +19,16 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from zoo.errors import ZooError
+from zoo.utils.files import read_bytes
 from zoo.utils.lazy import lazy_import
 
 F = lazy_import("torch.nn.functional")
 torch = lazy_import("torch")
 
+MAX_SIDE = 4096  # the largest resize / crop a spec may ask for (ResNets are evaluated at 224-480 px)
 # Larger images are refused before decoding (Pillow's own decompression-bomb threshold, ~89 MP).
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+MAX_BYTES = 256 << 20  # and larger files before reading them (a FIFO or a device before opening it)
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,
@@ -45,8 +49,9 @@ class PreprocessSpec:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
     def __post_init__(self) -> None:
-        if self.interpolation not in _RESAMPLE:
-            raise ZooError(f"interpolation {self.interpolation!r} is not one of {', '.join(_RESAMPLE)}.")
+        problem = _problem(self)
+        if problem:
+            raise ZooError(f"preprocessing {problem}.")
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
 
@@ -69,9 +74,48 @@ class PreprocessSpec:
         return preprocess(load_image(image), self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> PreprocessSpec:
-        known = {k: d[k] for k in ("resize", "crop", "interpolation", "antialias", "mean", "std") if k in d}
-        return cls(**known)
+    def from_dict(cls, d: Any, where: str = "") -> PreprocessSpec:
+        """The spec a card, manifest or recipe describes; one sentence naming `where` when it is not one."""
+        try:
+            if not isinstance(d, dict) or "crop" not in d:
+                raise ZooError("preprocessing must be a table with at least `crop` (and resize, mean, std).")
+            known = {k: d[k] for k in ("crop", "interpolation", "antialias", "mean", "std") if k in d}
+            return cls(resize=d.get("resize"), **known)
+        except ZooError as e:
+            raise ZooError(f"{where}: {e}" if where else str(e)) from None
+
+
+def _side(v: Any, name: str, optional: bool = False) -> str | None:
+    if optional and v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_SIDE:
+        return f"`{name}` must be a whole number of pixels from 1 to {MAX_SIDE}, not {v!r}"
+    return None
+
+
+def _triple(v: Any, name: str, positive: bool) -> str | None:
+    ok = (
+        isinstance(v, list | tuple)
+        and len(v) == 3
+        and all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+        and (not positive or all(x > 0 for x in v))
+    )
+    kind = "positive " if positive else ""
+    return None if ok else f"`{name}` must be 3 finite {kind}numbers (one per RGB channel), not {v!r}"
+
+
+def _problem(s: PreprocessSpec) -> str | None:
+    """What makes a spec unusable (None when it is fine)."""
+    if not isinstance(s.interpolation, str) or s.interpolation not in _RESAMPLE:
+        return f"`interpolation` {s.interpolation!r} is not one of {', '.join(_RESAMPLE)}"
+    if not isinstance(s.antialias, bool):
+        return f"`antialias` must be true or false, not {s.antialias!r}"
+    return (
+        _side(s.resize, "resize", optional=True)
+        or _side(s.crop, "crop")
+        or _triple(s.mean, "mean", positive=False)
+        or _triple(s.std, "std", positive=True)
+    )
 
 
 def load_image(source: str | os.PathLike | bytes | Image.Image, max_pixels: int = MAX_PIXELS) -> Image.Image:
@@ -84,15 +128,7 @@ def load_image(source: str | os.PathLike | bytes | Image.Image, max_pixels: int 
     if isinstance(source, Image.Image):
         img = source
     else:
-        if isinstance(source, bytes):
-            data = source
-        else:
-            try:
-                data = Path(source).read_bytes()
-            except IsADirectoryError:
-                raise ZooError(f"{name} is a directory, not an image.") from None
-            except OSError as e:
-                raise ZooError(f"cannot read {name}: {e.strerror or e}.") from None
+        data = source if isinstance(source, bytes) else read_bytes(Path(source), MAX_BYTES, "image")
         if not data:
             raise ZooError(f"{name} is empty (0 bytes).")
         try:

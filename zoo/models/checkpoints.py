@@ -23,6 +23,7 @@ from zoo.models.weights import (
     sha256_file,
 )
 from zoo.utils.lazy import lazy_import
+from zoo.utils.names import check_name, split_tag
 from zoo.utils.paths import user_weights_dir
 
 torch = lazy_import("torch")
@@ -43,12 +44,13 @@ def import_checkpoint(
 ) -> WeightSpec:
     """Check that `checkpoint` loads strictly into the architecture of `name` (arch.tag), write it as
     safetensors into `out_dir` (default: the user's weights folder) and add its manifest entry there."""
-    arch, _, tag = name.partition(".")
+    arch, tag = split_tag(name)
     if not tag:
         raise ZooError(f"name the new weights as ARCH.TAG (e.g. {arch}.mine), not {name!r}.")
     if name in registry.pretrained_tags():
         raise ZooError(f"{name} already exists; choose another tag.")
-    labels = labels or dataset
+    check_name(dataset, "dataset")
+    labels = check_name(labels or dataset, "label set")
     state = read_checkpoint(Path(checkpoint))
     model = registry.create_model(arch, num_classes=len(load_labels(labels)))
     registry.load_state(model, state, str(checkpoint), arch)

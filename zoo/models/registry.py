@@ -14,8 +14,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ZooError
-from zoo.models.weights import WeightSpec, manifest_paths, read_checkpoint, read_manifest, weights_file
+from zoo.models.weights import (
+    WeightSpec,
+    check_weights,
+    manifest_paths,
+    read_checkpoint,
+    read_manifest,
+    weights_file,
+)
 from zoo.utils.lazy import lazy_import
+from zoo.utils.names import split_tag
 
 torch = lazy_import("torch")
 
@@ -36,6 +44,11 @@ def pretrained_tags() -> dict[str, WeightSpec]:
         for name, spec in read_manifest(path).items():
             if spec.arch not in archs():
                 raise ZooError(f"manifest {path}: {name} names the unknown architecture {spec.arch!r}.")
+            if name in tags:  # a user's manifest adds tags; it never silently replaces the zoo's own
+                raise ZooError(
+                    f"manifest {path}: {name} is already a tag of {tags[name].file or tags[name].url}; "
+                    "rename the entry (a manifest adds tags, it cannot replace one)."
+                )
             tags[name] = spec
     return tags
 
@@ -63,7 +76,7 @@ def default_tag(arch: str) -> WeightSpec | None:
 
 def resolve(name: str) -> tuple[str, WeightSpec | None]:
     """(architecture, its weights) for `arch` or `arch.tag`; a bare arch gets its default tag, if any."""
-    arch, _, tag = name.partition(".")
+    arch, tag = split_tag(name)
     if arch not in archs():
         raise ZooError(f"unknown model {name!r}{_suggest(name, [*archs(), *pretrained_tags()])}")
     if not tag:
@@ -121,6 +134,7 @@ def load_state(model: nn.Module, state: dict, what: str, arch: str) -> None:
             f"{what} do not fit {arch}: {len(missing)} missing keys (e.g. {missing[:2]}), "
             f"{len(unexpected)} unexpected (e.g. {unexpected[:2]})."
         )
+    check_weights(state, what)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:  # same keys, other shapes

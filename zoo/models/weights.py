@@ -7,7 +7,10 @@ load checks the file's sha256; a mismatch is an error that leaves the file as it
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
+import re
+import time
 import tomllib
 import urllib.error
 import urllib.request
@@ -17,9 +20,10 @@ from typing import Any
 
 from zoo.data.labels import load_labels
 from zoo.data.preprocess import PreprocessSpec
-from zoo.errors import ZooError
-from zoo.utils.files import atomic_path
+from zoo.errors import ZooError, reading
+from zoo.utils.files import atomic_path, read_text
 from zoo.utils.lazy import lazy_import
+from zoo.utils.names import check_name, split_tag
 from zoo.utils.paths import BUILTIN_WEIGHTS, cache_dir, user_weights_dir
 
 safetensors_torch = lazy_import("safetensors.torch")
@@ -27,6 +31,7 @@ tomli_w = lazy_import("tomli_w")
 torch = lazy_import("torch")
 
 MANIFEST = "manifest.toml"
+MAX_MANIFEST_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -88,59 +93,104 @@ def builtin_presets() -> dict[str, dict[str, Any]]:
 
 
 def read_manifest(path: Path) -> dict[str, WeightSpec]:
-    """The entries of one manifest file (none if it does not exist)."""
+    """The entries of one manifest file (none if it does not exist); one sentence naming the entry and
+    the field when one is not what the zoo can use."""
     if not path.is_file():
         return {}
     try:
-        doc = tomllib.loads(path.read_text())
+        doc = tomllib.loads(read_text(path, MAX_MANIFEST_BYTES, "manifest"))
     except tomllib.TOMLDecodeError as e:
         raise ZooError(f"manifest {path} is not valid TOML: {e}.") from None
-    presets = doc.get("preprocess", {})
+    presets, weights = doc.get("preprocess", {}), doc.get("weights", {})
+    if not isinstance(presets, dict) or not isinstance(weights, dict):
+        raise ZooError(f'manifest {path}: `weights` and `preprocess` must be tables ([weights."ARCH.TAG"]).')
+    if (
+        path.resolve() != (BUILTIN_WEIGHTS / MANIFEST).resolve()
+    ):  # a user's manifest may use the zoo's presets
+        presets = {**builtin_presets(), **presets}
     specs = {}
-    for name, entry in doc.get("weights", {}).items():
+    for name, entry in weights.items():
         try:
-            specs[name] = _spec_from_entry(name, dict(entry), presets, path.parent)
-        except (KeyError, TypeError) as e:
-            raise ZooError(f"manifest {path}: entry {name!r} is missing or has a bad field ({e}).") from None
+            with reading(f"the entry {name!r} of the manifest {path}"):
+                specs[name] = _spec_from_entry(name, entry, presets, path.parent)
+        except ZooError as e:
+            raise ZooError(f"manifest {path}: entry {name!r}: {e}") from None
     return specs
 
 
-def _spec_from_entry(name: str, e: dict, presets: dict, base: Path) -> WeightSpec:
-    if "." not in name or name.split(".", 1)[0] != e["arch"]:
-        raise TypeError(f"the name must be '{e['arch']}.TAG'")
-    pre = e.pop("preprocess")
+_HEX = re.compile(r"[0-9a-f]+")
+_KNOWN = {"arch", "dataset", "labels", "preprocess", "file", "url", "sha256", "sha256_prefix", "default"}
+_KNOWN |= {"metrics", "recipe", "command", "rename"}
+
+
+def _field(e: dict, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+    value = e.get(key, default)
+    if value is not default and not isinstance(value, kind):
+        name = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise ZooError(
+            f"`{key}` must be a {name.replace('str', 'string').replace('dict', 'table')}, not {value!r}."
+        )
+    return value
+
+
+def _spec_from_entry(name: str, e: Any, presets: dict, base: Path) -> WeightSpec:
+    """One entry, checked field by field: a name ARCH.TAG, a known label set, a usable preprocessing, a
+    plain file name beside the manifest or an http(s) url, and the hash every load is checked against
+    (a full sha256; an 8+ digit prefix only for a url whose file name carries it, torchvision's way)."""
+    arch, tag = split_tag(name)
+    if not tag:
+        raise ZooError("the name must be ARCH.TAG.")
+    if not isinstance(e, dict):
+        raise ZooError(f"an entry must be a table, not {e!r}.")
+    if e.get("arch") != arch:
+        raise ZooError(f"`arch` must be {arch!r}, the part of the name before the dot.")
+    dataset = check_name(_field(e, "dataset", str, ""), "dataset")
+    labels = check_name(_field(e, "labels", str, ""), "label set")
+    load_labels(labels)
+    pre = e.get("preprocess")
     if isinstance(pre, str):
+        if pre not in presets:
+            raise ZooError(f"`preprocess` names the unknown preset {pre!r}.")
         pre = presets[pre]
-    known = {
-        "arch",
-        "dataset",
-        "labels",
-        "file",
-        "url",
-        "sha256",
-        "sha256_prefix",
-        "default",
-        "metrics",
-        "recipe",
-        "command",
-        "rename",
-    }
+    preprocess = PreprocessSpec.from_dict(pre, "`preprocess`")
+    file, url = _field(e, "file", str), _field(e, "url", str)
+    if file is not None and (not file or Path(file).name != file or file.startswith(".")):
+        raise ZooError(f"`file` must be a plain file name beside the manifest, not {file!r}.")
+    if url is not None and not url.startswith(("https://", "http://")):
+        raise ZooError(f"`url` must be an http(s) address, not {url!r}.")
+    if file is None and url is None:
+        raise ZooError("give `file` (beside the manifest) or `url`: where the weights are.")
+    sha256, prefix = _field(e, "sha256", str), _field(e, "sha256_prefix", str)
+    if sha256 is not None and not (len(sha256) == 64 and _HEX.fullmatch(sha256.lower())):
+        raise ZooError(f"`sha256` must be the file's 64 hex digits, not {sha256!r}.")
+    if prefix is not None and not (
+        url and 8 <= len(prefix) <= 64 and _HEX.fullmatch(prefix.lower()) and prefix in url.rsplit("/", 1)[-1]
+    ):
+        raise ZooError(
+            f"`sha256_prefix` {prefix!r} must be 8+ hex digits found in the url's file name "
+            "(torchvision's convention); give the full `sha256` otherwise."
+        )
+    if sha256 is None and prefix is None:
+        raise ZooError("`sha256` is missing: every weights file is checked against its hash.")
+    rename = _field(e, "rename", dict, {})
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in rename.items()):
+        raise ZooError("`rename` must map key prefixes (strings) to key prefixes.")
     return WeightSpec(
         name=name,
-        arch=e["arch"],
-        dataset=e["dataset"],
-        labels=e["labels"],
-        preprocess=PreprocessSpec.from_dict(pre),
-        file=base / e["file"] if e.get("file") else None,
-        url=e.get("url"),
-        sha256=e.get("sha256"),
-        sha256_prefix=e.get("sha256_prefix"),
-        default=bool(e.get("default", False)),
-        metrics=dict(e.get("metrics", {})),
-        recipe=e.get("recipe", ""),
-        command=e.get("command", ""),
-        rename=dict(e.get("rename", {})),
-        extra={k: v for k, v in e.items() if k not in known},
+        arch=arch,
+        dataset=dataset,
+        labels=labels,
+        preprocess=preprocess,
+        file=base / file if file else None,
+        url=url,
+        sha256=sha256.lower() if sha256 else None,
+        sha256_prefix=prefix.lower() if prefix else None,
+        default=_field(e, "default", bool, False),
+        metrics=dict(_field(e, "metrics", dict, {})),
+        recipe=_field(e, "recipe", str, ""),
+        command=_field(e, "command", str, ""),
+        rename=dict(rename),
+        extra={k: v for k, v in e.items() if k not in _KNOWN},
     )
 
 
@@ -161,7 +211,9 @@ def _expected(sha256: str | None, sha256_prefix: str | None, md5: str | None) ->
 
 
 def _matches(digest: str, expected: str | None) -> bool:
-    return not expected or digest.startswith(expected.lower())
+    if not expected:  # the manifest reader refuses entries without a hash: this is a caller's mistake
+        raise ZooError("no hash to check the file against; the manifest entry needs its sha256.")
+    return digest.startswith(expected.lower())
 
 
 def verify_hash(
@@ -186,20 +238,53 @@ def mirrored(url: str) -> str:
     return f"{mirror.rstrip('/')}/{url.rsplit('/', 1)[-1]}" if mirror else url
 
 
+MAX_DOWNLOAD_BYTES = 2 << 30  # the largest file the zoo fetches (CIFAR-10 is 170 MB, ResNet-152 241 MB)
+DOWNLOAD_DEADLINE_S = (
+    3600.0  # for the whole transfer: a server that trickles bytes never trips a read timeout
+)
+READ_TIMEOUT_S = 60.0
+
+
 def download(
-    url: str, dest: Path, sha256: str | None = None, sha256_prefix: str | None = None, md5: str | None = None
+    url: str,
+    dest: Path,
+    sha256: str | None = None,
+    sha256_prefix: str | None = None,
+    md5: str | None = None,
+    max_bytes: int = MAX_DOWNLOAD_BYTES,
+    deadline_s: float = DOWNLOAD_DEADLINE_S,
 ) -> Path:
-    """Fetch `url` to `dest`, verifying its hash before it appears under that name."""
+    """Fetch `url` to `dest`, verifying its hash before it appears under that name. Bounded in size (the
+    announced length, else `max_bytes`) and in time (`deadline_s` for the whole transfer), so neither an
+    endless body nor a trickling server fills the disk or holds the command forever."""
+    algorithm, expected = _expected(sha256, sha256_prefix, md5)
+    if not expected:
+        raise ZooError(f"no hash to check {url} against: the zoo downloads only files whose hash it knows.")
+    start = time.monotonic()
     with atomic_path(dest) as tmp:
-        algorithm, expected = _expected(sha256, sha256_prefix, md5)
-        h = hashlib.new(algorithm)
+        h, size = hashlib.new(algorithm), 0
         try:
-            with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as out:
-                for chunk in iter(lambda: resp.read(1 << 20), b""):
+            with urllib.request.urlopen(url, timeout=READ_TIMEOUT_S) as resp, open(tmp, "wb") as out:
+                announced = resp.headers.get("Content-Length")
+                if announced and announced.isdigit() and int(announced) > max_bytes:
+                    raise ZooError(
+                        f"{url} announces {int(announced):,} bytes, more than the {max_bytes:,} expected."
+                    )
+                while chunk := resp.read1(1 << 20):  # what has arrived: a trickle cannot block the deadline
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise ZooError(
+                            f"{url} sent more than the {max_bytes:,} bytes expected; it was discarded."
+                        )
+                    if time.monotonic() - start > deadline_s:
+                        raise ZooError(
+                            f"the download of {url} took longer than {deadline_s:.0f} s ({size:,} bytes so far); "
+                            "it was discarded: try again, or set ZOO_MIRROR to a faster copy."
+                        )
                     h.update(chunk)
                     out.write(chunk)
-        except (urllib.error.URLError, OSError) as e:
-            reason = getattr(e, "reason", None) or e
+        except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as e:
+            reason = getattr(e, "reason", None) or f"{type(e).__name__}: {e}"
             raise ZooError(
                 f"cannot download {url} ({reason}); check the connection, or place the file at {dest} yourself."
             ) from None
@@ -267,6 +352,25 @@ def read_checkpoint(path: Path) -> dict:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ZooError(f"{path} does not hold a state dict of tensors.")
     return {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in obj.items()}
+
+
+def check_weights(state: dict, what: str) -> None:
+    """Weights a network can compute with: floating-point parameters and statistics, every value finite,
+    BatchNorm variances not negative (integer counters, such as num_batches_tracked, may stay integers).
+    NaN, Inf or integer weights load without complaint and answer `nan%` or a flat 1/classes."""
+    for key, value in state.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        if not value.is_floating_point():
+            raise ZooError(
+                f"{what}: {key} holds {str(value.dtype).removeprefix('torch.')} values, not floats."
+            )
+        if not bool(torch.isfinite(value).all()):
+            raise ZooError(f"{what}: {key} holds NaN or infinite values; these weights cannot compute.")
+        if key.endswith("running_var") and bool((value < 0).any()):
+            raise ZooError(
+                f"{what}: {key} holds negative variances; these are not trained BatchNorm statistics."
+            )
 
 
 def renamed(state: dict, prefixes: dict[str, str]) -> dict:

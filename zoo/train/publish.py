@@ -13,7 +13,8 @@ from zoo.evaluate import evaluate
 from zoo.models import registry
 from zoo.models.checkpoints import import_checkpoint
 from zoo.models.weights import WeightSpec
-from zoo.train.runs import CURVES, METRICS, SUMMARY, WEIGHTS, metrics, read_json, run_command
+from zoo.train.runs import CURVES, METRICS, SUMMARY, WEIGHTS, check_summary, metrics, read_json, run_command
+from zoo.utils.names import split_tag
 
 
 def publish_run(run: Path, name: str, weights_dir: Path | None = None, data: str | None = None) -> WeightSpec:
@@ -25,13 +26,19 @@ def publish_run(run: Path, name: str, weights_dir: Path | None = None, data: str
         raise ZooError(
             f"{run} stopped before the end of its recipe; finish it with `zoo train ... --resume`."
         )
-    if name.split(".")[0] != s["arch"]:
+    check_summary(s, run / SUMMARY)
+    arch, tag = split_tag(name)
+    if not tag or arch != s["arch"]:
         raise ZooError(f"{run} trained {s['arch']}; publish it as {s['arch']}.TAG, not {name}.")
+    if s["test_images"] < 1:
+        raise ZooError(
+            f"{run} was never tested (test_images {s['test_images']}): a tag's figures are measured on the "
+            "test split; finish or rerun it with a test split."
+        )
     # The manifest's numbers are measured by `zoo eval` on the saved file, not taken from the training log.
-    result = evaluate([str(run)], data, split="test") if s["test_images"] else {}
-    flip = evaluate([str(run)], data, split="test", protocol="flip") if s["test_images"] else {}
+    result = evaluate([str(run)], data, split="test")
+    flip = evaluate([str(run)], data, split="test", protocol="flip")
 
-    arch = name.split(".")[0]
     spec = import_checkpoint(
         run / WEIGHTS,
         name,
@@ -39,9 +46,9 @@ def publish_run(run: Path, name: str, weights_dir: Path | None = None, data: str
         preprocess=dataset(s["dataset"])["preprocess"],
         out_dir=weights_dir,
         metrics={
-            "top1": round(result.get("top1", s["top1"]), 2),
-            "top5": round(result.get("top5", s["top5"]), 2),
-            **({"top1_flip": round(flip["top1"], 2)} if flip else {}),
+            "top1": round(result["top1"], 2),
+            "top5": round(result["top5"], 2),
+            "top1_flip": round(flip["top1"], 2),
             "split": dataset(s["dataset"])["test_split"],
             "source": "zoo eval (single crop; top1_flip: flip averaging)",
         },
@@ -72,7 +79,10 @@ def publish_run(run: Path, name: str, weights_dir: Path | None = None, data: str
 
 def _epoch_seconds(run: Path, train_images: int) -> list[tuple[int | None, float]]:
     """(CPU threads or None where the row predates that field, seconds) of each epoch in the run's log."""
-    return [(row.get("threads"), train_images / row["images_per_s"]) for row in metrics(run)]
+    rows = [
+        r for r in metrics(run) if isinstance(r.get("images_per_s"), int | float) and r["images_per_s"] > 0
+    ]
+    return [(row.get("threads"), train_images / row["images_per_s"]) for row in rows]
 
 
 def _median_epoch_s(run: Path, train_images: int) -> float | None:

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, reading
+from zoo.utils.files import read_text
 
 CHECKPOINT = "last.pt"  # weights, optimiser, EMA and counters after the last finished epoch
 METRICS = "metrics.jsonl"  # one row per finished epoch; test metrics on the epochs evaluated
@@ -22,16 +23,70 @@ WEIGHTS = "weights.safetensors"  # the final weights (the EMA's when the recipe 
 CURVES = "training_curves.png"
 
 
+MAX_RECORD_BYTES = 64 << 20
+
+
 def read_json(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text()) if path.is_file() else None
+    """A run's JSON record (None when absent); one sentence when it is not a JSON object."""
+    if not path.exists():
+        return None
+    try:
+        doc = json.loads(read_text(path, MAX_RECORD_BYTES, "run record"))
+    except json.JSONDecodeError:
+        raise ZooError(f"{path} is not valid JSON: the run's record is damaged.") from None
+    if not isinstance(doc, dict):
+        raise ZooError(f"{path} is not a JSON object: the run's record is damaged.")
+    return doc
 
 
 def metrics(folder: Path) -> list[dict[str, Any]]:
-    """The run's log, one dict per finished epoch (empty when nothing was logged yet)."""
+    """The run's log, one dict per finished epoch (empty when nothing was logged yet); rows without a
+    whole epoch number are refused in one sentence."""
     path = folder / METRICS
-    if not path.is_file():
+    if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for n, line in enumerate(read_text(path, MAX_RECORD_BYTES, "training log").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if (
+            not isinstance(row, dict)
+            or isinstance(row.get("epoch"), bool)
+            or not isinstance(row.get("epoch"), int)
+        ):
+            raise ZooError(f"{path}, line {n}, is not an epoch record (a JSON object with an `epoch`).")
+        rows.append(row)
+    return rows
+
+
+SUMMARY_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "arch": str,
+    "dataset": str,
+    "recipe": str,
+    "complete": bool,
+    "epochs_done": int,
+    "steps": int,
+    "train_images": int,
+    "test_images": int,
+    "top1": (int, float),
+    "top5": (int, float),
+    "wall_s": (int, float),
+    "hardware": dict,
+    "recipe_doc": dict,
+}
+
+
+def check_summary(summary: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A finished run's summary with every field `zoo publish` reads, of its type; one sentence otherwise."""
+    for key, kind in SUMMARY_FIELDS.items():
+        value = summary.get(key)
+        if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+            raise ZooError(f"{path} has no usable `{key}` ({value!r}): the run's record is damaged.")
+    return summary
 
 
 def state(folder: Path) -> dict[str, Any]:
@@ -39,7 +94,7 @@ def state(folder: Path) -> dict[str, Any]:
     record = read_json(folder / RUN) or {}
     summary = read_json(folder / SUMMARY) or {}
     rows = metrics(folder)
-    tested = [r for r in rows if "test_top1" in r]
+    tested = [r for r in rows if isinstance(r.get("test_top1"), int | float)]
     complete = bool(summary.get("complete"))
     touched = [p.stat().st_mtime for p in (folder / METRICS, folder / CHECKPOINT) if p.is_file()]
     return {
@@ -111,7 +166,11 @@ def find(root: Path) -> list[dict[str, Any]]:
             f"{root} is not a folder: `zoo runs` reads ./runs unless given one, e.g. `zoo runs ~/zoo-runs`."
         )
     folders = {p.parent for name in (METRICS, CHECKPOINT, RUN) for p in root.rglob(name)}
-    return [state(f) for f in sorted(folders)]
+    states = []
+    for folder in sorted(folders):
+        with reading(f"the run folder {folder}"):
+            states.append(state(folder))
+    return states
 
 
 def markdown(states: list[dict[str, Any]]) -> str:

@@ -31,7 +31,7 @@ from zoo.train.recipe import Recipe, lr_at
 from zoo.train.runs import CHECKPOINT, CURVES, METRICS, RUN, SUMMARY, WEIGHTS, metrics
 from zoo.train.teacher import Teacher, TeacherTable, distill_loss, split_sha256, table_dir
 from zoo.utils.figures import pyplot, save
-from zoo.utils.files import atomic_path
+from zoo.utils.files import atomic_path, output_dir
 from zoo.utils.machine import hardware
 from zoo.utils.metrics import hits, top_k
 
@@ -344,7 +344,7 @@ def _start(cfg: TrainConfig) -> Run:
     run.scaler = torch.amp.GradScaler("cuda") if fp16 else None
     if float(r.distill.weight) > 0:
         run.soft, run.distilled = _teacher(loaders[0], r, device)
-    cfg.out.mkdir(parents=True, exist_ok=True)
+    output_dir(cfg.out, "run folder")
     if cfg.resume:
         _restore(run, cfg.out / CHECKPOINT)
     elif rank == 0:

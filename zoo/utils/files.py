@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from zoo.errors import ZooError
 
 
 def _umask() -> int:
@@ -51,3 +54,50 @@ def swap_dir_into_place(tmp: Path, dest: Path) -> None:
     os.replace(tmp, dest)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def read_bytes(path: Path, limit: int, what: str = "file") -> bytes:
+    """The bytes of a regular file of at most `limit` bytes; one sentence otherwise, before reading: a
+    FIFO, a device (/dev/zero) or a folder would block or never end, a huge file would fill the memory."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except (OSError, ValueError) as e:  # ValueError: a NUL in the name
+        raise ZooError(f"cannot read the {what} {path}: {e.strerror or e}.") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ZooError(f"the {what} {path} is a folder, not a file.")
+    if not stat.S_ISREG(st.st_mode):
+        raise ZooError(
+            f"the {what} {path} is not a regular file (a pipe, socket or device); the zoo reads files."
+        )
+    if st.st_size > limit:
+        raise ZooError(f"the {what} {path} is {st.st_size:,} bytes, more than the {limit:,} the zoo reads.")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as e:
+        raise ZooError(f"cannot read the {what} {path}: {e.strerror or e}.") from None
+    if len(data) > limit:  # grew while read
+        raise ZooError(f"the {what} {path} is more than the {limit:,} bytes the zoo reads.")
+    return data
+
+
+def read_text(path: Path, limit: int, what: str = "file") -> str:
+    """`read_bytes` decoded as UTF-8, with one sentence when it is not."""
+    try:
+        return read_bytes(path, limit, what).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ZooError(f"the {what} {path} is not UTF-8 text.") from None
+
+
+def output_dir(path: Path, what: str = "output folder") -> Path:
+    """`path` as a folder the zoo can write into (created when missing); one sentence when it is a file or
+    cannot be made. Commands check it before their work, not after an hour of it."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ZooError(f"the {what} {path} is a file, not a folder; name a folder.")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ZooError(f"cannot create the {what} {path}: {e.strerror or e}.") from None
+    return path

@@ -6,13 +6,14 @@ from functools import cache
 from pathlib import Path
 
 from zoo.errors import ZooError
+from zoo.utils.names import check_name
 
 _DIR = Path(__file__).resolve().parent
 
 
 @cache
 def load_labels(name: str) -> tuple[str, ...]:
-    path = _DIR / f"{name}.txt"
+    path = _DIR / f"{check_name(name, 'label set')}.txt"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in _DIR.glob("*.txt")))
         raise ZooError(f"unknown label set {name!r}; known: {known}.")

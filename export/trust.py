@@ -1,0 +1,82 @@
+"""What an artifact may make the zoo do when it is opened, decided from outside the artifact folder.
+
+A card's sha256 proves nothing about a card that sits beside its file: whoever can edit one can edit both.
+So the data that shapes an answer (labels, preprocessing, precision) is read from where a hash the zoo
+holds covers it:
+- an ONNX model carries its labels and preprocessing inside the file (metadata_props): its card must
+  agree with them, and it may not read weights from files beside it (external data no hash covers);
+- an engine or a `.pt2` runs native code when loaded (AOTInductor's shared library, TensorRT plugins):
+  it opens only if this user's zoo exported it, or was told once to trust it (`zoo trust DIR`). Both are
+  recorded in the user's index ($ZOO_CACHE/trusted/), keyed by the model file's sha256, with the hash of
+  the card's contract, so an edited card is refused as well.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ZooError
+from zoo.export.formats import FORMATS
+from zoo.utils.files import atomic_path
+from zoo.utils.paths import cache_dir
+
+# The fields of a card that decide what its model answers and how it is run.
+CONTRACT = ("format", "precision", "file", "sha256", "source", "labels", "preprocess", "aoti", "profile")
+CONTRACT += ("input", "output", "int8", "batch")
+
+
+def index_dir() -> Path:
+    return cache_dir() / "trusted"
+
+
+def contract_sha256(card: dict[str, Any]) -> str:
+    fields = {k: card[k] for k in CONTRACT if k in card}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def record(card: dict[str, Any], why: str) -> None:
+    """Put an artifact in the user's index: exported here (`why` = "exported") or trusted by hand."""
+    entry = {
+        "sha256": card["sha256"],
+        "contract_sha256": contract_sha256(card),
+        "format": card["format"],
+        "source": card["source"],
+        "why": why,
+        "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    with atomic_path(index_dir() / f"{card['sha256']}.json") as tmp:
+        tmp.write_text(json.dumps(entry, indent=2) + "\n")
+
+
+def recorded(card: dict[str, Any]) -> bool:
+    """Whether the index holds this model file with this very card contract."""
+    path = index_dir() / f"{card['sha256']}.json"
+    try:
+        entry = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return False
+    return isinstance(entry, dict) and entry.get("contract_sha256") == contract_sha256(card)
+
+
+def runs_native_code(fmt: str) -> bool:
+    return Path(FORMATS[fmt].file).suffix != ".onnx"
+
+
+def admit(directory: Path, card: dict[str, Any]) -> None:
+    """Refuse, in one sentence and before anything is loaded, an artifact whose answer could have been
+    changed unnoticed, or whose native code nobody here vouched for."""
+    if not runs_native_code(card["format"]):
+        from zoo.export.onnx import check_contract
+
+        check_contract(Path(directory) / card["file"], card)
+        return
+    if not recorded(card):
+        raise ZooError(
+            f"{directory} is a {card['format']} artifact: opening it runs the native code inside it, and "
+            "this machine's zoo neither exported it nor was told to trust it (or its card changed since). "
+            f"Export it here, or, if you trust where it came from, run `zoo trust {directory}` once."
+        )
