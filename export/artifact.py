@@ -18,7 +18,7 @@ from zoo.errors import ZooError
 from zoo.export import trust
 from zoo.export.formats import FORMATS, Format
 from zoo.models.weights import sha256_file
-from zoo.utils.files import atomic_path, read_text, swap_dir_into_place, temp_dir
+from zoo.utils.files import atomic_path, read_json, swap_dir_into_place, temp_dir
 
 CARD = "card.json"
 CARD_VERSION = 1
@@ -52,10 +52,7 @@ def read_card(directory: Path) -> dict[str, Any]:
     card_path = Path(directory) / CARD
     if not card_path.exists():
         raise ZooError(f"{directory} is not an artifact directory (no {CARD}); create one with `zoo export`.")
-    try:
-        card = json.loads(read_text(card_path, MAX_CARD_BYTES, "card"))
-    except json.JSONDecodeError:
-        raise ZooError(f"{card_path} is not valid JSON; export the artifact again.") from None
+    card = read_json(card_path, MAX_CARD_BYTES, "card")
     if not isinstance(card, dict):
         raise ZooError(f"{card_path} is not a card (a JSON object); export the artifact again.")
     if card.get("card_version") != CARD_VERSION:

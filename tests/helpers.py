@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
+
 import numpy as np
 
 from zoo.data.preprocess import PreprocessSpec
@@ -22,6 +26,27 @@ def one_sentence(result, *words: str) -> None:
 
 
 SPEC = PreprocessSpec.from_dict({"resize": 32, "crop": 32, "mean": [0.5] * 3, "std": [0.25] * 3})
+CIFAR_LABELS = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def write_card(folder: Path, **fields) -> dict:
+    """Write a card of an ONNX artifact for the model file in `folder`, its sha256 matching the file (as
+    anyone who can edit the folder could write it); `fields` replace the defaults."""
+    card = {
+        "card_version": 1,
+        "format": "onnx",
+        "precision": "fp32",
+        "file": "model.onnx",
+        "source": "resnet20.cifar10",
+        "preprocess": SPEC.to_dict(),
+        "labels": CIFAR_LABELS,
+        "input": {"name": "input"},
+        "output": {"name": "logits"},
+        **fields,
+    }
+    card["sha256"] = hashlib.sha256((folder / card["file"]).read_bytes()).hexdigest()
+    (folder / "card.json").write_text(json.dumps(card, allow_nan=True))
+    return card
 
 
 class ProfileLimited(Runtime):

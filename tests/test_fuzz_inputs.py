@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import string
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import SPEC, write_card
 from zoo.errors import ZooError
 
 EXAMPLES = 150
@@ -40,32 +40,7 @@ values = st.recursive(
     max_leaves=8,
 )
 
-PRE = {
-    "resize": 32,
-    "crop": 32,
-    "interpolation": "bilinear",
-    "antialias": True,
-    "mean": [0.5] * 3,
-    "std": [0.25] * 3,
-}
-LABELS = [f"class{i}" for i in range(10)]
-
-
-def _valid_card(model: Path) -> dict:
-    import hashlib
-
-    return {
-        "card_version": 1,
-        "format": "onnx",
-        "precision": "fp32",
-        "file": "model.onnx",
-        "sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
-        "source": "resnet20.cifar10",
-        "preprocess": PRE,
-        "labels": LABELS,
-        "input": {"name": "input"},
-        "output": {"name": "logits"},
-    }
+PRE = SPEC.to_dict()
 
 
 FIELDS = [
@@ -96,7 +71,7 @@ def test_cards(tmp_path_factory, changes, pre, drop):
 
     folder = tmp_path_factory.mktemp("card")
     (folder / "model.onnx").write_bytes(b"not read by the card reader")
-    card = {**_valid_card(folder / "model.onnx"), **changes}
+    card = {**write_card(folder), **changes}
     card["preprocess"] = (
         {**PRE, **pre} if isinstance(card.get("preprocess"), dict) else card.get("preprocess")
     )

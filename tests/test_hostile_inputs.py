@@ -4,7 +4,6 @@ group of the issue; the fuzz tests over cards, manifests, shards and run folders
 
 from __future__ import annotations
 
-import hashlib
 import http.server
 import json
 import os
@@ -21,7 +20,7 @@ import torch
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-from tests.helpers import one_sentence
+from tests.helpers import CIFAR_LABELS, SPEC, one_sentence, write_card
 from zoo.cli import app
 from zoo.errors import ZooError
 from zoo.export import trust
@@ -31,42 +30,17 @@ from zoo.models.weights import download, read_manifest
 from zoo.serve.runtimes import open_runtime
 
 runner = CliRunner()
-CIFAR_LABELS = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-PRE = {
-    "resize": 32,
-    "crop": 32,
-    "interpolation": "bilinear",
-    "antialias": True,
-    "mean": [0.5] * 3,
-    "std": [0.25] * 3,
-}
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _card(folder: Path, **fields) -> dict:
-    """Write a card for the model file in `folder` whose sha256 matches it (as an attacker would)."""
-    card = {
-        "card_version": 1,
-        "format": "onnx",
-        "precision": "fp32",
-        "file": "model.onnx",
-        "source": "resnet20.cifar10",
-        "preprocess": PRE,
-        "labels": CIFAR_LABELS,
-        "input": {"name": "input"},
-        "output": {"name": "logits"},
-        **fields,
-    }
-    card["sha256"] = _sha(folder / card["file"])
-    (folder / "card.json").write_text(json.dumps(card))
-    return card
+PRE = SPEC.to_dict()
+_card = write_card
 
 
 def _tiny_onnx(
-    folder: Path, classes: int = 10, nan: bool = False, labels=None, external: bool = False
+    folder: Path,
+    classes: int = 10,
+    nan: bool = False,
+    labels=None,
+    external: bool = False,
+    int64: bool = False,
 ) -> Path:
     """A hand-built ONNX classifier (Flatten -> Gemm, optionally -> Sqrt(-1): NaN) with the zoo's metadata."""
     import onnx
@@ -79,6 +53,9 @@ def _tiny_onnx(
         helper.make_node("Flatten", ["input"], ["flat"]),
         helper.make_node("Gemm", ["flat", "w", "b"], ["g"]),
     ]
+    if int64:  # the model takes integers and casts them itself
+        nodes = [helper.make_node("Cast", ["input"], ["asfloat"], to=TensorProto.FLOAT), *nodes]
+        nodes[1].input[0] = "asfloat"
     if nan:
         minus = numpy_helper.from_array(np.array(-1.0, np.float32), "minus")
         nodes += [
@@ -92,7 +69,11 @@ def _tiny_onnx(
     graph = helper.make_graph(
         nodes,
         "tiny",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 32, 32])],
+        [
+            helper.make_tensor_value_info(
+                "input", TensorProto.INT64 if int64 else TensorProto.FLOAT, ["N", 3, 32, 32]
+            )
+        ],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
         inits,
     )
@@ -245,6 +226,13 @@ def test_a_model_whose_outputs_do_not_match_its_labels_is_refused(tmp_path):
     _tiny_onnx(tmp_path / "a", classes=5)  # 5 scores, 10 labels in its metadata and card
     _card(tmp_path / "a")
     with pytest.raises(ZooError, match="answers 5 scores per image, but its card has 10 labels"):
+        open_runtime(tmp_path / "a")
+
+
+def test_a_model_that_does_not_take_float_images_is_refused(tmp_path):
+    _tiny_onnx(tmp_path / "a", int64=True)
+    _card(tmp_path / "a")
+    with pytest.raises(ZooError, match="input is not a 4-D float tensor"):
         open_runtime(tmp_path / "a")
 
 

@@ -147,10 +147,33 @@ def test_lanczos_without_antialias_falls_back_to_bicubic():
     assert np.array_equal(
         np.asarray(resize_and_crop(img, lanczos)), np.asarray(resize_and_crop(img, bicubic))
     )
-    antialiased = PreprocessSpec(resize=40, crop=32, interpolation="lanczos")
-    assert not np.array_equal(
-        np.asarray(resize_and_crop(img, antialiased)), np.asarray(resize_and_crop(img, lanczos))
+    # with antialias, Lanczos itself: Pillow's LANCZOS filter, which neither bicubic nor bilinear equals
+    antialiased = np.asarray(
+        resize_and_crop(img, PreprocessSpec(resize=40, crop=32, interpolation="lanczos"))
     )
+    by_hand = {
+        f: np.asarray(img.resize((53, 40), f).crop((10, 4, 42, 36)))  # shorter side 40, then the centre 32
+        for f in (Image.Resampling.LANCZOS, Image.Resampling.BICUBIC, Image.Resampling.BILINEAR)
+    }
+    assert np.array_equal(antialiased, by_hand[Image.Resampling.LANCZOS])
+    assert not np.array_equal(antialiased, by_hand[Image.Resampling.BICUBIC])
+    assert not np.array_equal(antialiased, by_hand[Image.Resampling.BILINEAR])
+
+
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear", "bicubic", "lanczos"])
+def test_an_antialiased_resize_honours_its_interpolation_as_torchvision_does(torchvision, interpolation):
+    """Resize(shorter side) + CenterCrop of torchvision on a PIL image, mode by mode; and the modes differ,
+    so a resize that ignored the spec's interpolation could not pass for all four."""
+    from torchvision.transforms import CenterCrop, Compose, InterpolationMode, Resize
+
+    img = Image.fromarray(np.random.default_rng(4).integers(0, 256, (90, 120, 3), dtype=np.uint8))
+    spec = PreprocessSpec(resize=40, crop=32, interpolation=interpolation, antialias=True)
+    tv = Compose([Resize(40, InterpolationMode(interpolation), antialias=True), CenterCrop(32)])
+    ours = np.asarray(resize_and_crop(img, spec))
+    assert np.array_equal(ours, np.asarray(tv(img)))
+    others = [m for m in ("nearest", "bilinear", "bicubic", "lanczos") if m != interpolation]
+    for other in others:
+        assert not np.array_equal(ours, np.asarray(resize_and_crop(img, PreprocessSpec(40, 32, other))))
 
 
 def test_a_photo_with_corrupt_exif_data_still_loads():

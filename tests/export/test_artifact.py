@@ -63,7 +63,7 @@ def test_predict_refuses_a_model_file_changed_after_export(onnx_artifact, png, t
 @pytest.mark.parametrize(
     "card, words",
     [
-        (b"\xff\xfe\x00garbage", "not valid UTF-8 JSON"),
+        (b"\xff\xfe\x00garbage", "is not UTF-8 text"),
         (b"[1, 2, 3]", "not a card"),
         (b'{"card_version": 1, "file": "model.onnx"}', "lacks format"),
     ],

@@ -4,6 +4,7 @@ each step's JSON written, and `--backend cuda` refused in one sentence where ONN
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+TAG = "resnet20.cifar10"
 
 
 @pytest.mark.slow
@@ -45,3 +47,62 @@ def test_the_gpu_check_runs_its_steps_on_the_cpu_and_writes_each_result(tmp_path
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         assert "could not use CUDAExecutionProvider" in refusal and "install onnxruntime-gpu" in refusal
     assert done.returncode == 0
+    _the_pt2_runs_without_the_models_code_and_leaves_nothing_behind(
+        tmp_path / "artifacts" / TAG / "pt2", tmp_path
+    )
+
+
+def _the_pt2_runs_without_the_models_code_and_leaves_nothing_behind(art: Path, tmp_path: Path) -> None:
+    """The check's .pt2 (compiled once, here): loaded by torch alone in a fresh process, without the zoo or
+    the model's Python code, it answers what the PyTorch original answers; opened by the zoo (which
+    exported it: in the user's index), it unpacks its library into a folder of its own and leaves nothing
+    in the temporary directory (AOTInductor alone leaves an aotinductor_* folder)."""
+    import tempfile
+
+    import numpy as np
+    import torch
+
+    from zoo.data.datasets import find_dataset
+    from zoo.export.artifact import read_card
+    from zoo.models import registry
+    from zoo.serve.runtimes import open_runtime
+
+    card = read_card(art)
+    assert card["aoti"]["torch"] == torch.__version__ and card["aoti"]["device"] == "cpu"
+    spec = registry.resolve(TAG)[1].preprocess
+    test = find_dataset("cifar10", None, "test")
+    x = np.stack([spec(test[i][0]) for i in range(3)])
+    np.save(tmp_path / "x.npy", x)
+    code = (
+        "import sys, numpy as np, torch; m = torch._inductor.aoti_load_package(sys.argv[1]); "
+        "np.save(sys.argv[3], m(torch.from_numpy(np.load(sys.argv[2]))).numpy()); "
+        "assert 'zoo' not in sys.modules"
+    )
+    args = [
+        sys.executable,
+        "-c",
+        code,
+        str(art / "model.pt2"),
+        str(tmp_path / "x.npy"),
+        str(tmp_path / "y.npy"),
+    ]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-1500:]
+    with torch.no_grad():
+        ref = registry.create_model(TAG, pretrained=True)(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), ref, atol=1e-3, rtol=1e-3)
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    before = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"], tempfile.tempdir = str(tmp), None
+    try:
+        with open_runtime(art) as rt:
+            np.testing.assert_allclose(rt.run(x), ref, atol=1e-3, rtol=1e-3)
+    finally:
+        if before is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = before
+        tempfile.tempdir = None
+    assert list(tmp.iterdir()) == []

@@ -289,12 +289,25 @@ def test_reference_tags_export_check_bench_and_serve_like_any_tag(
     out = tmp_path / "a"
     formats = "onnx,onnx-fp16,onnx-int8,onnx-int8-cpu"
     exported = runner.invoke(
-        app, ["export", tag, "--format", formats, "--out", str(out), "--calib-size", "128", "--json"]
+        app,
+        [
+            "export",
+            tag,
+            "--format",
+            formats,
+            "--out",
+            str(out),
+            "--calib-size",
+            "128",
+            "--parity-images",
+            "2000",
+        ]
+        + ["--json"],
     )
     assert exported.exit_code == 0, exported.output
     rows = json.loads(exported.stdout)
     assert [r["format"] for r in rows] == formats.split(",") and all(r["ok"] for r in rows)
-    assert all(r["parity"]["images"] == 10_000 and r["parity"]["verdict"]["passed"] for r in rows)
+    assert all(r["parity"]["images"] == 2000 and r["parity"]["verdict"]["passed"] for r in rows)
     card = json.loads((out / tag / "onnx" / "card.json").read_text())
     assert card["preprocess"]["mean"] == [0.485, 0.456, 0.406]
     checked = runner.invoke(app, ["parity", tag, "--out", str(out), "--limit", "1000", "--json"])
@@ -402,11 +415,20 @@ def test_a_manifest_entry_reads_back_with_every_field(tmp_path):
     assert spec.default is True and spec.metrics == entry["metrics"] and spec.recipe == "cifar_budget"
     assert spec.command == entry["command"] and spec.rename == {"linear.": "fc."}
     assert spec.extra == {"paper": "He et al. 2015", "untrained": False}
-    least = {k: entry[k] for k in ("arch", "dataset", "labels", "preprocess")}  # the fields an entry needs
+    # the fields an entry needs: what the weights are for, where they are, and the hash they are held to
+    least = {k: entry[k] for k in ("arch", "dataset", "labels", "preprocess", "file", "sha256")}
     append_manifest_entry(manifest, "resnet20.least", least)
     bare = read_manifest(manifest)["resnet20.least"]
     assert (bare.recipe, bare.command, bare.metrics, bare.rename, bare.extra) == ("", "", {}, {}, {})
-    assert (bare.file, bare.url, bare.sha256, bare.default) == (None, None, None, False)
+    assert (bare.url, bare.sha256_prefix, bare.default) == (None, None, False)
+    assert bare.file == tmp_path / "w.safetensors" and bare.sha256 == "ab" * 32
+    for needed in ("file", "sha256"):
+        append_manifest_entry(
+            manifest, f"resnet20.no{needed}", {k: v for k, v in least.items() if k != needed}
+        )
+        with pytest.raises(ZooError, match=f"resnet20.no{needed}"):
+            read_manifest(manifest)
+        manifest.write_text(manifest.read_text().split('[weights."resnet20.no')[0])
     with pytest.raises(ZooError, match=r"resnet20\.mine is already in .*manifest\.toml; choose another tag"):
         append_manifest_entry(manifest, "resnet20.mine", entry)
     append_manifest_entry(manifest, "resnet32.mislabelled", entry)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 
 
@@ -34,3 +36,20 @@ def test_a_bench_worker_that_runs_too_long_is_one_failed_row(tmp_path, cifar_tag
     report = bench(cifar_tag, o, log=lambda _m: None)
     entry = report["summary"][0]
     assert entry["status"] == "failed" and "took longer than 0.5 s" in entry["message"] and not report["rows"]
+
+
+def test_the_percentiles_are_the_named_ones_and_throughput_follows_from_batch_and_time():
+    """summarise() against the standard library: p50/p90/p99 are statistics.quantiles' 50th/90th/99th
+    cut points (inclusive, numpy's linear method), and images/s is batch x calls / total seconds."""
+    import statistics
+
+    from zoo.serve.bench import summarise
+
+    rng = np.random.default_rng(3)
+    times = rng.gamma(2.0, 3.0, 257)  # skewed like real latencies: every percentile differs
+    cuts = statistics.quantiles(times.tolist(), n=100, method="inclusive")
+    s = summarise(times, batch=8)
+    assert s["runs"] == 257
+    assert s["p50_ms"] == pytest.approx(cuts[49]) and s["p90_ms"] == pytest.approx(cuts[89])
+    assert s["p99_ms"] == pytest.approx(cuts[98]) and s["p99_ms"] != pytest.approx(cuts[94])
+    assert s["images_per_s"] == pytest.approx(8 * 257 / (sum(times.tolist()) / 1000))

@@ -47,6 +47,26 @@ def test_handler_classifies_a_real_image_and_shows_the_crop(artifacts, cifar_tag
     assert cache.get(cifar_tag, "onnx") is cache.get(cifar_tag, "onnx")  # loaded once, reused
 
 
+@pytest.mark.parametrize("fmt", ["onnx-int8-cpu", "onnx"])
+def test_the_handler_answers_with_the_artifact_chosen_not_the_original(
+    artifacts, cifar_tag, cifar_image, fmt
+):
+    """The candidate column is the chosen artifact's own scores (its runtime opened here, without the
+    demo), and the original column PyTorch's: INT8 and FP32 ONNX Runtime scores differ from PyTorch's in
+    their low digits, so a handler that ran PyTorch twice (or the wrong artifact) could not pass."""
+    from zoo.data.preprocess import load_image, preprocess
+    from zoo.serve.predict import top_k
+    from zoo.serve.runtimes import open_runtime
+
+    cand, orig, _status, _crop = classify(RuntimeCache(artifacts), str(cifar_image), cifar_tag, fmt)
+    with open_runtime(artifacts / cifar_tag / fmt) as rt, open_runtime(cifar_tag) as torch_rt:
+        x = preprocess(load_image(cifar_image), rt.preprocess)[None]
+        own = {t["label"]: t["prob"] for t in top_k(rt.run(x), rt.labels, 5)[0]}
+        reference = {t["label"]: t["prob"] for t in top_k(torch_rt.run(x), torch_rt.labels, 5)[0]}
+    assert cand == own and orig == reference
+    assert cand != orig  # the two columns come from two different runtimes
+
+
 def test_the_crop_is_shown_enlarged_pixel_for_pixel():
     from zoo.serve.demo import enlarged
 
@@ -270,6 +290,13 @@ def test_an_upload_above_the_limit_is_refused_before_it_is_stored(server, tmp_pa
         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
     )
     assert urllib.request.urlopen(small, timeout=60).status == 200  # the control: a small one is taken
+
+
+def test_the_demo_deletes_uploads_after_a_while(artifacts, cifar_tag):
+    from zoo.serve.demo import UPLOADS_KEPT_S
+
+    demo = build_demo([cifar_tag], artifacts)
+    assert demo.delete_cache == (UPLOADS_KEPT_S, UPLOADS_KEPT_S) and 0 < UPLOADS_KEPT_S <= 3600
 
 
 def test_headless_chromium_uploads_an_image_and_reads_the_top_label(

@@ -86,6 +86,26 @@ def test_every_config_parses_into_tritons_model_config_and_the_ensemble_is_wired
     assert (repo / classifier.name / "1" / "artifact" / card["file"]).is_file()
 
 
+def test_a_1000_class_label_file_keeps_index_order_and_duplicates(artifact, tmp_path):
+    """ImageNet's labels are neither sorted nor unique (two "crane", two "maillot"): the ensemble's label
+    file must be the class names line by line in index order, as the label file of the zoo (the reference
+    here is that file itself, read without the zoo)."""
+    from zoo.data.labels import _DIR
+    from zoo.export.artifact import read_card
+    from zoo.serve.triton import _fill, configs
+
+    names = (_DIR / "imagenet1k.txt").read_text().splitlines()
+    assert len(names) == 1000 and names.count("crane") == 2 and names != sorted(names)
+    card = read_card(artifact) | {"labels": names}
+    card["output"] = {**card["output"], "shape": [None, 1000]}
+    ensemble = next(c for c in configs(card, "cpu").values() if c.get("platform") == "ensemble")
+    (tmp_path / "ensemble").mkdir()
+    _fill(tmp_path / "ensemble", ensemble, card, artifact)
+    written = (tmp_path / "ensemble" / "labels.txt").read_text().splitlines()
+    assert written == names
+    assert [i for i, n in enumerate(written) if n == "crane"] == [134, 517]
+
+
 def test_gpu_configs_use_tritons_own_backends_and_an_engine_never_goes_to_a_cpu(artifact, tmp_path):
     _need_tritonclient()
     from zoo.export.artifact import read_card

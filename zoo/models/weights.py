@@ -143,7 +143,7 @@ def _spec_from_entry(name: str, e: Any, presets: dict, base: Path) -> WeightSpec
     if not isinstance(e, dict):
         raise ZooError(f"an entry must be a table, not {e!r}.")
     if e.get("arch") != arch:
-        raise ZooError(f"`arch` must be {arch!r}, the part of the name before the dot.")
+        raise ZooError(f"the name must be '{e.get('arch')}.TAG': the part before the dot is its `arch`.")
     dataset = check_name(_field(e, "dataset", str, ""), "dataset")
     labels = check_name(_field(e, "labels", str, ""), "label set")
     load_labels(labels)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError, reading
-from zoo.utils.files import read_text
+from zoo.utils import files
 
 CHECKPOINT = "last.pt"  # weights, optimiser, EMA and counters after the last finished epoch
 METRICS = "metrics.jsonl"  # one row per finished epoch; test metrics on the epochs evaluated
@@ -30,10 +30,7 @@ def read_json(path: Path) -> dict[str, Any] | None:
     """A run's JSON record (None when absent); one sentence when it is not a JSON object."""
     if not path.exists():
         return None
-    try:
-        doc = json.loads(read_text(path, MAX_RECORD_BYTES, "run record"))
-    except json.JSONDecodeError:
-        raise ZooError(f"{path} is not valid JSON: the run's record is damaged.") from None
+    doc = files.read_json(path, MAX_RECORD_BYTES, "run record")
     if not isinstance(doc, dict):
         raise ZooError(f"{path} is not a JSON object: the run's record is damaged.")
     return doc
@@ -46,7 +43,7 @@ def metrics(folder: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     rows = []
-    for n, line in enumerate(read_text(path, MAX_RECORD_BYTES, "training log").splitlines(), 1):
+    for n, line in enumerate(files.read_text(path, MAX_RECORD_BYTES, "training log").splitlines(), 1):
         if not line.strip():
             continue
         try:

@@ -101,6 +101,21 @@ def _dist_and_device(choice: str) -> tuple[int, int, int, torch.device]:
     return int(os.environ.get("RANK", "0")), local_rank, world, device
 
 
+def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    """SGD as the recipe sets it: lr, momentum, Nesterov, and weight decay on the parameters it names."""
+    o = recipe.optimizer
+    return torch.optim.SGD(
+        _param_groups(model, recipe), lr=float(o.lr), momentum=float(o.momentum), nesterov=bool(o.nesterov)
+    )
+
+
+def make_ema(model: nn.Module, recipe: Recipe) -> torch.optim.swa_utils.AveragedModel:
+    """The exponential moving average of the weights and of the BatchNorm statistics (use_buffers), at
+    the recipe's decay per step: what a recipe with an EMA evaluates and ships."""
+    average = torch.optim.swa_utils.get_ema_multi_avg_fn(float(recipe.regularise.ema_decay))
+    return torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=average, use_buffers=True)
+
+
 def _param_groups(model: nn.Module, recipe: Recipe) -> list[dict]:
     wd = float(recipe.optimizer.weight_decay)
     if not recipe.optimizer.no_decay_on_norm_and_bias:
@@ -332,14 +347,8 @@ def _start(cfg: TrainConfig) -> Run:
     if fp16 and device.type != "cuda":
         raise ZooError("--amp fp16 is for GPUs without bf16; on a CPU use bf16 or fp32.")
     loaders = _loaders(cfg, preprocess_spec(r.dataset), device, rank, world, channels_last=True)
-    o = r.optimizer
-    opt = torch.optim.SGD(
-        _param_groups(model, r), lr=float(o.lr), momentum=float(o.momentum), nesterov=bool(o.nesterov)
-    )
-    ema = None
-    if r.regularise.ema_decay:
-        ema_avg = torch.optim.swa_utils.get_ema_multi_avg_fn(float(r.regularise.ema_decay))
-        ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=ema_avg, use_buffers=True)
+    opt = make_optimizer(model, r)
+    ema = make_ema(model, r) if r.regularise.ema_decay else None
     run = Run(cfg, model, opt, ema, loaders, device, rank, world, bf16, warm=_needs_warmup(cfg.arch, r))
     run.scaler = torch.amp.GradScaler("cuda") if fp16 else None
     if float(r.distill.weight) > 0:

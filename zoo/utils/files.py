@@ -4,6 +4,7 @@ manifest, card, checkpoint and report of the zoo is written this way."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -11,6 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from zoo.errors import ZooError
 
@@ -88,6 +90,14 @@ def read_text(path: Path, limit: int, what: str = "file") -> str:
         return read_bytes(path, limit, what).decode("utf-8")
     except UnicodeDecodeError:
         raise ZooError(f"the {what} {path} is not UTF-8 text.") from None
+
+
+def read_json(path: Path, limit: int, what: str = "file") -> Any:
+    """`read_text` parsed as JSON, with one sentence when it is not."""
+    try:
+        return json.loads(read_text(path, limit, what))
+    except json.JSONDecodeError as e:
+        raise ZooError(f"the {what} {path} is not valid JSON ({e.msg}, line {e.lineno}).") from None
 
 
 def output_dir(path: Path, what: str = "output folder") -> Path:
