@@ -5,6 +5,7 @@ its file and precision are in `export/formats.py`; how each is built is one make
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from zoo.utils.lazy import lazy_import
 from zoo.utils.machine import cpu_record
 from zoo.utils.machine import versions as installed
 from zoo.utils.paths import cache_dir
+from zoo.utils.progress import step
 
 torch = lazy_import("torch")
 
@@ -112,18 +114,25 @@ def export_model(name: str, options: ExportOptions, log: Callable[[str], None] =
         if parent is not None and parent.artifact is None:
             results[fmt.name] = Exported(fmt.name, "failed", message=f"skipped: {fmt.parent} failed")
             continue
+        started = time.monotonic()
         try:
-            results[fmt.name] = build.make(fmt, parent.artifact if parent else None)
+            with step(f"{fmt.name}: {fmt.help or 'building'}"):
+                results[fmt.name] = build.make(fmt, parent.artifact if parent else None)
         except ZooError as e:
             results[fmt.name] = Exported(fmt.name, "failed", message=str(e))
-        log(_line(results[fmt.name]))
+        log(_line(results[fmt.name], time.monotonic() - started))
     return [results[f] for f in steps]
 
 
-def _line(r: Exported) -> str:
+def _line(r: Exported, seconds: float | None = None) -> str:
+    """One line a step: what happened, how long it took and how large the file is (as Ultralytics says)."""
     if r.status == "failed":
-        return f"{r.format}: failed"
-    return f"{r.format}: {r.status} {r.artifact.path}"
+        return f"{r.format}: failed" + (f" after {seconds:.1f} s" if seconds is not None else "")
+    took = f" in {seconds:.1f} s" if seconds is not None and r.status == "built" else ""
+    size = (
+        f", {r.artifact.card.get('size_bytes', 0) / 1e6:.1f} MB" if r.artifact.card.get("size_bytes") else ""
+    )
+    return f"{r.format}: {r.status}{took}{size} -> {r.artifact.path}"
 
 
 class Builder:
@@ -154,8 +163,9 @@ class Builder:
 
     def calibration(self) -> list[np.ndarray]:
         if self._calib is None:
-            images = calibration_images(self.spec, self.o.calib_data, self.o.calib_size, data=self.o.data)
-            self._calib = batches(images, self.spec)
+            with step(f"reading {self.o.calib_size} calibration images"):
+                images = calibration_images(self.spec, self.o.calib_data, self.o.calib_size, data=self.o.data)
+                self._calib = batches(images, self.spec)
         return self._calib
 
     def has_data(self) -> bool:

@@ -36,6 +36,7 @@ from zoo.utils import machine
 from zoo.utils.figures import pyplot, save
 from zoo.utils.files import atomic_path
 from zoo.utils.lazy import lazy_import
+from zoo.utils.progress import step
 
 torch = lazy_import("torch")
 
@@ -291,13 +292,17 @@ def bench(tag: str, o: BenchOptions, log=print) -> dict[str, Any]:
         if c.status != "failed" and not summary[c.target].get("refused")
     }
     runs: dict[str, list[list[dict[str, Any]]]] = {fmt: [] for fmt in timed}
-    for r in range(o.repeats):
-        for fmt in [f for f in timed if summary[f]["status"] != "failed"]:
-            log(f"timing {fmt} (process {r + 1} of {o.repeats}) ...")
-            try:
-                runs[fmt].append(time_in_fresh_process(spec.name, fmt, timed[fmt], o))
-            except ZooError as e:
-                summary[fmt] |= {"status": "failed", "message": str(e)}
+    with step(
+        f"timing {len(timed)} target(s) x {o.repeats} process(es)", total=len(timed) * o.repeats
+    ) as advance:
+        for r in range(o.repeats):
+            for fmt in [f for f in timed if summary[f]["status"] != "failed"]:
+                log(f"timing {fmt} (process {r + 1} of {o.repeats}) ...")
+                try:
+                    runs[fmt].append(time_in_fresh_process(spec.name, fmt, timed[fmt], o))
+                except ZooError as e:
+                    summary[fmt] |= {"status": "failed", "message": str(e)}
+                advance()
     rows = []
     for fmt, done in runs.items():
         if summary[fmt]["status"] != "failed" and done:

@@ -24,6 +24,7 @@ from zoo.serve.bars import BARS, JUDGED_AS, bars_with, looser  # noqa: F401  (re
 from zoo.serve.runtimes import Runtime, TorchRuntime, open_runtime
 from zoo.serve.verdicts import card_key
 from zoo.utils.metrics import hits, top_k
+from zoo.utils.progress import step
 
 
 @dataclass
@@ -200,6 +201,18 @@ def check_exported_from(directory, spec) -> None:
         )
 
 
+def _run_batch(batch, y, reference, opened: dict, ref: list, labels: list, logits: dict, out: dict) -> None:
+    """One batch through the original and every artifact still running; one that fails is dropped."""
+    ref.append(reference.run(batch))
+    labels.append(y)
+    for key, (_, _, rt) in list(opened.items()):
+        try:
+            logits[key].append(rt.run(batch))
+        except ZooError as e:
+            out[key] = {"failed": f"could not run it for parity: {e}"}
+            opened.pop(key)[2].close()
+
+
 def check_artifacts(
     tag: str,
     directories: list,
@@ -243,15 +256,11 @@ def check_artifacts(
         on_gpu = any(rt.device.startswith("cuda") for _, _, rt in opened.values())
         reference = TorchRuntime(tag, device="cuda" if on_gpu else "cpu")
         ref, labels, logits = [], [], {key: [] for key in opened}
-        for batch, y in stream(spec.preprocess, dataset, limit):
-            ref.append(reference.run(batch))
-            labels.append(y)
-            for key, (_, _, rt) in list(opened.items()):
-                try:
-                    logits[key].append(rt.run(batch))
-                except ZooError as e:
-                    out[key] = {"failed": f"could not run it for parity: {e}"}
-                    opened.pop(key)[2].close()
+        n = min(len(dataset), limit or len(dataset))
+        with step(f"parity of {len(opened)} artifact(s) on {n:,} images", total=n) as advance:
+            for batch, y in stream(spec.preprocess, dataset, limit):
+                advance(len(batch))
+                _run_batch(batch, y, reference, opened, ref, labels, logits, out)
         for key, (d, run_by, rt) in opened.items():
             result = judge(
                 reference,

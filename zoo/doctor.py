@@ -9,6 +9,7 @@ from zoo import __version__
 from zoo.utils.lazy import install_hint
 from zoo.utils.machine import cpu_record, machine, version
 from zoo.utils.paths import BUILTIN_WEIGHTS, cache_dir
+from zoo.utils.progress import step
 
 PACKAGES = (
     "torch",
@@ -28,7 +29,8 @@ PACKAGES = (
 
 def _probe(name: str, fn) -> dict[str, Any]:
     try:
-        return {"name": name, "usable": True, "detail": fn()}
+        with step(f"probing {name}"):
+            return {"name": name, "usable": True, "detail": fn()}
     except Exception as e:  # any failure to load a backend means: not usable here, and why
         if isinstance(e, ImportError) and "No module named" in str(e):
             return {"name": name, "usable": False, "detail": install_hint(e.name or name)}

@@ -19,6 +19,7 @@ from zoo.models import registry
 from zoo.models.weights import read_checkpoint
 from zoo.train.runs import SUMMARY, WEIGHTS, read_json
 from zoo.utils.metrics import accuracy
+from zoo.utils.progress import step
 
 PROTOCOLS = ("single", "flip", "10crop", "multiscale")
 SCALES = (224, 256, 384, 480, 640)
@@ -90,24 +91,9 @@ def evaluate(
     n = min(len(dataset), limit or len(dataset))
     probs = torch.zeros(n, loaded[0][0].fc.out_features)
     labels = torch.zeros(n, dtype=torch.long)
-    for model, spec, *_ in loaded:
-        start = 0
-        for imgs, ys in batches(dataset, n, batch_size):
-            views = [_views(img, spec, protocol) for img in imgs]
-            if protocol == "multiscale":  # one image and scale at a time: the shapes differ
-                p = torch.stack(
-                    [
-                        torch.cat([model(torch.from_numpy(v)[None]) for v in vs]).softmax(1).mean(0)
-                        for vs in views
-                    ]
-                )
-            else:
-                k = len(views[0])
-                logits = model(torch.from_numpy(np.stack([v for vs in views for v in vs])))
-                p = logits.softmax(1).view(len(imgs), k, -1).mean(1)
-            probs[start : start + len(ys)] += p
-            labels[start : start + len(ys)] = torch.tensor(ys)
-            start += len(ys)
+    for model, spec, name, _ in loaded:
+        with step(f"eval {name} on {n:,} images ({protocol})", total=n) as advance:
+            _evaluate_one(model, spec, dataset, n, batch_size, protocol, probs, labels, advance)
     top1, top5 = accuracy(probs, labels)
     return {
         "models": [name for _, _, name, _ in loaded],
@@ -117,3 +103,23 @@ def evaluate(
         "top1": top1,
         "top5": top5,
     }
+
+
+@torch.no_grad()
+def _evaluate_one(model, spec, dataset, n, batch_size, protocol, probs, labels, advance) -> None:
+    """Add one model's class probabilities over the first `n` images into `probs` (and `labels`)."""
+    start = 0
+    for imgs, ys in batches(dataset, n, batch_size):
+        views = [_views(img, spec, protocol) for img in imgs]
+        if protocol == "multiscale":  # one image and scale at a time: the shapes differ
+            p = torch.stack(
+                [torch.cat([model(torch.from_numpy(v)[None]) for v in vs]).softmax(1).mean(0) for vs in views]
+            )
+        else:
+            k = len(views[0])
+            logits = model(torch.from_numpy(np.stack([v for vs in views for v in vs])))
+            p = logits.softmax(1).view(len(imgs), k, -1).mean(1)
+        probs[start : start + len(ys)] += p
+        labels[start : start + len(ys)] = torch.tensor(ys)
+        start += len(ys)
+        advance(len(ys))

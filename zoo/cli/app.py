@@ -72,6 +72,10 @@ def command(*args: Any, **kwargs: Any) -> Callable:
     def wrap(fn: Callable) -> Callable:
         @functools.wraps(fn)
         def run(*a: Any, **k: Any) -> Any:
+            if k.get("as_json"):  # one JSON document on stdout, and nothing drawn on stderr either
+                from zoo.utils import progress
+
+                progress.quiet()
             try:
                 return fn(*a, **k)
             except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.Abort):
