@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from zoo.export.pipeline import EXPORT_PACKAGES, ExportOptions
 from zoo.models import registry
 from zoo.models.checkpoints import untrained as register
 from zoo.serve import targets
+from zoo.serve.bench_checks import checks, load_average, suspect_formats
 from zoo.serve.checked_export import export_and_check
 from zoo.serve.runtimes import RUNTIMES, Runtime, TorchRuntime, open_runtime, runtime_for
 from zoo.serve.verdicts import ALLOW
@@ -292,6 +294,7 @@ def bench(tag: str, o: BenchOptions, log=print) -> dict[str, Any]:
         if c.status != "failed" and not summary[c.target].get("refused")
     }
     runs: dict[str, list[list[dict[str, Any]]]] = {fmt: [] for fmt in timed}
+    loads = [load_average()]
     with step(
         f"timing {len(timed)} target(s) x {o.repeats} process(es)", total=len(timed) * o.repeats
     ) as advance:
@@ -303,6 +306,7 @@ def bench(tag: str, o: BenchOptions, log=print) -> dict[str, Any]:
                 except ZooError as e:
                     summary[fmt] |= {"status": "failed", "message": str(e)}
                 advance()
+    loads.append(load_average())
     rows = []
     for fmt, done in runs.items():
         if summary[fmt]["status"] != "failed" and done:
@@ -323,6 +327,9 @@ def bench(tag: str, o: BenchOptions, log=print) -> dict[str, Any]:
         "rows": rows,
         "summary": list(summary.values()),
         "fastest": fastest(list(summary.values())),
+        # what the bench says of its own figures (serve/bench_checks.py): empty when nothing is suspect
+        "checks": checks(rows, loads, os.cpu_count()),
+        "load_average": {"before": loads[0], "after": loads[-1], "cores": os.cpu_count()},
     }
     for fmt, path in timed.items():
         if path is not None and "by_batch" in summary[fmt]:
@@ -405,6 +412,7 @@ def summary_cells(report: dict[str, Any]) -> list[list[str]]:
         return "-" if v is None else format(v, fmt) + unit
 
     rows = []
+    suspect = suspect_formats(report.get("rows", []))  # a speed-up from a row a check names is marked
     for e in report["summary"]:
         by_batch = {int(b): r for b, r in e.get("by_batch", {}).items()}  # keys are strings once in JSON
         one = by_batch.get(1, {})
@@ -423,7 +431,8 @@ def summary_cells(report: dict[str, Any]) -> list[list[str]]:
                 num(one.get("model_p99_ms"), ".3f"),
                 num(one.get("e2e_p50_ms"), ".3f"),
                 num(max((r["model_images_per_s"] for r in by_batch.values()), default=None), ".0f"),
-                num(e.get("speedup_vs_eager_b1"), ".1f", "×"),
+                num(e.get("speedup_vs_eager_b1"), ".1f", "×")
+                + (" ⚠" if e.get("speedup_vs_eager_b1") and {e["format"], targets.EAGER} & suspect else ""),
             ]
         )
     return rows
@@ -440,12 +449,15 @@ def markdown(report: dict[str, Any]) -> str:
     v = hw.get("versions", {})
     if report.get("fastest"):
         lines += ["", fastest_sentence(report["fastest"])]
+    if report.get("checks"):
+        lines += ["", *(f"⚠ {c}." for c in report["checks"])]
+    repeats = o.get("repeats")
     lines += [
         "",
         f"{report['model']}{' (untrained: timing only)' if report.get('untrained') else ''} on "
         f"{hw.get('gpu') or hw.get('cpu')} ({hw.get('cpu_count')} CPUs), torch {v.get('torch')}, "
-        f"onnxruntime {v.get('onnxruntime')}, {report['created']}; each format in {o.get('repeats')} fresh "
-        f"processes taken in turns, medians over them; {o.get('seconds')} s timed per batch size; "
+        f"onnxruntime {v.get('onnxruntime')}, {report['created']}; each format in {repeats} fresh "
+        f"process{'es' if repeats != 1 else ''} taken in turns, medians over them; {o.get('seconds')} s timed per batch size; "
         f"parity on {_parity_count(report)} labelled test images, bars judged on 95% confidence intervals.",
     ]
     return "\n".join(lines) + "\n"
@@ -480,26 +492,63 @@ def write_report(report: dict[str, Any], out: Path) -> None:
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
+    """The chart as a PNG (nothing without matplotlib)."""
+    fig = chart(report)
+    if fig is not None:
+        save(fig, path)
 
+
+def chart(report: dict[str, Any]):
+    """Latency and throughput against batch size, one line a format: a tick at each batch timed, the
+    range of the fresh processes' p50s as bars, formats that were not timed named in the legend."""
     plt = pyplot()
     if plt is None:
-        return
+        return None
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     status = {e["format"]: e["status"] for e in report["summary"]}
+    batches = sorted({r["batch"] for r in report["rows"]})
     for fmt in dict.fromkeys(r["format"] for r in report["rows"]):
-        rs = [r for r in report["rows"] if r["format"] == fmt]
+        rs = sorted((r for r in report["rows"] if r["format"] == fmt), key=lambda r: r["batch"])
         bad = status.get(fmt) in UNVERIFIED  # timed with --allow-unverified: dashed, grey, and labelled
         style = {"linestyle": "--", "color": "0.6", "marker": "x"} if bad else {"marker": "o"}
         label = f"{fmt} ({status[fmt]})" if bad else fmt
-        a.plot([r["batch"] for r in rs], [r["model_p50_ms"] for r in rs], label=label, **style)
-        b.plot([r["batch"] for r in rs], [r["model_images_per_s"] for r in rs], label=label, **style)
-    a.set(xscale="log", yscale="log", xlabel="batch", ylabel="p50 latency (ms, model only)")
+        x, p50 = [r["batch"] for r in rs], [r["model_p50_ms"] for r in rs]
+        # the spread between the fresh processes: the lowest and highest of their p50s
+        runs = [r.get("model_p50_ms_runs") or [r["model_p50_ms"]] for r in rs]
+        low = [m - min(rr) for m, rr in zip(p50, runs, strict=True)]
+        high = [max(rr) - m for m, rr in zip(p50, runs, strict=True)]
+        line = a.errorbar(x, p50, yerr=[low, high], capsize=3, label=label, **style)
+        color = line[0].get_color()
+        b.plot(x, [r["model_images_per_s"] for r in rs], label=label, **{**style, "color": color})
+    for e in report["summary"]:  # what was not timed is named on the chart, not left out silently
+        if e["format"] not in {r["format"] for r in report["rows"]} and e["status"] != "ok":
+            for ax in (a, b):
+                ax.plot(
+                    [],
+                    [],
+                    linestyle="none",
+                    marker="x",
+                    color="red",
+                    label=f"{e['format']}: {e['status']}, not timed",
+                )
+    a.set(
+        xscale="log", yscale="log", xlabel="batch", ylabel="p50 latency (ms, model only; bars: process range)"
+    )
     b.set(xscale="log", yscale="log", xlabel="batch", ylabel="images/s (model only)")
     for ax in (a, b):
+        ax.set_xticks(batches)  # a tick at each batch size timed, written as a plain number
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"{report['model']} on {report['hardware']['cpu']}", fontsize=9)
-    save(fig, path)
+    suspect = report.get("checks") or []
+    title = f"{report['model']} on {report['hardware']['cpu']}"
+    fig.suptitle(title + (f": {len(suspect)} warning(s), see the report" if suspect else ""), fontsize=9)
+    return fig
 
 
 if __name__ == "__main__":  # one format timed in this fresh process: python -m serve.bench JOB_JSON

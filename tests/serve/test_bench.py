@@ -53,3 +53,95 @@ def test_the_percentiles_are_the_named_ones_and_throughput_follows_from_batch_an
     assert s["p50_ms"] == pytest.approx(cuts[49]) and s["p90_ms"] == pytest.approx(cuts[89])
     assert s["p99_ms"] == pytest.approx(cuts[98]) and s["p99_ms"] != pytest.approx(cuts[94])
     assert s["images_per_s"] == pytest.approx(8 * 257 / (sum(times.tolist()) / 1000))
+
+
+def _row(fmt="onnx", batch=1, p50=2.0, e2e=3.0, p99=2.5, runs=(2.0, 2.1), n=50):
+    return {
+        "format": fmt,
+        "batch": batch,
+        "model_p50_ms": p50,
+        "e2e_p50_ms": e2e,
+        "model_p99_ms": p99,
+        "model_p50_ms_runs": list(runs),
+        "model_runs": n,
+        "model_images_per_s": 1000 * batch / p50,
+    }
+
+
+@pytest.mark.parametrize(
+    "row, words",
+    [
+        (_row(), None),
+        (
+            _row(p50=1202.0, e2e=145.0, p99=1300.0, runs=(1202.0, 1210.0)),
+            "below the model-only p50 1202.000 ms",
+        ),
+        (_row(runs=(1.0, 2.0)), "processes' p50s differ by 67%"),
+        (_row(p99=9.0), "p99 is 4.5x p50"),
+        (_row(n=4), "only 4 timed calls"),
+    ],
+    ids=["clean", "e2e-below-model", "spread", "tail", "few-runs"],
+)
+def test_the_bench_names_figures_that_cannot_be_trusted(row, words):
+    """The figures of the issue (p50 1,202 ms with an end-to-end p50 of 145 ms) and the other ways a run
+    disagrees with itself each earn one sentence; a clean row none."""
+    from zoo.serve.bench_checks import checks, row_checks
+
+    found = row_checks(row)
+    assert (found == []) if words is None else (len(found) == 1 and words in found[0]), found
+    assert checks([row], [1.0], 2) == found  # a load below the cores adds nothing
+    busy = checks([row], [0.5, 5.3], 2)
+    assert busy[-1].startswith("the machine's load average reached 5.3 on 2 cores")
+
+
+def _report(rows, summary, checks=()):
+    return {
+        "model": "resnet20.cifar10",
+        "untrained": False,
+        "hardware": {"cpu": "test CPU", "cpu_count": 2, "versions": {}},
+        "options": {"repeats": 1, "seconds": 0.1},
+        "created": "now",
+        "rows": rows,
+        "summary": summary,
+        "fastest": None,
+        "checks": list(checks),
+    }
+
+
+def test_a_speedup_from_a_suspect_row_is_marked_and_the_checks_are_written_under_the_table():
+    from zoo.serve.bench import markdown, summary_cells
+
+    eager = _row("pytorch", p50=500.0, e2e=510.0, p99=520.0, runs=(500.0, 505.0))
+    fast = _row("onnx", p50=1.0, e2e=0.5, p99=1.2, runs=(1.0, 1.01))  # e2e below model: suspect
+    summary = [
+        {"format": f, "status": "ok", "by_batch": {1: r}, "speedup_vs_eager_b1": 500.0 / r["model_p50_ms"]}
+        for f, r in (("pytorch", eager), ("onnx", fast))
+    ]
+    from zoo.serve.bench_checks import checks
+
+    report = _report([eager, fast], summary, checks([eager, fast], [], 2))
+    cells = {c[0]: c for c in summary_cells(report)}
+    assert cells["onnx"][-1] == "500.0× ⚠" and cells["pytorch"][-1] == "1.0×"
+    text = markdown(report)
+    assert "⚠ onnx at batch 1: end-to-end p50 0.500 ms is below" in text
+    assert "in 1 fresh process taken" in text  # not "1 fresh processes"
+
+
+def test_the_chart_has_a_tick_per_batch_the_spread_and_the_formats_not_timed(tmp_path):
+    from zoo.serve.bench import chart
+
+    rows = [_row("onnx", b, p50=b * 1.0, runs=(b * 0.9, b * 1.2)) for b in (1, 8, 64)]
+    summary = [
+        {"format": "onnx", "status": "ok"},
+        {"format": "onnx-int8", "status": "failed", "message": "could not be exported"},
+    ]
+    fig = chart(_report(rows, summary))
+    latency = fig.axes[0]
+    assert list(latency.get_xticks()) == [1, 8, 64]
+    assert [t.get_text() for t in latency.get_xticklabels()] == ["1", "8", "64"]
+    labels = [t.get_text() for t in latency.get_legend().get_texts()]
+    assert "onnx" in labels and "onnx-int8: failed, not timed" in labels
+    bars = [c for c in latency.collections if c.get_segments()]  # the process range at each batch
+    assert bars and len(bars[0].get_segments()) == 3
+    (low, high) = bars[0].get_segments()[1][:, 1]  # batch 8: from 7.2 to 9.6 ms
+    assert (low, high) == pytest.approx((7.2, 9.6))

@@ -299,6 +299,8 @@ def bench_cmd(
     )
     if report["fastest"]:
         typer.echo(fastest_sentence(report["fastest"]))
+    for check in report.get("checks", []):  # what the bench says of its own figures
+        typer.echo(f"warning: {check}.", err=True)
     typer.echo(f"wrote {out}/bench-{report['model']}.json, .csv, .md and .png")
     if report["untrained"]:
         typer.echo("note: untrained weights: the timings hold, accuracy and agreement mean little.", err=True)
