@@ -12,7 +12,6 @@ import traceback
 from collections.abc import Callable
 from typing import Annotated, Any
 
-import click
 import typer
 
 from zoo.errors import ZooError, unexpected
@@ -49,6 +48,11 @@ def _root(
         os.environ["ZOO_DEBUG"] = "1"
 
 
+def _from_click(e: BaseException) -> bool:
+    """Exit, Abort and usage errors of click (which typer vendors): click shows them itself."""
+    return type(e).__module__.startswith(("typer.", "click."))
+
+
 def _debugging() -> bool:
     return os.environ.get("ZOO_DEBUG", "") not in ("", "0")
 
@@ -78,9 +82,9 @@ def command(*args: Any, **kwargs: Any) -> Callable:
                 progress.quiet()
             try:
                 return fn(*a, **k)
-            except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.Abort):
-                raise
             except Exception as e:  # noqa: BLE001  (the last resort: one sentence, never a traceback)
+                if _from_click(e):
+                    raise
                 fail(e)
 
         return app.command(*args, **kwargs)(run)
