@@ -137,3 +137,51 @@ def test_the_version_is_the_one_the_wheel_was_built_with(installed, tmp_path, wh
     out = run_installed(installed, tmp_path, "import zoo; print(zoo.__version__)")
     assert out.returncode == 0, out.stderr
     assert wheel.name.startswith(f"resnet_zoo-{out.stdout.strip()}-")
+
+
+def test_every_module_a_command_loads_comes_from_a_declared_dependency():
+    """A new user installs only the base dependencies (and the extra a backend needs): a module the CLI
+    imports at start-up or while exporting ONNX must belong to them or to what they require, not to a
+    package that happens to be installed here (click came with gradio here; typer 0.2x no longer depends
+    on it, and `zoo` failed to start on a fresh install)."""
+    import re
+    import tomllib
+    from importlib import metadata
+
+    names = "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    code = (
+        "import sys; import zoo.cli; from zoo.cli import app; import zoo.api, zoo.export.pipeline, "
+        f"zoo.serve.parity, zoo.serve.bench, zoo.utils.progress, zoo.export.trust; {names}"
+    )
+    runs = [
+        subprocess.run([sys.executable, "-c", c], capture_output=True, text=True, timeout=300, cwd=REPO)
+        for c in (code, f"import sys; {names}")  # the second: what the interpreter loads by itself (.pth)
+    ]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:]
+    loaded = set(runs[0].stdout.split()) - set(runs[1].stdout.split()) - set(sys.stdlib_module_names)
+    loaded -= {"zoo", "__main__"}
+    loaded = {m for m in loaded if not m.startswith("_")}
+
+    doc = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = [*doc["dependencies"], *doc["optional-dependencies"]["onnx"]]
+
+    def name(requirement: str) -> str:
+        return re.split(r"[\s<>=!~;\[]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+    allowed, todo = set(), [name(r) for r in declared]
+    while todo:  # the declared distributions and everything they require (their markers aside)
+        dist = todo.pop()
+        if dist in allowed:
+            continue
+        allowed.add(dist)
+        try:
+            todo += [name(r) for r in metadata.requires(dist) or [] if "extra ==" not in r]
+        except metadata.PackageNotFoundError:
+            pass
+    providers = metadata.packages_distributions()
+    strays = {
+        m: providers.get(m, ["?"])
+        for m in loaded
+        if not {d.lower().replace("_", "-") for d in providers.get(m, [])} & allowed
+    }
+    assert not strays, f"imported from undeclared distributions: {strays}"
