@@ -4,7 +4,6 @@ each step's JSON written, and `--backend cuda` refused in one sentence where ONN
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ TAG = "resnet20.cifar10"
 
 
 @pytest.mark.slow
-def test_the_gpu_check_runs_its_steps_on_the_cpu_and_writes_each_result(tmp_path, data):
+def test_the_gpu_check_runs_its_steps_on_the_cpu_and_writes_each_result(tmp_path, data, monkeypatch):
     import onnxruntime as ort
 
     steps = "train,refuse,pt2,bench"
@@ -47,12 +46,13 @@ def test_the_gpu_check_runs_its_steps_on_the_cpu_and_writes_each_result(tmp_path
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         assert "could not use CUDAExecutionProvider" in refusal and "install onnxruntime-gpu" in refusal
     assert done.returncode == 0
-    _the_pt2_runs_without_the_models_code_and_leaves_nothing_behind(
-        tmp_path / "artifacts" / TAG / "pt2", tmp_path
-    )
+    pt2 = tmp_path / "artifacts" / TAG / "pt2"
+    _the_pt2_runs_without_the_models_code_and_leaves_nothing_behind(pt2, tmp_path, monkeypatch)
 
 
-def _the_pt2_runs_without_the_models_code_and_leaves_nothing_behind(art: Path, tmp_path: Path) -> None:
+def _the_pt2_runs_without_the_models_code_and_leaves_nothing_behind(
+    art: Path, tmp_path: Path, monkeypatch
+) -> None:
     """The check's .pt2 (compiled once, here): loaded by torch alone in a fresh process, without the zoo or
     the model's Python code, it answers what the PyTorch original answers; opened by the zoo (which
     exported it: in the user's index), it unpacks its library into a folder of its own and leaves nothing
@@ -94,15 +94,11 @@ def _the_pt2_runs_without_the_models_code_and_leaves_nothing_behind(art: Path, t
 
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    before = os.environ.get("TMPDIR")
-    os.environ["TMPDIR"], tempfile.tempdir = str(tmp), None
+    monkeypatch.setenv("TMPDIR", str(tmp))  # restored after the test
+    tempfile.tempdir = None
     try:
         with open_runtime(art) as rt:
             np.testing.assert_allclose(rt.run(x), ref, atol=1e-3, rtol=1e-3)
     finally:
-        if before is None:
-            os.environ.pop("TMPDIR", None)
-        else:
-            os.environ["TMPDIR"] = before
         tempfile.tempdir = None
     assert list(tmp.iterdir()) == []
