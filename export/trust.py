@@ -66,13 +66,29 @@ def runs_native_code(fmt: str) -> bool:
     return Path(FORMATS[fmt].file).suffix != ".onnx"
 
 
+def opened(directory: Path) -> dict[str, Any]:
+    """The card of an artifact about to be loaded: read, its model file checked against it, admitted."""
+    from zoo.export.artifact import read_card, verify_file
+
+    card = read_card(directory)
+    verify_file(directory, card)
+    admit(directory, card)
+    return card
+
+
+_admitted: set[tuple[str, str]] = set()  # (folder, contract hash): an ONNX model is parsed once a process
+
+
 def admit(directory: Path, card: dict[str, Any]) -> None:
     """Refuse, in one sentence and before anything is loaded, an artifact whose answer could have been
     changed unnoticed, or whose native code nobody here vouched for."""
     if not runs_native_code(card["format"]):
-        from zoo.export.onnx import check_contract
+        key = (str(Path(directory).resolve()), contract_sha256(card))  # the contract holds the file's sha256
+        if key not in _admitted:
+            from zoo.export.onnx import check_contract
 
-        check_contract(Path(directory) / card["file"], card)
+            check_contract(Path(directory) / card["file"], card)
+            _admitted.add(key)
         return
     if not recorded(card):
         raise ZooError(

@@ -22,12 +22,12 @@ from zoo.data.preprocess import PreprocessSpec
 from zoo.errors import ZooError, reading
 from zoo.export import tensorrt, trust
 from zoo.export.aoti import check_compatible
-from zoo.export.artifact import read_card, verify_file
 from zoo.export.int8 import EXACT
 from zoo.export.int8 import arithmetic as int8_arithmetic
 from zoo.export.onnx import ort_session
 from zoo.export.tensorrt import Engine
 from zoo.models import registry
+from zoo.utils.files import exists
 from zoo.utils.lazy import installed, lazy_import
 from zoo.utils.machine import cpu_record, hardware, version
 from zoo.utils.paths import cache_dir
@@ -494,7 +494,7 @@ def open_runtime(
     other runtimes share this process's cores (the demo), so ONNX Runtime's threads do not spin."""
     check_backend(backend)
     path = Path(source)
-    if not _exists(path):
+    if not exists(path):
         if "/" in str(source) or os.sep in str(source):
             raise ZooError(f"{source} does not exist: there is no artifact directory there.")
         if backend not in (None, *TAG_BACKENDS):
@@ -504,17 +504,8 @@ def open_runtime(
         return _open_artifact(path, backend, threads, shared)
 
 
-def _exists(path: Path) -> bool:
-    try:
-        return path.exists()
-    except (OSError, ValueError):  # a name the file system refuses (too long, a NUL) names no artifact
-        return False
-
-
 def _open_artifact(path: Path, backend: str | None, threads: int | None, shared: bool) -> Runtime:
-    card = read_card(path)
-    verify_file(path, card)
-    trust.admit(path, card)
+    card = trust.opened(path)
     common = {
         "name": f"{card['source']}/{card['format']}",
         "preprocess": PreprocessSpec.from_dict(card["preprocess"]),

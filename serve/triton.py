@@ -24,7 +24,6 @@ from typing import Any
 import zoo
 from zoo.errors import ZooError
 from zoo.export import trust
-from zoo.export.artifact import read_card, verify_file
 from zoo.utils.files import swap_dir_into_place, temp_dir
 from zoo.utils.lazy import lazy_import
 
@@ -149,9 +148,7 @@ def write_repository(
 ) -> dict[str, Any]:
     """Write (or replace) the four models of an artifact directory into the repository `repo`."""
     artifact = Path(artifact)
-    card = read_card(artifact)
-    verify_file(artifact, card)
-    trust.admit(artifact, card)  # what the server will load is held to what `zoo predict` is held to
+    card = trust.opened(artifact)  # what the server will load is held to what `zoo predict` is held to
     models = configs(card, device, dynamic_batching)
     try:
         repo.mkdir(parents=True, exist_ok=True)

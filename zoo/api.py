@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ZooError
-from zoo.utils.files import output_dir
+from zoo.utils.files import exists, output_dir
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -274,14 +274,6 @@ def parity(
     return check_artifacts(spec.name, dirs, data, limit, bars_with(**(bars or {})), backend)
 
 
-def _exists(name: str) -> bool:
-    """Whether a path exists; False for a name the file system refuses (too long, a NUL): not a path."""
-    try:
-        return Path(name).exists()
-    except (OSError, ValueError):
-        return False
-
-
 def _admit(source: str | os.PathLike, backend: str | None, allow_unverified: bool, log: Log) -> None:
     """What `zoo predict` checks before loading anything: an artifact (a Path, or a string naming a
     directory; a tag is a name, never a path) must be one, run by a backend this machine has, and admitted
@@ -291,7 +283,7 @@ def _admit(source: str | os.PathLike, backend: str | None, allow_unverified: boo
     from zoo.serve.runtimes import check_backend, require_backend
     from zoo.serve.verdicts import admit
 
-    if isinstance(source, os.PathLike) or _exists(source) or os.sep in str(source):
+    if isinstance(source, os.PathLike) or exists(source) or os.sep in str(source):
         require_backend(backend)  # a backend this machine lacks is said before the verdict is read
         trust.admit(Path(source), read_card(Path(source)))  # no --allow-unverified for what may run code
         for line in admit(source, backend, allow_unverified):

@@ -58,6 +58,14 @@ def swap_dir_into_place(tmp: Path, dest: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def exists(path: str | os.PathLike) -> bool:
+    """Whether a path exists; False for a name the file system refuses (too long, a NUL): no file has it."""
+    try:
+        return Path(path).exists()
+    except (OSError, ValueError):
+        return False
+
+
 def read_bytes(path: Path, limit: int, what: str = "file") -> bytes:
     """The bytes of a regular file of at most `limit` bytes; one sentence otherwise, before reading: a
     FIFO, a device (/dev/zero) or a folder would block or never end, a huge file would fill the memory."""
