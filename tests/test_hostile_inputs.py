@@ -41,6 +41,7 @@ def _tiny_onnx(
     labels=None,
     external: bool = False,
     int64: bool = False,
+    four_d: bool = False,
 ) -> Path:
     """A hand-built ONNX classifier (Flatten -> Gemm, optionally -> Sqrt(-1): NaN) with the zoo's metadata."""
     import onnx
@@ -63,6 +64,10 @@ def _tiny_onnx(
             helper.make_node("Sqrt", ["neg"], ["logits"]),
         ]
         inits = [w, b, minus]
+    elif four_d:  # scores as (N, classes, 1, 1), as a convolutional head without its flatten
+        shape = numpy_helper.from_array(np.array([-1, classes, 1, 1], np.int64), "shape")
+        nodes += [helper.make_node("Reshape", ["g", "shape"], ["logits"])]
+        inits = [w, b, shape]
     else:
         nodes += [helper.make_node("Identity", ["g"], ["logits"])]
         inits = [w, b]
@@ -74,7 +79,11 @@ def _tiny_onnx(
                 "input", TensorProto.INT64 if int64 else TensorProto.FLOAT, ["N", 3, 32, 32]
             )
         ],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
+        [
+            helper.make_tensor_value_info(
+                "logits", TensorProto.FLOAT, ["N", classes, 1, 1] if four_d else ["N", classes]
+            )
+        ],
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -233,6 +242,13 @@ def test_a_model_that_does_not_take_float_images_is_refused(tmp_path):
     _tiny_onnx(tmp_path / "a", int64=True)
     _card(tmp_path / "a")
     with pytest.raises(ZooError, match="input is not a 4-D float tensor"):
+        open_runtime(tmp_path / "a")
+
+
+def test_a_model_whose_scores_are_not_2_d_is_refused(tmp_path):
+    _tiny_onnx(tmp_path / "a", four_d=True)
+    _card(tmp_path / "a")
+    with pytest.raises(ZooError, match="output is not a 2-D float tensor"):
         open_runtime(tmp_path / "a")
 
 
