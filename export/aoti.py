@@ -56,7 +56,7 @@ def check_compatible(card: dict[str, Any], here: dict[str, Any] | None = None) -
     if built.get("torch") != here["torch"]:
         raise ZooError(
             f"this .pt2 was compiled by torch {built.get('torch')} and cannot run on torch "
-            f"{here['torch']}; run `zoo export ... --format pt2` again."
+            f"{here['torch']}; run `zoo export ... --formats pt2` again."
         )
     if str(built.get("device", "cpu")).startswith("cuda"):
         if here.get("compute_capability") is None:
@@ -65,7 +65,7 @@ def check_compatible(card: dict[str, Any], here: dict[str, Any] | None = None) -
             raise ZooError(
                 f"this .pt2 was compiled for {built.get('gpu')} (compute capability "
                 f"{built.get('compute_capability')}), not this {here.get('gpu')} "
-                f"({here['compute_capability']}); run `zoo export ... --format pt2 --device cuda` again here."
+                f"({here['compute_capability']}); run `zoo export ... --formats pt2 --device cuda` again here."
             )
 
 

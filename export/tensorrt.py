@@ -72,15 +72,15 @@ def make_builder():
 
 
 def parse_profile(text: str) -> tuple[int, int, int]:
-    """--batch MIN:OPT:MAX (or one number N = 1:N:N) -> (min, opt, max)."""
+    """--batch-range MIN:OPT:MAX (or one number N = 1:N:N) -> (min, opt, max)."""
     try:
         parts = [int(p) for p in text.split(":")]
     except ValueError:
-        raise ZooError(f"--batch {text!r} is not MIN:OPT:MAX (e.g. 1:8:64).") from None
+        raise ZooError(f"--batch-range {text!r} is not MIN:OPT:MAX (e.g. 1:8:64).") from None
     if len(parts) == 1:
         parts = [1, parts[0], parts[0]]
     if len(parts) != 3 or not (1 <= parts[0] <= parts[1] <= parts[2]):
-        raise ZooError(f"--batch {text!r} must be MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX.")
+        raise ZooError(f"--batch-range {text!r} must be MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX.")
     return parts[0], parts[1], parts[2]
 
 
@@ -295,9 +295,9 @@ def check_batch(n: int, low: int, high: int) -> None:
     """A batch outside an engine's profile is one sentence (TensorRT would leave -1 dimensions)."""
     if n < low:
         raise ZooError(
-            f"batch {n} is below this engine's profile minimum {low}; export again with --batch {n}:OPT:MAX."
+            f"batch {n} is below this engine's profile minimum {low}; export again with --batch-range {n}:OPT:MAX."
         )
     if n > high:
         raise ZooError(
-            f"batch {n} exceeds this engine's profile maximum {high}; export again with a larger --batch MAX."
+            f"batch {n} exceeds this engine's profile maximum {high}; export again with a larger --batch-range MAX."
         )

@@ -18,21 +18,18 @@ from zoo.serve.verdicts import card_key
 
 MARKS = {
     "ok": "✅",  # exported and within its parity bar (or the PyTorch original itself)
-    "parity failed": "❎",  # exported, but outside its parity bar, or it could not be run for parity
+    "parity failed": "❌",  # exported, but outside its parity bar, or it could not be run for parity
     "failed": "❌",  # not exported, or could not be timed
     "not validated": "·",  # exported; no labelled images were at hand to check it on
     "timing only": "⏱",  # untrained weights: agreement says little and accuracy nothing
 }
-LEGEND = "   ".join(
-    f"{MARKS[s]} {words}"
-    for s, words in (
-        ("ok", "exported and validated"),
-        ("parity failed", "exported, failed its parity bar"),
-        ("failed", "failed"),
-        ("not validated", "not validated"),
-        ("timing only", "timing only (untrained)"),
-    )
-)
+VERDICTS = {  # a status in the words of a table's verdict column, after its mark
+    "ok": "passed",
+    "parity failed": "failed parity",
+    "failed": "failed",
+    "not validated": "not validated (no labelled images)",
+    "timing only": "timing only (untrained weights)",
+}
 SUCCESS = ("ok", "not validated", "timing only")  # the statuses a command exits 0 with
 
 
@@ -51,6 +48,11 @@ class Checked:
     @property
     def mark(self) -> str:
         return MARKS[self.status]
+
+    @property
+    def verdict(self) -> str:
+        """The mark and its words: what a table says of this target."""
+        return f"{self.mark} {VERDICTS[self.status]}"
 
     @property
     def ok(self) -> bool:

@@ -17,7 +17,7 @@ from zoo.export.int8 import EXACT
 from zoo.utils.machine import bf16_class, cpu_features, int8_class
 
 ALLOW = "--allow-unverified"
-MARKS = {"passed": "✅", "failed": "❎", "not validated": "·"}
+MARKS = {"passed": "✅", "failed": "❌", "not validated": "·"}
 
 
 @dataclass(frozen=True)

@@ -202,7 +202,7 @@ def export(
     model: str,
     formats: Sequence[str] = (),
     trt: str | None = None,
-    out: str | os.PathLike = "artifacts",
+    artifacts: str | os.PathLike = "artifacts",
     batch: str | tuple[int, int, int] = "1:8:64",
     opset: int = 20,
     calib_data: str | None = None,
@@ -214,7 +214,7 @@ def export(
     log: Log = _stderr,
 ) -> list[Checked]:
     """`zoo export`: build each format (their parents first; ONNX when none is given) under
-    OUT/TAG/FORMAT/, each checked against the PyTorch original on `parity_images` labelled test images
+    ARTIFACTS/TAG/FORMAT/, each checked against the PyTorch original on `parity_images` labelled test images
     (None: the whole split; 0: none). `trt` (fp32, fp16, int8) adds that TensorRT engine. `batch` is the
     dynamic batch range MIN:OPT:MAX."""
     from zoo.export.formats import TRT_PRESET, plan
@@ -231,7 +231,7 @@ def export(
     formats = plan(wanted or ["onnx"])
     options = ExportOptions(
         formats=formats,
-        out=Path(out),
+        out=Path(artifacts),
         batch=parse_profile(batch if isinstance(batch, str) else ":".join(str(b) for b in batch)),
         opset=opset,
         calib_data=calib_data,
@@ -249,15 +249,15 @@ def export(
 
 def parity(
     model: str,
-    artifacts: Sequence[str | os.PathLike] | None = None,
-    out: str | os.PathLike = "artifacts",
+    dirs: Sequence[str | os.PathLike] | None = None,
+    artifacts: str | os.PathLike = "artifacts",
     data: str | os.PathLike | None = None,
     limit: int | None = None,
     bars: dict[str, float | None] | None = None,
     backend: str | None = None,
 ) -> dict[str, Any]:
-    """`zoo parity`: top-1/top-5 agreement and accuracy of artifacts (default: every one under
-    OUT/TAG) against their PyTorch original. `bars` holds any of fp32_bar, fp16_bar, int8_bar,
+    """`zoo parity`: top-1/top-5 agreement and accuracy of the artifact folders `dirs` (default: every one
+    under ARTIFACTS/TAG) against their PyTorch original. `bars` holds any of fp32_bar, fp16_bar, int8_bar,
     int8_max_drop; each card keeps the verdict under the zoo's own bars, and the result under the
     given ones as `verdict_given_bars`."""
     from zoo.export.artifact import artifact_dirs
@@ -268,9 +268,9 @@ def parity(
     data = _data_root(data)
     check_backend(backend)  # before looking for artifacts
     spec = weights(model)
-    dirs = list(artifacts or artifact_dirs(Path(out) / spec.name))
+    dirs = list(dirs or artifact_dirs(Path(artifacts) / spec.name))
     if not dirs:
-        raise ZooError(f"no artifacts of {spec.name} under {out}; run `zoo export {spec.name}` first.")
+        raise ZooError(f"no artifacts of {spec.name} under {artifacts}; run `zoo export {spec.name}` first.")
     return check_artifacts(spec.name, dirs, data, limit, bars_with(**(bars or {})), backend)
 
 
@@ -412,18 +412,18 @@ def bench(
 def exported(
     model: str,
     fmt: str,
-    out: str | os.PathLike = "artifacts",
+    artifacts: str | os.PathLike = "artifacts",
     data: str | os.PathLike | None = None,
     allow_unverified: bool = False,
     log: Log = _stderr,
 ) -> Path:
-    """The artifact of `fmt` for `model`: the one under OUT/TAG/FMT as it is (whatever options it was
+    """The artifact of `fmt` for `model`: the one under ARTIFACTS/TAG/FMT as it is (whatever options it was
     exported with), else exported and checked as `export` does; then admitted by its verdict."""
     from zoo.export.pipeline import ExportOptions
     from zoo.serve.checked_export import export_and_check
     from zoo.serve.verdicts import admit
 
-    options = ExportOptions(formats=[fmt], out=Path(out), data=_data_root(data), use_existing=True)
+    options = ExportOptions(formats=[fmt], out=Path(artifacts), data=_data_root(data), use_existing=True)
     done = export_and_check(model, [fmt], options, log=log, recheck=False)[-1]
     if done.artifact is None:
         raise ZooError(f"{fmt} could not be exported: {done.message}")
@@ -438,7 +438,7 @@ def triton(
     repo: str | os.PathLike = "triton",
     device: str = "cpu",
     dynamic_batching: bool = True,
-    out: str | os.PathLike = "artifacts",
+    artifacts: str | os.PathLike = "artifacts",
     data: str | os.PathLike | None = None,
     allow_unverified: bool = False,
     log: Log = _stderr,
@@ -450,7 +450,7 @@ def triton(
 
     format = format or TRITON_DEFAULT.get(device, TRITON_DEFAULT["cpu"])
     check_servable(format, get(format).file, device)  # before exporting anything
-    artifact = exported(model, format, out, data, allow_unverified, log)
+    artifact = exported(model, format, artifacts, data, allow_unverified, log)
     return write_repository(artifact, Path(repo), device, dynamic_batching)
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from zoo import ZooError
@@ -202,3 +204,42 @@ def test_doctor_names_the_zoos_own_version():
 def test_runs_of_a_missing_folder_suggests_where_runs_usually_are(tmp_path):
     result = runner.invoke(app, ["runs", str(tmp_path / "nothing")])
     assert result.exit_code == 1 and "zoo runs ~/zoo-runs" in result.output
+
+
+def _helps() -> dict[str, str]:
+    """Every command's --help, as a user reads it (plain text, wide enough not to wrap names)."""
+    from zoo import cli  # noqa: F401  (registers every command)
+
+    names = [c.name for c in typer.main.get_command(app).commands.values()]
+    return {n: runner.invoke(app, [n, "--help"], terminal_width=200).stdout for n in names}
+
+
+def test_the_command_list_is_whole_and_starts_with_deployment():
+    out = runner.invoke(app, ["--help"], terminal_width=100).stdout
+    listed = [line.split()[0] for line in out.split("Commands:")[1].splitlines() if line.strip()]
+    assert listed[:4] == ["export", "parity", "predict", "trust"]
+    assert "..." not in out.split("Commands:")[1]  # every summary whole, none cut
+
+
+def test_every_option_means_one_thing_in_every_command():
+    helps = _helps()
+    assert len(helps) >= 20
+    for name, text in helps.items():
+        options = text.split("Options:")[1].split("Examples:")[0]
+        assert not re.search(r"<(str|int|float|path|list\[\w+\])>", text, re.I), name  # no Python types
+        assert "Examples:" in text and f"zoo {name}" in text.split("Examples:")[1], name
+        rows = dict(
+            (m.group(1), m.group(2))
+            for m in re.finditer(r"^\s+(?:-\w, )?(--[\w-]+)[^\n]*?\s{2,}(\S[^\n]*)", options, re.M)
+        )
+        if "--artifacts" in rows:
+            assert "Artifacts folder" in rows["--artifacts"], name
+        if "--out" in rows:  # never the artifacts folder: a command's own results
+            assert "Artifacts" not in rows["--out"], name
+        if "--formats" in rows:
+            assert "Comma-separated" in rows["--formats"], name
+        if "--format" in rows:
+            assert "Comma-separated" not in rows["--format"], name
+        if "--batch" in rows:
+            assert "batch sizes" in rows["--batch"] and "MIN" not in rows["--batch"], name
+    assert "--batch-range" in helps["export"] and "--artifacts" in helps["parity"] + helps["triton"]

@@ -41,9 +41,9 @@ def test_export_shows_each_step_live_in_a_terminal_with_its_time_and_size(tmp_pa
         [
             "export",
             "resnet20.cifar10",
-            "--format",
+            "--formats",
             "onnx",
-            "--out",
+            "--artifacts",
             str(tmp_path / "a"),
             "--parity-images",
             "500",

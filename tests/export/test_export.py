@@ -86,7 +86,7 @@ def test_data_reaches_calibration_and_parity_by_option_not_through_the_environme
     """--data is passed down, not written into $ZOO_DATA (which the old code did, for every later call)."""
     monkeypatch.delenv("ZOO_DATA", raising=False)
     monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))  # no fetched CIFAR-10 to fall back on
-    args = ["export", cifar_tag, "--format", "onnx-int8-cpu", "--out", str(tmp_path), "--json"]
+    args = ["export", cifar_tag, "--formats", "onnx-int8-cpu", "--out", str(tmp_path), "--json"]
     args += ["--calib-size", "64", "--parity-images", "200"]
     refused = CliRunner().invoke(app, [*args, "--data", str(tmp_path / "nowhere")])
     assert refused.exit_code == 1 and "does not exist" in refused.output
@@ -422,7 +422,7 @@ def test_cli_without_tensorrt_keeps_the_onnx_artifacts_and_says_what_is_missing(
     if tensorrt.available():
         pytest.skip("TensorRT is installed here")
     done = _cli(
-        "export", cifar_tag, "--trt", "fp16", "--out", str(tmp_path), "--parity-images", "200", "--json"
+        "export", cifar_tag, "--trt", "fp16", "--artifacts", str(tmp_path), "--parity-images", "200", "--json"
     )
     assert done.returncode == 1 and "Traceback" not in done.stderr
     rows = json.loads(done.stdout)
@@ -440,17 +440,17 @@ def test_cli_without_tensorrt_keeps_the_onnx_artifacts_and_says_what_is_missing(
     [
         (["resnet05"], "unknown model"),
         (["plain20"], "no pretrained weights"),
-        (["{tag}", "--format", "onnx-int8", "--calib-data", "/nonexistent"], "does not exist"),
-        (["{tag}", "--batch", "8:4:2"], "MIN <= OPT <= MAX"),
+        (["{tag}", "--formats", "onnx-int8", "--calib-data", "/nonexistent"], "does not exist"),
+        (["{tag}", "--batch-range", "8:4:2"], "MIN <= OPT <= MAX"),
         (["{tag}", "--opset", "99"], "opset 99 is not supported"),
-        (["{tag}", "--out", "/etc/passwd/sub"], "cannot write"),
+        (["{tag}", "--artifacts", "/etc/passwd/sub"], "cannot write"),
     ],
     ids=["unknown-model", "no-weights", "missing-calib", "bad-batch", "bad-opset", "unwritable-out"],
 )
 def test_cli_bad_input_is_one_sentence_and_a_nonzero_exit(args, message, cifar_tag, tmp_path):
     args = [a.replace("{tag}", cifar_tag) for a in args]
-    if "--out" not in args:
-        args += ["--out", str(tmp_path)]
+    if "--artifacts" not in args:
+        args += ["--artifacts", str(tmp_path)]
     result = runner.invoke(app, ["export", *args, "--parity-images", "0"])
     assert result.exit_code == 1
     assert message in result.output and "Traceback" not in result.output
@@ -468,7 +468,7 @@ def test_tensorrt_engine_builds_runs_and_agrees(precision, tmp_path, cifar_tag, 
 
     from zoo.cli import app
 
-    args = ["export", cifar_tag, "--trt", precision, "--batch", "1:8:64", "--out", str(tmp_path), "--json"]
+    args = ["export", cifar_tag, "--trt", precision, "--batch-range", "1:8:64", "--out", str(tmp_path), "--json"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
@@ -520,7 +520,7 @@ def test_export_exits_1_when_an_artifact_fails_its_parity_bar(tmp_path, cifar_ta
 
     monkeypatch.setitem(parity.BARS, "fp32", {"top1_agreement": 100.01})  # no artifact can pass this
     result = CliRunner().invoke(
-        app, ["export", cifar_tag, "--format", "onnx", "--out", str(tmp_path), "--parity-images", "500"]
+        app, ["export", cifar_tag, "--formats", "onnx", "--out", str(tmp_path), "--parity-images", "500"]
     )
     assert result.exit_code == 1, result.output
     # the sentence that names the artifact and the bar it missed (the legend under the table also says
@@ -561,11 +561,11 @@ def test_every_card_records_the_calibration_it_really_used(tmp_path, cifar_tag, 
         [
             "export",
             cifar_tag,
-            "--format",
+            "--formats",
             "onnx-int8-cpu",
             "--calib-size",
             "64",
-            "--out",
+            "--artifacts",
             str(tmp_path),
             "--parity-images",
             "0",
@@ -589,11 +589,11 @@ def test_a_calibration_folder_with_a_foreign_labels_csv_is_one_sentence(tmp_path
         [
             "export",
             cifar_tag,
-            "--format",
+            "--formats",
             "onnx-int8-cpu",
             "--calib-data",
             str(tmp_path),
-            "--out",
+            "--artifacts",
             str(tmp_path / "o"),
         ],
     )
@@ -623,11 +623,11 @@ def test_export_with_calib_data_and_no_zoo_data_checks_parity_on_its_test_split(
             "zoo.cli",
             "export",
             cifar_tag,
-            "--format",
+            "--formats",
             "onnx",
             "--calib-data",
             str(cifar_dir),
-            "--out",
+            "--artifacts",
             str(tmp_path / "o"),
             "--json",
         ],
@@ -656,9 +656,9 @@ def test_export_prints_only_the_zoos_own_words_without_torchvision(cifar_tag, ci
             hide,
             "export",
             cifar_tag,
-            "--format",
+            "--formats",
             "onnx",
-            "--out",
+            "--artifacts",
             str(tmp_path),
             "--parity-images",
             "0",
@@ -683,11 +683,11 @@ def test_fp16_without_images_converts_unmeasured_and_int8_stops_before_any_work(
 
     untrained("resnet18")  # seeded random weights in the test's own cache: no ImageNet weights here
     out = tmp_path / "a"
-    r = CliRunner().invoke(app, ["export", "resnet18.untrained", "--format", "onnx-int8", "--out", str(out)])
+    r = CliRunner().invoke(app, ["export", "resnet18.untrained", "--formats", "onnx-int8", "--out", str(out)])
     assert r.exit_code == 1 and "needs real imagenet1k images to calibrate on" in r.output, r.output
     assert not out.exists()
     r = CliRunner().invoke(
-        app, ["export", "resnet18.untrained", "--format", "onnx-fp16", "--out", str(out), "--json"]
+        app, ["export", "resnet18.untrained", "--formats", "onnx-fp16", "--out", str(out), "--json"]
     )
     assert r.exit_code == 0, r.output
     rows = {row["format"]: row for row in json.loads(r.stdout)}

@@ -78,7 +78,7 @@ def test_a_batch_profile_is_min_opt_max_or_one_number_for_opt_and_max(text, prof
 def test_a_batch_profile_out_of_order_or_malformed_is_one_sentence(text):
     from zoo.export.tensorrt import parse_profile
 
-    with pytest.raises(ZooError, match="--batch"):
+    with pytest.raises(ZooError, match="--batch-range"):
         parse_profile(text)
 
 
@@ -86,7 +86,7 @@ def test_an_engine_refuses_a_batch_outside_its_profile_in_one_sentence():
     from zoo.export.tensorrt import check_batch
 
     check_batch(8, 1, 64)
-    with pytest.raises(ZooError, match="below this engine's profile minimum 4; export again with --batch 2:"):
+    with pytest.raises(ZooError, match="below this engine's profile minimum 4; export again with --batch-range 2:"):
         check_batch(2, 4, 64)
     with pytest.raises(ZooError, match="exceeds this engine's profile maximum 64"):
         check_batch(65, 1, 64)

@@ -4,7 +4,7 @@ runs a real `zoo` command or the GPU tests and is written as JSON, so nothing is
     python3 tests/gpu/check.py OUT_DIR            # on the GPU machine (about 5 minutes on an H200)
     python3 tests/gpu/check.py OUT_DIR --cpu      # the same steps on the CPU, as tests/gpu/test_gpu_check.py runs
 
-Steps: the GPU-logic tests (`gpu`), a training smoke run in bf16 (`train`), `zoo export --format pt2
+Steps: the GPU-logic tests (`gpu`), a training smoke run in bf16 (`train`), `zoo export --formats pt2
 --device cuda` with parity (`pt2`), `zoo bench --device cuda` over pytorch, pytorch-compiled and pt2
 with CUDA events (`bench`), `--backend cuda` refused in one sentence where ONNX Runtime has no CUDA
 (`refuse`), and where TensorRT is installed `zoo export --trt fp16/int8` for resnet20.cifar10 and
@@ -55,13 +55,13 @@ def steps(out: Path, cpu: bool) -> dict[str, list[str]]:
             *zoo,
             "export",
             TAG,
-            "--format",
+            "--formats",
             "pt2",
             "--device",
             device,
             "--parity-images",
             "1000",
-            "--out",
+            "--artifacts",
             art,
             "--json",
         ],
@@ -121,7 +121,7 @@ def steps(out: Path, cpu: bool) -> dict[str, list[str]]:
                     tag,
                     "--trt",
                     precision,
-                    "--out",
+                    "--artifacts",
                     art,
                     "--parity-images",
                     "2000",
@@ -182,7 +182,7 @@ def main(argv: list[str]) -> int:
                 "zoo.cli",
                 "export",
                 TAG,
-                "--out",
+                "--artifacts",
                 str(out / "artifacts"),
                 "--parity-images",
                 "500",

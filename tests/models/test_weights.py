@@ -293,9 +293,9 @@ def test_reference_tags_export_check_bench_and_serve_like_any_tag(
         [
             "export",
             tag,
-            "--format",
+            "--formats",
             formats,
-            "--out",
+            "--artifacts",
             str(out),
             "--calib-size",
             "128",
@@ -310,7 +310,7 @@ def test_reference_tags_export_check_bench_and_serve_like_any_tag(
     assert all(r["parity"]["images"] == 2000 and r["parity"]["verdict"]["passed"] for r in rows)
     card = json.loads((out / tag / "onnx" / "card.json").read_text())
     assert card["preprocess"]["mean"] == [0.485, 0.456, 0.406]
-    checked = runner.invoke(app, ["parity", tag, "--out", str(out), "--limit", "1000", "--json"])
+    checked = runner.invoke(app, ["parity", tag, "--artifacts", str(out), "--limit", "1000", "--json"])
     assert checked.exit_code == 0 and len(json.loads(checked.stdout)) == 4
     args = [
         "bench",

@@ -35,5 +35,16 @@ def test_table6_holds_the_papers_and_the_references_errors():
 
 
 def test_table6_markdown_names_every_depth_and_what_the_columns_mean():
-    out = CliRunner().invoke(app, ["table6"]).stdout
+    out = CliRunner().invoke(app, ["table6", "--markdown"]).stdout
     assert all(f"| {a} |" in out for a in AKAMASTER_ERROR) and "best test-split epoch" in out
+
+
+def test_table6_in_the_terminal_is_a_table_with_the_zoos_accuracy_beside_its_error():
+    out = CliRunner().invoke(app, ["table6"]).stdout
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.startswith("│")}
+    assert set(AKAMASTER_ERROR) <= set(rows) and "| resnet20 |" not in out  # drawn, not Markdown
+    for arch, row in rows.items():
+        cells = [c.strip() for c in row.split("│")[1:-1]]
+        error, top1 = cells[4], cells[6]
+        if error != "-":  # the zoo's accuracy is 100 - its error, both shown
+            assert float(top1) == pytest.approx(100.0 - float(error), abs=0.011), arch

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -239,6 +240,24 @@ def test_predict_takes_files_folders_and_globs_and_reports_bad_images_by_name(
     assert correct >= 6  # a trained CIFAR-10 model on real test images
 
 
+def test_predict_prints_each_image_on_one_line_without_empty_percentages(cifar_pngs, cifar_tag):
+    """The text form lists the labels that have a probability worth printing (>= 0.05%, so never '0.0%')
+    and says how many of the top-k were left out; the JSON keeps all k."""
+    text = runner.invoke(app, ["predict", "--model", cifar_tag, str(cifar_pngs)])
+    doc = runner.invoke(app, ["predict", "--model", cifar_tag, str(cifar_pngs), "--json"])
+    assert text.exit_code == doc.exit_code == 0
+    lines = dict(line.split(": ", 1) for line in text.stdout.splitlines())
+    rows = json.loads(doc.stdout)
+    assert len(lines) == len(rows) == 8 and not re.search(r"(?<![0-9])0\.0%", text.stdout)
+    for r in rows:
+        line, kept = lines[r["image"]], [t for t in r["top"] if t["prob"] >= 0.0005]
+        assert line.startswith(f"{r['top'][0]['label']} {100 * r['top'][0]['prob']:.1f}%")
+        assert all(f"{t['label']} {100 * t['prob']:.1f}%" in line for t in kept)
+        left = len(r["top"]) - max(len(kept), 1)
+        assert (f"the other {left} < 0.1%" in line) == (left > 0)
+    assert any("< 0.1%" in line for line in lines.values())  # a trained model is that sure of some images
+
+
 def test_predict_agrees_between_pytorch_and_the_onnx_artifact(artifacts, cifar_pngs, cifar_tag):
     _, arts = artifacts
     a = runner.invoke(app, ["predict", "--model", cifar_tag, str(cifar_pngs), "--json", "--topk", "1"])
@@ -271,7 +290,7 @@ def test_expand_finds_images_in_folders_and_by_pattern(cifar_pngs):
 
 def test_zoo_parity_writes_each_result_into_the_card_and_fails_on_a_bar(artifacts, cifar_tag):
     out, arts = artifacts
-    result = runner.invoke(app, ["parity", cifar_tag, "--out", str(out), "--limit", "1000", "--json"])
+    result = runner.invoke(app, ["parity", cifar_tag, "--artifacts", str(out), "--limit", "1000", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert set(report) == {str(arts["onnx"].path), str(arts["onnx-int8-cpu"].path)}
@@ -346,13 +365,13 @@ def test_bad_input_to_the_serving_commands(tmp_path, cifar_tag):
     assert runner.invoke(app, ["predict", "x.png"]).exit_code == 1
     r = runner.invoke(app, ["predict", "--artifact", str(tmp_path), "x.png"])
     assert r.exit_code == 1 and "not an artifact directory" in r.output
-    r = runner.invoke(app, ["parity", cifar_tag, "--out", str(tmp_path)])
+    r = runner.invoke(app, ["parity", cifar_tag, "--artifacts", str(tmp_path)])
     assert r.exit_code == 1 and "no artifacts" in r.output
     r = runner.invoke(app, ["bench", cifar_tag, "--batch", "1,x"])
     assert r.exit_code == 1 and "comma-separated" in r.output
     r = runner.invoke(app, ["bench", cifar_tag, "--repeats", "0"])
     assert r.exit_code == 1 and "at least 1" in r.output
-    r = runner.invoke(app, ["parity", cifar_tag, "--backend", "tpu", "--out", str(tmp_path)])
+    r = runner.invoke(app, ["parity", cifar_tag, "--backend", "tpu", "--artifacts", str(tmp_path)])
     assert r.exit_code == 1 and "unknown backend" in r.output
 
 

@@ -136,7 +136,7 @@ def test_gpu_configs_use_tritons_own_backends_and_an_engine_never_goes_to_a_cpu(
         (["--format", "pt2"], "cannot be served"),
         (["--format", "trt-fp16"], "only on a GPU"),
     ):
-        refused = CliRunner().invoke(app, ["triton", card["source"], *args, "--out", str(tmp_path / "a")])
+        refused = CliRunner().invoke(app, ["triton", card["source"], *args, "--artifacts", str(tmp_path / "a")])
         assert refused.exit_code == 1 and sentence in refused.output
         assert not (tmp_path / "a").exists()  # refused before anything was exported
 
@@ -400,7 +400,7 @@ def test_zoo_triton_on_a_gpu_defaults_to_a_gpu_graph(tmp_path, cifar_tag, cifar_
         cifar_tag,
         "--device",
         "gpu",
-        "--out",
+        "--artifacts",
         str(tmp_path / "a"),
         "--repo",
         str(repo),

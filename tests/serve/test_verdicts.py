@@ -196,7 +196,7 @@ def test_doctor_names_this_cpus_numeric_features(monkeypatch):
     ],
 )
 def test_bars_that_could_never_fail_are_refused(checked, cifar_tag, option, value, words):
-    out = _one_sentence(runner.invoke(app, ["parity", cifar_tag, "--out", str(checked[0]), option, value]))
+    out = _one_sentence(runner.invoke(app, ["parity", cifar_tag, "--artifacts", str(checked[0]), option, value]))
     assert words in out and option in out
 
 
@@ -284,7 +284,7 @@ def test_triton_refuses_a_failed_artifact_before_writing_anything(checked, cifar
     out = tmp_path / "artifacts"
     _mark_failed(_copy(checked[1]["onnx-int8-cpu"], out / cifar_tag / "onnx-int8-cpu"))
     repo = tmp_path / "repo"
-    result = runner.invoke(app, ["triton", cifar_tag, "--out", str(out), "--repo", str(repo)])
+    result = runner.invoke(app, ["triton", cifar_tag, "--artifacts", str(out), "--repo", str(repo)])
     assert "refused" in _one_sentence(result) and not repo.exists()
 
 
@@ -302,7 +302,7 @@ def test_the_demo_marks_verdicts_in_its_dropdown_and_refuses_failed_artifacts(
     labels = dict((value, label) for label, value in cache.choices(cifar_tag))
     assert (
         "✅ passed" in labels["onnx"]
-        and "❎ failed" in labels["onnx-int8-cpu"]
+        and "❌ failed" in labels["onnx-int8-cpu"]
         and labels["pytorch"] == "pytorch"
     )
     cand, _, status, _ = classify(cache, str(png), cifar_tag, "onnx-int8-cpu")

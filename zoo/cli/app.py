@@ -13,8 +13,13 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperArgument
 
 from zoo.errors import ZooError, unexpected
+
+# typer prints an argument's Python type after its name ("MODEL <str>", "IMAGES <list[str]>"); the name and
+# the help say what it is, as they do for options (which show their metavar instead)
+TyperArgument.display_type_rich = lambda self, ctx: None
 
 
 def _version(value: bool) -> None:

@@ -8,14 +8,20 @@ from typing import Annotated
 import typer
 
 from zoo.cli.app import command, emit_json
-from zoo.cli.options import DataOpt, JsonOpt
+from zoo.cli.options import DataOpt, JsonOpt, examples
 from zoo.cli.output import rich_console, table
 from zoo.errors import ZooError
 
 
-@command("list")
+@command(
+    "list",
+    short_help="Architectures or pretrained tags: size, cost, accuracy.",
+    epilog=examples("zoo list", "zoo list --pretrained '*.cifar10'"),
+)
 def list_cmd(
-    pattern: Annotated[str, typer.Argument(help="Shell-style pattern, e.g. 'resnet*' or '*.cifar10'.")] = "*",
+    pattern: Annotated[
+        str, typer.Argument(metavar="PATTERN", help="Shell-style pattern, e.g. 'resnet*' or '*.cifar10'.")
+    ] = "*",
     pretrained: Annotated[
         bool, typer.Option("--pretrained", "-p", help="List pretrained arch.tag names.")
     ] = False,
@@ -47,9 +53,14 @@ def list_cmd(
     )
 
 
-@command("info")
+@command(
+    "info",
+    short_help="One architecture or tag: structure, weights, metrics.",
+    epilog=examples("zoo info resnet50", "zoo info resnet20.cifar10 --json"),
+)
 def info_cmd(
-    name: Annotated[str, typer.Argument(help="An architecture or arch.tag.")], as_json: JsonOpt = False
+    name: Annotated[str, typer.Argument(metavar="NAME", help="An architecture or ARCH.TAG.")],
+    as_json: JsonOpt = False,
 ) -> None:
     """Describe an architecture or pretrained tag: structure, cost, weights, preprocessing, metrics."""
     from zoo import api
@@ -96,15 +107,26 @@ def _where(spec) -> str:
     return f"not downloaded yet: the first use fetches it into {cached.parent} and checks its hash"
 
 
-@command("eval")
+@command(
+    "eval",
+    short_help="Top-1/top-5 accuracy on a labelled dataset.",
+    epilog=examples(
+        "zoo eval resnet20.cifar10 --protocol flip",
+        "zoo eval resnet20.cifar10 resnet32.cifar10 resnet44.cifar10   # an ensemble",
+        "zoo eval ~/zoo-runs/resnet20-cifar_budget --limit 1000",
+    ),
+)
 def eval_cmd(
     models: Annotated[
-        list[str], typer.Argument(help="Tags, run folders or checkpoints; several = an ensemble.")
+        list[str],
+        typer.Argument(metavar="MODELS", help="Tags, run folders or checkpoints; several = an ensemble."),
     ],
     data: DataOpt = None,
-    split: Annotated[str, typer.Option(help="test, train, val ...")] = "test",
-    protocol: Annotated[str, typer.Option(help="single, flip, 10crop or multiscale.")] = "single",
-    limit: Annotated[int | None, typer.Option(help="Only the first N images.")] = None,
+    split: Annotated[str, typer.Option(metavar="SPLIT", help="test, train, val ...")] = "test",
+    protocol: Annotated[
+        str, typer.Option(metavar="PROTOCOL", help="single, flip, 10crop or multiscale.")
+    ] = "single",
+    limit: Annotated[int | None, typer.Option(metavar="N", help="Only the first N images.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Top-1/top-5 accuracy on a labelled dataset, with the paper's test protocols and ensembles."""
@@ -119,19 +141,33 @@ def eval_cmd(
     )
 
 
-@command("import-weights")
+@command(
+    "import-weights",
+    short_help="Import a checkpoint (.pth, .safetensors) as a tag.",
+    epilog=examples(
+        "zoo import-weights resnet50-0676ba61.pth resnet50.mine",
+        "zoo import-weights ckpt.th resnet20.theirs --dataset cifar10 --preprocess cifar_32",
+    ),
+)
 def import_cmd(
-    checkpoint: Annotated[Path, typer.Argument(help="A .pth/.pt state dict or .safetensors file.")],
-    name: Annotated[str, typer.Argument(help="The new tag, ARCH.TAG, e.g. resnet50.mine.")],
+    checkpoint: Annotated[
+        Path, typer.Argument(metavar="CHECKPOINT", help="A .pth/.pt state dict or .safetensors file.")
+    ],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The new tag, ARCH.TAG, e.g. resnet50.mine.")],
     dataset: Annotated[
-        str, typer.Option(help="What it was trained on: imagenet1k, cifar10, ...")
+        str, typer.Option(metavar="DATASET", help="What it was trained on: imagenet1k, cifar10, ...")
     ] = "imagenet1k",
-    labels: Annotated[str | None, typer.Option(help="Label set (default: the dataset's).")] = None,
+    labels: Annotated[
+        str | None, typer.Option(metavar="LABELS", help="Label set (default: the dataset's).")
+    ] = None,
     preprocess: Annotated[
-        str, typer.Option(help="Preprocessing preset of weights/manifest.toml.")
+        str, typer.Option(metavar="PRESET", help="Preprocessing preset of weights/manifest.toml.")
     ] = "imagenet_256",
     out_dir: Annotated[
-        Path | None, typer.Option(help="Folder of the manifest to add it to (default: $ZOO_CACHE/weights).")
+        Path | None,
+        typer.Option(
+            metavar="DIR", help="Folder of the manifest to add it to (default: $ZOO_CACHE/weights)."
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -144,7 +180,11 @@ def import_cmd(
     typer.echo(f"imported {spec.name}: {spec.file} (sha256 {spec.sha256})")
 
 
-@command("doctor")
+@command(
+    "doctor",
+    short_help="This machine: versions, CPU class, working runtimes.",
+    epilog=examples("zoo doctor", "zoo doctor --json > doctor.json"),
+)
 def doctor_cmd(as_json: JsonOpt = False) -> None:
     """Versions, devices, which runtimes work here, and where data and caches are."""
     from zoo import api

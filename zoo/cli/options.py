@@ -1,5 +1,13 @@
 """The options that several commands share, declared once: the same name means the same thing in every
-command that takes it."""
+command that takes it, and every value shows what it is (DIR, N, TAG, FORMATS) rather than its Python type.
+
+The vocabulary:
+  --artifacts DIR   the artifacts folder (DIR/TAG/FORMAT/), read or written by every deployment command
+  --out DIR         where a command writes its own results (reports, a run folder)
+  -f/--formats      a comma-separated list of formats; -f/--format one format
+  --batch SIZES     batch sizes to time (bench); --batch-range MIN:OPT:MAX the batch sizes an artifact
+                    accepts (export); --batch-size N the batch of a training step
+"""
 
 from __future__ import annotations
 
@@ -9,13 +17,17 @@ from typing import Annotated
 import typer
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document and nothing else.")]
-DataOpt = Annotated[str | None, typer.Option(help="Dataset root (default: $ZOO_DATA).")]
-ArtifactsOpt = Annotated[Path, typer.Option(help="Artifacts folder; each artifact is OUT/TAG/FORMAT/.")]
-ArtifactsInOpt = Annotated[
-    Path, typer.Option("--artifacts", help="Artifacts folder; each artifact is DIR/TAG/FORMAT/.")
+DataOpt = Annotated[str | None, typer.Option(metavar="DIR", help="Dataset root (default: $ZOO_DATA).")]
+ArtifactsOpt = Annotated[
+    Path,
+    typer.Option("--artifacts", metavar="DIR", help="Artifacts folder; each artifact is DIR/TAG/FORMAT/."),
 ]
 ParityImagesOpt = Annotated[
-    int | None, typer.Option(help="Labelled test images for the parity check (default: all; 0: skip).")
+    int | None,
+    typer.Option(metavar="N", help="Labelled test images for the parity check (default: all; 0: skip)."),
+]
+SecondsOpt = Annotated[
+    float, typer.Option(metavar="SECONDS", help="Timed seconds per format and batch size.")
 ]
 
 
@@ -24,8 +36,9 @@ ParityImagesOpt = Annotated[
 BackendOpt = Annotated[
     str | None,
     typer.Option(
+        metavar="NAME",
         help="Run an ONNX artifact with another runtime: openvino, or ONNX Runtime's cuda or tensorrt "
-        "provider (`zoo doctor` shows which work here)."
+        "provider (`zoo doctor` shows which work here).",
     ),
 ]
 AllowOpt = Annotated[
@@ -40,27 +53,44 @@ TritonFormatOpt = Annotated[
     typer.Option(
         "--format",
         "-f",
+        metavar="FORMAT",
         help="The artifact to serve: onnx, onnx-fp16, onnx-int8(-cpu), trt-* (default: onnx-int8-cpu on "
         "the CPU, onnx-fp16 on a GPU).",
     ),
 ]
-ModelArg = Annotated[str, typer.Argument(help="A pretrained tag or arch (its default tag).")]
-TagArg = Annotated[str, typer.Argument(help="A pretrained tag.")]
-ReportOutOpt = Annotated[Path, typer.Option("--out", help="Where the report files go.")]
+ModelArg = Annotated[
+    str, typer.Argument(metavar="MODEL", help="A pretrained tag, or an arch (its default tag).")
+]
+TagArg = Annotated[str, typer.Argument(metavar="TAG", help="A pretrained tag.")]
 
 # training
 RecipeOpt = Annotated[
     str,
-    typer.Option(help="Recipe name (cifar_budget, cifar_zoo, cifar_paper, imagenet_paper) or TOML file."),
+    typer.Option(
+        metavar="RECIPE",
+        help="Recipe name (cifar_budget, cifar_zoo, cifar_distill, cifar_paper, imagenet_paper) or TOML file.",
+    ),
 ]
-EpochsOpt = Annotated[int | None, typer.Option(help="Override the recipe's length.")]
-BatchSizeOpt = Annotated[int | None, typer.Option(help="Override the recipe's batch size.")]
-TrainDeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")]
+EpochsOpt = Annotated[int | None, typer.Option(metavar="N", help="Override the recipe's length.")]
+BatchSizeOpt = Annotated[int | None, typer.Option(metavar="N", help="Override the recipe's batch size.")]
+TrainDeviceOpt = Annotated[str, typer.Option(metavar="DEVICE", help="auto, cpu, cuda, cuda:1 ...")]
 AmpOpt = Annotated[
-    str, typer.Option(help="auto (bf16 on CUDA, fp16 where it has none), bf16, fp16 (GPUs) or fp32.")
+    str,
+    typer.Option(
+        metavar="DTYPE",
+        help="auto (fp32 on a CPU, bf16 on CUDA, fp16 where it has none), bf16, fp16 or fp32.",
+    ),
 ]
-TrainLimitOpt = Annotated[int | None, typer.Option(help="Use only the first N training images.")]
-TestLimitOpt = Annotated[int | None, typer.Option(help="Evaluate on only the first N test images.")]
+TrainLimitOpt = Annotated[int | None, typer.Option(metavar="N", help="Use only the first N training images.")]
+TestLimitOpt = Annotated[
+    int | None, typer.Option(metavar="N", help="Evaluate on only the first N test images.")
+]
 WeightsDirOpt = Annotated[
-    Path | None, typer.Option(help="Manifest folder to add the tag to (default: $ZOO_CACHE/weights).")
+    Path | None,
+    typer.Option(metavar="DIR", help="Manifest folder to add the tag to (default: $ZOO_CACHE/weights)."),
 ]
+
+
+def examples(*lines: str) -> str:
+    """A command's --help epilog: example command lines, printed as written (click's \\b keeps them)."""
+    return "Examples:\n\n\b\n" + "\n".join(f"  {line}" for line in lines)

@@ -20,12 +20,18 @@ def table(title: str, columns: list[str], rows: list[list[str]]) -> None:
     rows = [[rich_markup.escape(str(c)) for c in r] for r in rows]
     table = rich_table.Table(title=title, title_justify="left")
     for i, c in enumerate(columns):
-        table.add_column(
-            c, justify="left" if i == 0 else "right" if c in ("params", "GMACs", "top-1") else "left"
-        )
+        figures = i > 0 and _numeric(c)
+        table.add_column(c, justify="right" if figures else "left", no_wrap=figures or i == 0)
     for r in rows:
         table.add_row(*r)
-    rich_console.Console(width=None if sys.stdout.isatty() else 140).print(table)
+    rich_console.Console(width=None if sys.stdout.isatty() else 160).print(table)
+
+
+def _numeric(column: str) -> bool:
+    """Columns of figures: right-aligned so that their digits line up, and never wrapped."""
+    words = ("params", "GMACs", "top-", "error", "img/s", "ms", "MB", "images", "paper", "reference", "zoo")
+    words += ("original", "CI", "Δ", "agreement")
+    return any(w in column for w in words) and "tag" not in column
 
 
 def say_trained(arch: str, out: Path, summary: dict) -> None:
@@ -69,7 +75,8 @@ def export_row(c) -> dict:
 
 
 def show_export(title: str, checked: list) -> None:
-    from zoo.serve.checked_export import LEGEND  # the CLI loads the work's modules when a command runs
+    """One row a format: how its artifact came to be (built, reused from an earlier export, or failed), its
+    size, its accuracy and agreement with the original, and its verdict in a mark and words."""
 
     def pct(key: str, unit: str = "") -> Callable[[dict], str]:
         return lambda p: f"{p[key]:.2f}{unit}" if key in p else "-"
@@ -77,7 +84,7 @@ def show_export(title: str, checked: list) -> None:
     top1, agreement = pct("top1"), pct("top1_agreement", "%")
     table(
         title,
-        ["format", "status", "size MB", "top-1", "agreement", ""],
+        ["format", "export", "size MB", "top-1", "top-1 agreement", "verdict"],
         [
             [
                 c.target,
@@ -85,12 +92,11 @@ def show_export(title: str, checked: list) -> None:
                 f"{c.artifact.card['size_bytes'] / 1e6:.2f}" if c.artifact else "-",
                 top1(c.parity),
                 agreement(c.parity),
-                c.mark,
+                c.verdict,
             ]
             for c in checked
         ],
     )
-    typer.echo(LEGEND)
     parity_footnote([c.parity for c in checked])
     for c in checked:
         ranges = c.artifact.card.get("ranges", "measured") if c.artifact else "measured"
@@ -120,15 +126,33 @@ def parity_footnote(results) -> None:
         typer.echo(f"parity on {measured[0]['images']} labelled images ({measured[0]['data']}); {METHOD}.")
 
 
-PARITY_COLUMNS = ["artifact", "images", "top-1 agr.", "top-5 agr.", "top-5 overlap", "top-1", "original"]
-PARITY_COLUMNS += ["max |Δlogit|", ""]
+PARITY_COLUMNS = ["artifact", "images", "top-1 agr.", "95% CI", "top-5 agr.", "top-1", "original"]
+PARITY_COLUMNS += ["Δ top-1", "95% CI", "max |Δlogit|", "verdict"]
 
 
-def parity_cells(name: str, r: dict, mark: str) -> list[str]:
+def parity_cells(name: str, r: dict) -> list[str]:
+    """A row of PARITY_COLUMNS: agreement with its Wilson interval, accuracy beside the original's, and the
+    accuracy change with its paired interval (the statistics the verdict rests on)."""
+    from zoo.serve.checked_export import MARKS, VERDICTS, status_of
+
+    status = status_of(r)
     if "verdict" not in r:
-        return [name, *["-"] * 7, r.get("skipped") or r.get("failed", "")]
-    pct = [f"{r[k]:.2f}%" for k in ("top1_agreement", "top5_agreement", "top5_overlap")]
-    return [name, r["images"], *pct, f"{r['top1']:.2f}", f"{r['reference_top1']:.2f}"] + [
+        return [name, *["-"] * 9, f"{MARKS[status]} {r.get('skipped') or r.get('failed', '')}"]
+
+    def interval(ci: list[float] | None, sign: str = "") -> str:
+        return f"[{ci[0]:{sign}.2f}, {ci[1]:{sign}.2f}]" if ci else "-"
+
+    change = r.get("top1_change") or {"change": r["top1"] - r["reference_top1"]}
+    return [
+        name,
+        r["images"],
+        f"{r['top1_agreement']:.2f}%",
+        interval(r.get("top1_agreement_ci")),
+        f"{r['top5_agreement']:.2f}%",
+        f"{r['top1']:.2f}",
+        f"{r['reference_top1']:.2f}",
+        f"{change['change']:+.2f}",
+        interval(change.get("ci"), "+"),
         f"{r['max_abs_logit_diff']:.4f}",
-        mark,
+        f"{MARKS[status]} {VERDICTS[status]}",
     ]

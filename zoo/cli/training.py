@@ -19,29 +19,44 @@ from zoo.cli.options import (
     TrainDeviceOpt,
     TrainLimitOpt,
     WeightsDirOpt,
+    examples,
 )
 from zoo.cli.output import say_trained, table
 from zoo.errors import ZooError
 
 
-@command("train")
+@command(
+    "train",
+    short_help="Train an architecture with a recipe (resumable).",
+    epilog=examples(
+        "zoo train resnet20 --recipe cifar_budget --out ~/zoo-runs/resnet20",
+        "zoo train resnet20 --out ~/zoo-runs/resnet20 --resume        # continue it",
+        "zoo train resnet20 --epochs 1 --train-limit 512 --test-limit 256   # a smoke run",
+    ),
+)
 def train_cmd(
-    arch: Annotated[str, typer.Argument(help="Architecture to train, e.g. resnet20.")],
+    arch: Annotated[str, typer.Argument(metavar="ARCH", help="Architecture to train, e.g. resnet20.")],
     data: DataOpt = None,
     recipe: RecipeOpt = "cifar_budget",
     epochs: EpochsOpt = None,
     batch_size: BatchSizeOpt = None,
-    lr: Annotated[float | None, typer.Option(help="Override the recipe's peak learning rate.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/ARCH-RECIPE).")] = None,
+    lr: Annotated[
+        float | None, typer.Option(metavar="LR", help="Override the recipe's peak learning rate.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(metavar="DIR", help="Run folder (default: runs/ARCH-RECIPE).")
+    ] = None,
     device: TrainDeviceOpt = "auto",
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
     amp: AmpOpt = "auto",
     train_limit: TrainLimitOpt = None,
     test_limit: TestLimitOpt = None,
-    max_steps: Annotated[int | None, typer.Option(help="Stop after N steps (resume later).")] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(metavar="N", help="Stop after N steps (resume later).")
+    ] = None,
     publish: Annotated[
-        str | None, typer.Option(help="Add the result as this ARCH.TAG to a manifest.")
+        str | None, typer.Option(metavar="TAG", help="Add the result as this ARCH.TAG to a manifest.")
     ] = None,
     weights_dir: WeightsDirOpt = None,
     as_json: JsonOpt = False,
@@ -75,10 +90,14 @@ def train_cmd(
     say_trained(arch, out, summary)
 
 
-@command("publish")
+@command(
+    "publish",
+    short_help="Ship a finished run as a pretrained tag.",
+    epilog=examples("zoo publish ~/zoo-runs/resnet20 resnet20.mine --weights-dir weights"),
+)
 def publish_cmd(
-    run: Annotated[Path, typer.Argument(help="A finished `zoo train` run folder.")],
-    name: Annotated[str, typer.Argument(help="The ARCH.TAG to publish it as.")],
+    run: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A finished `zoo train` run folder.")],
+    name: Annotated[str, typer.Argument(metavar="TAG", help="The ARCH.TAG to publish it as.")],
     weights_dir: WeightsDirOpt = None,
     data: DataOpt = None,
     as_json: JsonOpt = False,
@@ -95,11 +114,15 @@ def publish_cmd(
     )
 
 
-@command("runs")
+@command(
+    "runs",
+    short_help="Training runs under a folder: epochs, last top-1, resume.",
+    epilog=examples("zoo runs ~/zoo-runs"),
+)
 def runs_cmd(
-    root: Annotated[Path, typer.Argument(help="Folder holding run folders (searched recursively).")] = Path(
-        "runs"
-    ),
+    root: Annotated[
+        Path, typer.Argument(metavar="ROOT", help="Folder holding run folders (searched recursively).")
+    ] = Path("runs"),
     as_json: JsonOpt = False,
 ) -> None:
     """Every training run under ROOT: what it trains, epochs done of planned, its last test top-1, and the
@@ -115,20 +138,27 @@ def runs_cmd(
     typer.echo(markdown(states), nl=False)
 
 
-@command("teacher-table")
+@command(
+    "teacher-table",
+    short_help="Precompute a distillation teacher's logits (resumable).",
+    epilog=examples("zoo teacher-table --recipe cifar_distill --stop-after 5000"),
+)
 def teacher_table_cmd(
     recipe: Annotated[
-        str, typer.Option(help="The recipe whose [distill] teacher and augmentation it serves.")
+        str,
+        typer.Option(metavar="RECIPE", help="The recipe whose [distill] teacher and augmentation it serves."),
     ],
     arch: Annotated[
-        str, typer.Option(help="The student (the recipe's per-architecture sections).")
+        str, typer.Option(metavar="ARCH", help="The student (the recipe's per-architecture sections).")
     ] = "resnet20",
     data: DataOpt = None,
     train_limit: Annotated[
-        int | None, typer.Option(help="Only the first N training images (as `zoo train --train-limit`).")
+        int | None,
+        typer.Option(metavar="N", help="Only the first N training images (as `zoo train --train-limit`)."),
     ] = None,
     stop_after: Annotated[
-        int | None, typer.Option(help="Stop after N images (continue later by running it again).")
+        int | None,
+        typer.Option(metavar="N", help="Stop after N images (continue later by running it again)."),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -146,15 +176,24 @@ def teacher_table_cmd(
     )
 
 
-@command("bench-train")
+@command(
+    "bench-train",
+    short_help="Training throughput here, and where an epoch goes.",
+    epilog=examples("zoo bench-train --archs resnet20 --seconds 5"),
+)
 def bench_train_cmd(
-    archs: Annotated[str, typer.Option(help="Comma-separated CIFAR architectures.")] = "resnet20,resnet56",
+    archs: Annotated[
+        str, typer.Option(metavar="ARCHS", help="Comma-separated CIFAR architectures.")
+    ] = "resnet20,resnet56",
     settings: Annotated[
-        str | None, typer.Option(help="Comma-separated settings (default: all of zoo.train.bench.SETTINGS).")
+        str | None,
+        typer.Option(
+            metavar="SETTINGS", help="Comma-separated settings (default: all of zoo.train.bench.SETTINGS)."
+        ),
     ] = None,
-    seconds: Annotated[float, typer.Option(help="Timed seconds per setting.")] = 15.0,
+    seconds: Annotated[float, typer.Option(metavar="SECONDS", help="Timed seconds per setting.")] = 15.0,
     data: DataOpt = None,
-    out: Annotated[Path, typer.Option(help="Where bench-train.json goes.")] = Path("bench"),
+    out: Annotated[Path, typer.Option(metavar="DIR", help="Where bench-train.json goes.")] = Path("bench"),
     as_json: JsonOpt = False,
 ) -> None:
     """Training throughput here: img/s per architecture and setting, and where an epoch's time goes."""
