@@ -1,13 +1,16 @@
 """The web demo: classify an image with an exported artifact, side by side with its PyTorch original.
 
-The handlers are plain functions (tested directly); `build_demo` wires them into a Gradio Blocks app.
-Runtimes are opened once and reused; a bad input gives a visible message and the app keeps serving.
+The handlers are plain functions (tested directly); `build_demo` wires them into a Gradio Blocks app that
+follows its inputs: an upload, a pasted picture, a click on an example, another model or artifact each
+classify again at once, and what the previous input produced is cleared first. Runtimes are opened once and
+reused; a bad input gives a visible message and the app keeps serving.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import re
 import tempfile
 import threading
 import time
@@ -18,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from zoo.data.datasets import find_dataset
+from zoo.data.labels import load_labels
 from zoo.data.preprocess import load_image, preprocess, resize_and_crop
 from zoo.errors import ZooError
 from zoo.export.artifact import artifact_dirs, read_card
@@ -90,22 +94,35 @@ class RuntimeCache:
                 self.notes.pop(key, None)
 
 
-TIMED_RUNS = 5  # warm runs whose median is shown (one more, untimed, warms up first)
+TIMED_RUNS = 10  # warm runs at most (one more, untimed, warms up first)
+TIMING_BUDGET_S = 0.5  # ... and no more runs once this much time was spent timing
 
 
-def _timed_top5(rt: Runtime, batch: np.ndarray) -> tuple[list[dict[str, Any]], float]:
-    """The top-5, and the median latency (ms) of warm runs, as `zoo bench` measures it: the first run
+def _timed_top5(rt: Runtime, batch: np.ndarray) -> tuple[list[dict[str, Any]], list[float]]:
+    """The top-5, and the latencies (ms) of warm runs, as `zoo bench` measures them: the first run
     (allocation, lazy initialisation) is not timed, and at most about half a second is spent timing."""
     logits = rt.run(batch)
     rt.synchronize()
     times: list[float] = []
     start = time.perf_counter()
-    while len(times) < TIMED_RUNS and (not times or time.perf_counter() - start < 0.5):
+    while len(times) < TIMED_RUNS and (not times or time.perf_counter() - start < TIMING_BUDGET_S):
         t0 = time.perf_counter()
         rt.run(batch)
         rt.synchronize()
         times.append((time.perf_counter() - t0) * 1e3)
-    return top_k(logits, rt.labels, 5)[0], float(np.median(times))
+    return top_k(logits, rt.labels, 5)[0], times
+
+
+def latency(times: list[float]) -> str:
+    """'2.41 ms median (2.30-2.95 ms, 10 warm runs)': a single number would hide how much it moves."""
+
+    def ms(v: float) -> str:
+        return f"{v:.3g}" if v < 100 else f"{v:.0f}"
+
+    runs = f"{len(times)} warm run{'s' * (len(times) != 1)}"
+    if len(times) == 1:
+        return f"{ms(times[0])} ms ({runs})"
+    return f"{ms(float(np.median(times)))} ms median ({ms(min(times))}-{ms(max(times))} ms, {runs})"
 
 
 def _as_label(top: list[dict[str, Any]]) -> dict[str, float]:
@@ -124,7 +141,8 @@ def badge(candidate: list[dict[str, Any]], original: list[dict[str, Any]]) -> st
 def classify(
     cache: RuntimeCache, image: Any, tag: str, fmt: str
 ) -> tuple[dict, dict, str, Image.Image | None]:
-    """(artifact top-5, PyTorch top-5, status markdown, the exact crop the model saw); never raises."""
+    """(artifact top-5, PyTorch top-5, status markdown, the exact crop the model saw); never raises.
+    With the PyTorch original chosen there is nothing to compare: its top-5 fills the first column alone."""
     try:
         if image is None or (isinstance(image, str) and not image):
             raise ZooError("no image: upload, paste or drop one, or pick an example.")
@@ -133,18 +151,26 @@ def classify(
         # An uploaded file is read by the CLI's own loader from its bytes (16-bit, alpha, CMYK, EXIF and
         # every refusal exactly as `zoo predict`); only pasted or webcam pictures arrive as pixels.
         img = load_image(image if not isinstance(image, np.ndarray) else Image.fromarray(image))
-        candidate = cache.get(tag, fmt or PYTORCH)
-        original = cache.get(tag, PYTORCH)
+        fmt = fmt or PYTORCH
+        candidate = cache.get(tag, fmt)
         batch = preprocess(img, candidate.preprocess)[None]
         top_c, ms_c = _timed_top5(candidate, batch)
-        top_o, ms_o = _timed_top5(original, batch)
-        notes = "".join(f"  \n⚠️ {line}" for line in cache.notes.get((tag, fmt or PYTORCH), []))
+        seen = resize_and_crop(img, candidate.preprocess)
+        size = f"{img.width}x{img.height} image seen as a {seen.width}x{seen.height} crop"
+        footer = f"  \n<small>latency: model only, batch 1; {size}</small>"
+        if fmt == PYTORCH:
+            status = (
+                f"**PyTorch original**: {top_c[0]['label']}, {latency(ms_c)}  \n"
+                "choose an exported artifact to compare it with the original" + footer
+            )
+            return _as_label(top_c), {}, status, seen
+        top_o, ms_o = _timed_top5(cache.get(tag, PYTORCH), batch)
+        notes = "".join(f"  \n⚠️ {line}" for line in cache.notes.get((tag, fmt), []))
         status = (
-            f"**{badge(top_c, top_o)}** — {fmt}: {top_c[0]['label']} ({ms_c:.2f} ms) · "
-            f"PyTorch: {top_o[0]['label']} ({ms_o:.2f} ms)  \n"
-            f"<small>latency: median of warm runs, model only</small>{notes}"
+            f"**{badge(top_c, top_o)}**  \n{fmt}: {top_c[0]['label']}, {latency(ms_c)}  \n"
+            f"PyTorch: {top_o[0]['label']}, {latency(ms_o)}{footer}{notes}"
         )
-        return _as_label(top_c), _as_label(top_o), status, resize_and_crop(img, candidate.preprocess)
+        return _as_label(top_c), _as_label(top_o), status, seen
     except ZooError as e:  # the CLI's sentence, with the upload's own name instead of its temporary path
         message = str(e).replace(image, Path(image).name) if isinstance(image, str) and image else str(e)
         return {}, {}, f"⚠️ {message}", None
@@ -197,23 +223,25 @@ def export_missing(cache: RuntimeCache, tag: str, log=lambda _m: None) -> str:
         return f"⚠️ {e}"
 
 
-def example_images(tag: str, folder: Path, n: int = 6) -> list[str]:
-    """Real test images of the tag's dataset when $ZOO_DATA has it, else images the project draws."""
+def example_images(tag: str, folder: Path, n: int = 8) -> list[tuple[str, str]]:
+    """(image file, caption) pairs: real test images of the tag's dataset, each captioned with its true
+    class (the file name keeps the test index), when $ZOO_DATA has them; else pictures the project draws."""
     folder.mkdir(parents=True, exist_ok=True)
     try:
         spec = registry.resolve(tag)[1]
         dataset = find_dataset(spec.dataset, None, "test")
+        names = load_labels(spec.labels)
         picks = np.linspace(0, len(dataset) - 1, n).astype(int)
-        paths = []
+        out = []
         for i in picks:
             img, label = dataset[int(i)]
             path = folder / f"{spec.dataset}-{int(i)}-{label}.png"
             if not path.exists():
                 img.save(path)
-            paths.append(str(path))
-        return paths
+            out.append((str(path), names[label]))
+        return out
     except ZooError:
-        return [str(p) for p in drawn_images(folder, n)]
+        return [(str(p), f"drawn picture {i}") for i, p in enumerate(drawn_images(folder, n))]
 
 
 def drawn_images(folder: Path, n: int) -> list[Path]:
@@ -230,6 +258,39 @@ def drawn_images(folder: Path, n: int) -> list[Path]:
     return out
 
 
+def describe(tag: str) -> str:
+    """What the model sees, for the line under its name: its classes and its input size."""
+    try:
+        spec = registry.resolve(tag)[1]
+    except ZooError as e:
+        return f"⚠️ {e}"
+    names, p = load_labels(spec.labels), spec.preprocess
+    shown = ", ".join(names[:10]) + (f", ... ({len(names):,} in all)" if len(names) > 10 else "")
+    sized = f"shorter side resized to {p.resize}, then" if p.resize and p.resize != p.crop else "resized and"
+    return (
+        f"**{len(names):,} classes** of {spec.dataset}: {shown}.  \n"
+        f"**Input {p.crop}x{p.crop}**: every picture is {sized} centre-cropped to {p.crop}x{p.crop} "
+        "pixels, and the model can only answer with one of these classes."
+    )
+
+
+def model_order(tags: list[str]) -> list[str]:
+    """resnet20, resnet32, resnet44, resnet56, resnet110: numbers in names compared as numbers."""
+    return sorted(tags, key=lambda t: [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", t)])
+
+
+def preview(image: Any, folder: Path) -> str | None:
+    """The picture as the zoo read it (orientation applied), at most 320 px, as a file; None if unreadable."""
+    try:
+        if image is None or (isinstance(image, str) and not image):
+            return None
+        img = load_image(image if not isinstance(image, np.ndarray) else Image.fromarray(image))
+    except Exception:  # noqa: BLE001  (classify says why; the preview just stays empty)
+        return None
+    img.thumbnail((320, 320))
+    return crop_file(enlarged(img, 128), folder)
+
+
 def _default(cache: RuntimeCache, tag: str) -> str:
     """The first exported artifact that passed its check (so the page compares something), else PyTorch."""
     passed = [f for f in cache.formats(tag)[1:] if getattr(cache.standing(tag, f), "status", "") == "passed"]
@@ -240,9 +301,14 @@ MAX_UPLOAD = "50mb"  # a photo; Gradio refuses a larger upload (HTTP 413) before
 UPLOADS_KEPT_S = 600
 
 
+def examples_dir() -> Path:
+    return cache_dir() / "demo-examples"
+
+
 def launch(demo, **options: Any) -> None:
-    """`demo.launch(**options)` with the zoo's upload limit: every way the demo is started goes through here."""
-    demo.launch(max_file_size=MAX_UPLOAD, **options)
+    """`demo.launch(**options)` with the zoo's upload limit, serving the example images (a click on one puts
+    it in the upload box): every way the demo is started goes through here."""
+    demo.launch(max_file_size=MAX_UPLOAD, allowed_paths=[str(examples_dir())], **options)
 
 
 def build_demo(
@@ -252,62 +318,107 @@ def build_demo(
     allow_unverified: bool = False,
 ):
     """The Gradio Blocks app. `models`: the tags offered (default: every tag whose weights are local)."""
-    tags = (
+    tags = model_order(
         models
         or [s.name for s in registry.pretrained_tags().values() if s.file is not None]
         or list(registry.pretrained_tags())
     )
     cache = RuntimeCache(artifacts, allow_unverified)
-    examples = example_images(tags[0], cache_dir() / "demo-examples")
-    crops = Path(tempfile.gettempdir()) / "resnet-zoo-demo-crops"  # Gradio serves files from the temp dir
+    examples = example_images(tags[0], examples_dir())
+    shown = Path(tempfile.gettempdir()) / "resnet-zoo-demo-crops"  # Gradio serves files from the temp dir
     # uploads (and Gradio's copies of outputs) are deleted UPLOADS_KEPT_S after they were made
     with gr.Blocks(title="resnet-zoo", delete_cache=(UPLOADS_KEPT_S, UPLOADS_KEPT_S)) as demo:
         gr.Markdown(
-            "# resnet-zoo\nClassify an image with an exported artifact, next to its PyTorch original."
+            "# resnet-zoo\nClassify an image with an exported artifact, next to its PyTorch original. "
+            "Upload a picture or click an example: it is classified at once."
         )
         with gr.Row():
             with gr.Column():
-                # The file itself, untouched: gr.Image would re-encode it (16-bit to 8-bit, alpha dropped)
-                upload = gr.File(label="image file (read exactly as `zoo predict` reads it)", type="filepath")
-                pasted = gr.Image(type="pil", sources=["clipboard", "webcam"], label="or paste / webcam")
-                model = gr.Dropdown(tags, value=tags[0], label="model")
-                fmt = gr.Dropdown(
-                    cache.choices(tags[0]), value=_default(cache, tags[0]), label="artifact / backend"
-                )
                 with gr.Row():
-                    run = gr.Button("Classify", variant="primary")
+                    model = gr.Dropdown(tags, value=tags[0], label="model", elem_id="model")
+                    fmt = gr.Dropdown(
+                        cache.choices(tags[0]),
+                        value=_default(cache, tags[0]),
+                        label="artifact / backend",
+                        elem_id="artifact",
+                    )
+                about = gr.Markdown(describe(tags[0]), elem_id="about")
+                with gr.Row():
+                    # The file itself, untouched: gr.Image would re-encode it (16-bit to 8-bit, alpha dropped)
+                    upload = gr.File(
+                        label="image file (read exactly as `zoo predict` reads it)",
+                        type="filepath",
+                        height=140,
+                        elem_id="upload",
+                    )
+                    picture = gr.Image(
+                        label="your image", interactive=False, type="filepath", height=200, elem_id="preview"
+                    )
+                gallery = gr.Gallery(
+                    examples,
+                    label="examples: real test images (click one)",
+                    columns=8,
+                    height=140,
+                    allow_preview=False,
+                    elem_id="examples",
+                )
+                with gr.Accordion("paste or webcam", open=False):
+                    pasted = gr.Image(type="pil", sources=["clipboard", "webcam"], label="paste / webcam")
+                with gr.Row():
+                    run = gr.Button("Classify again", variant="primary")
                     export = gr.Button("Export and check missing ONNX artifacts")
-                gr.Examples(examples, inputs=upload)
             with gr.Column():
-                status = gr.Markdown(elem_id="status")
+                status = gr.Markdown("upload an image, paste one or click an example.", elem_id="status")
                 with gr.Row():
                     candidate = gr.Label(num_top_classes=5, label="artifact top-5", elem_id="artifact-top5")
                     original = gr.Label(
                         num_top_classes=5, label="PyTorch original top-5", elem_id="original-top5"
                     )
                 crop = gr.Image(
-                    label="what the model saw (the exact crop, enlarged)", interactive=False, type="filepath"
+                    label="what the model saw (the exact crop, enlarged)",
+                    interactive=False,
+                    type="filepath",
+                    elem_id="crop",
                 )
+        outputs = [picture, candidate, original, status, crop]
 
         def refresh(tag: str):
-            return gr.update(choices=cache.choices(tag), value=_default(cache, tag))
+            return gr.update(choices=cache.choices(tag), value=_default(cache, tag)), describe(tag)
+
+        def cleared(message: str = ""):
+            return None, None, None, message, None
 
         def run_export(tag: str, progress=gr.Progress()):  # noqa: B008  (Gradio's progress idiom)
             progress(0, desc=f"exporting {tag} ...")
             return export_missing(cache, tag, log=lambda m: progress(None, desc=m))
 
-        def run_classify(file, picture, tag, fmt_):
-            cand, orig, status_, seen = classify(cache, file or picture, tag, fmt_)
-            return cand, orig, status_, crop_file(enlarged(seen), crops)
+        def run_classify(file, pasted_, tag, fmt_):
+            image = file if file is not None else pasted_
+            if image is None:
+                return cleared("upload an image, paste one or click an example.")
+            cand, orig, status_, seen = classify(cache, image, tag, fmt_)
+            return (
+                preview(image, shown),
+                cand or None,
+                orig or None,
+                status_,
+                crop_file(enlarged(seen), shown),
+            )
 
-        model.change(refresh, model, fmt)
-        run.click(
-            run_classify,
-            [upload, pasted, model, fmt],
-            [candidate, original, status, crop],
-            api_name="classify",
+        def pick(evt: gr.SelectData):
+            return examples[evt.index][0]
+
+        inputs = [upload, pasted, model, fmt]
+        # a new input clears what the last one produced at once, then classifies (the slow part, queued)
+        upload.change(cleared, None, outputs, queue=False).then(run_classify, inputs, outputs)
+        pasted.change(cleared, None, outputs, queue=False).then(run_classify, inputs, outputs)
+        gallery.select(pick, None, upload)  # fills the upload box, whose change classifies
+        fmt.input(cleared, None, outputs, queue=False).then(run_classify, inputs, outputs)
+        model.change(cleared, None, outputs, queue=False).then(refresh, model, [fmt, about]).then(
+            run_classify, inputs, outputs
         )
-        export.click(run_export, model, status).then(refresh, model, fmt)
+        run.click(run_classify, inputs, outputs, api_name="classify")
+        export.click(run_export, model, status).then(refresh, model, [fmt, about])
     demo.queue(default_concurrency_limit=concurrency, max_size=128)
     demo.zoo_cache = cache
     return demo

@@ -361,6 +361,12 @@ def predict(
     return run(runtime, [str(i) for i in images], topk)
 
 
+def _check_seconds(seconds: float) -> None:
+    """--seconds of bench and bench-train: how long to time each setting."""
+    if not (isinstance(seconds, int | float) and math.isfinite(seconds) and 0 < seconds <= 3600):
+        raise ZooError(f"--seconds must be a positive number of seconds (at most 3600), not {seconds}.")
+
+
 def bench(
     model: str,
     formats: Sequence[str] | str = DEFAULT_BENCH_TARGETS,
@@ -387,8 +393,7 @@ def bench(
     batches = list(batches)
     if repeats < 1 or not batches or any(b < 1 for b in batches):
         raise ZooError("--repeats and every --batch size must be at least 1.")
-    if not (isinstance(seconds, int | float) and math.isfinite(seconds) and 0 < seconds <= 3600):
-        raise ZooError(f"--seconds must be a positive number of seconds (at most 3600), not {seconds}.")
+    _check_seconds(seconds)
     if threads is not None and threads < 1:
         raise ZooError(f"--threads must be at least 1, not {threads}.")
     output_dir(Path(out), "results folder")
@@ -583,8 +588,7 @@ def bench_train(
     unknown = [s for s in chosen if s not in SETTINGS]
     if unknown:
         raise ZooError(f"unknown setting {unknown[0]!r}; choose from {', '.join(SETTINGS)}.")
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise ZooError(f"--seconds must be a positive number of seconds, not {seconds}.")
+    _check_seconds(seconds)
     report = run(list(archs), chosen, seconds, data)
     with atomic_path(Path(out) / "bench-train.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")

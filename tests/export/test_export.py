@@ -86,7 +86,7 @@ def test_data_reaches_calibration_and_parity_by_option_not_through_the_environme
     """--data is passed down, not written into $ZOO_DATA (which the old code did, for every later call)."""
     monkeypatch.delenv("ZOO_DATA", raising=False)
     monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))  # no fetched CIFAR-10 to fall back on
-    args = ["export", cifar_tag, "--formats", "onnx-int8-cpu", "--out", str(tmp_path), "--json"]
+    args = ["export", cifar_tag, "--formats", "onnx-int8-cpu", "--artifacts", str(tmp_path), "--json"]
     args += ["--calib-size", "64", "--parity-images", "200"]
     refused = CliRunner().invoke(app, [*args, "--data", str(tmp_path / "nowhere")])
     assert refused.exit_code == 1 and "does not exist" in refused.output
@@ -468,7 +468,7 @@ def test_tensorrt_engine_builds_runs_and_agrees(precision, tmp_path, cifar_tag, 
 
     from zoo.cli import app
 
-    args = ["export", cifar_tag, "--trt", precision, "--batch-range", "1:8:64", "--out", str(tmp_path), "--json"]
+    args = ["export", cifar_tag, "--trt", precision, "--batch-range", "1:8:64", "--artifacts", str(tmp_path), "--json"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
@@ -520,7 +520,7 @@ def test_export_exits_1_when_an_artifact_fails_its_parity_bar(tmp_path, cifar_ta
 
     monkeypatch.setitem(parity.BARS, "fp32", {"top1_agreement": 100.01})  # no artifact can pass this
     result = CliRunner().invoke(
-        app, ["export", cifar_tag, "--formats", "onnx", "--out", str(tmp_path), "--parity-images", "500"]
+        app, ["export", cifar_tag, "--formats", "onnx", "--artifacts", str(tmp_path), "--parity-images", "500"]
     )
     assert result.exit_code == 1, result.output
     # the sentence that names the artifact and the bar it missed (the legend under the table also says
@@ -683,11 +683,11 @@ def test_fp16_without_images_converts_unmeasured_and_int8_stops_before_any_work(
 
     untrained("resnet18")  # seeded random weights in the test's own cache: no ImageNet weights here
     out = tmp_path / "a"
-    r = CliRunner().invoke(app, ["export", "resnet18.untrained", "--formats", "onnx-int8", "--out", str(out)])
+    r = CliRunner().invoke(app, ["export", "resnet18.untrained", "--formats", "onnx-int8", "--artifacts", str(out)])
     assert r.exit_code == 1 and "needs real imagenet1k images to calibrate on" in r.output, r.output
     assert not out.exists()
     r = CliRunner().invoke(
-        app, ["export", "resnet18.untrained", "--formats", "onnx-fp16", "--out", str(out), "--json"]
+        app, ["export", "resnet18.untrained", "--formats", "onnx-fp16", "--artifacts", str(out), "--json"]
     )
     assert r.exit_code == 0, r.output
     rows = {row["format"]: row for row in json.loads(r.stdout)}
