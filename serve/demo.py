@@ -201,15 +201,18 @@ def crop_file(crop: Image.Image | None, folder: Path) -> str | None:
     return str(path)
 
 
-def export_missing(cache: RuntimeCache, tag: str, log=lambda _m: None) -> str:
+def export_missing(
+    cache: RuntimeCache, tag: str, log=lambda _m: None, parity_images: int | None = None
+) -> str:
     """Export and check the ONNX artifacts of `tag` that are not there yet, as `zoo export` does
-    (calibrated on its own dataset, parity on its labelled test split), so each card carries a verdict;
-    `log` hears each step. Returns one line per artifact with its verdict."""
+    (calibrated on its own dataset, parity on its labelled test split, or its first `parity_images`), so
+    each card carries a verdict; `log` hears each step. Returns one line per artifact with its verdict."""
     try:
         missing = [f for f in DEMO_FORMATS if f not in cache.formats(tag)]
         if not missing:
             return f"all ONNX artifacts of {tag} are exported."
-        checked = export_and_check(tag, missing, ExportOptions(missing, cache.artifacts), log=log)
+        options = ExportOptions(missing, cache.artifacts)
+        checked = export_and_check(tag, missing, options, parity_images=parity_images, log=log)
         cache.forget(tag)
         lines = []
         for c in checked:

@@ -79,7 +79,17 @@ def test_a_broken_card_is_one_sentence_and_export_rebuilds_it(
     one_sentence(runner.invoke(app, ["parity", cifar_tag, str(art)]), words)
     rebuilt = runner.invoke(
         app,
-        ["export", cifar_tag, "--formats", "onnx", "--artifacts", str(copy_out), "--parity-images", "0", "--json"],
+        [
+            "export",
+            cifar_tag,
+            "--formats",
+            "onnx",
+            "--artifacts",
+            str(copy_out),
+            "--parity-images",
+            "0",
+            "--json",
+        ],
     )
     assert rebuilt.exit_code == 0, rebuilt.output
     assert json.loads(rebuilt.stdout)[0]["status"] == "built"
@@ -92,11 +102,13 @@ def test_an_edited_weights_hash_in_a_card_is_not_reused(onnx_artifact, tmp_path,
     card["weights_sha256"] = "0" * 64
     (art / "card.json").write_text(json.dumps(card))
     again = runner.invoke(
-        app, ["export", cifar_tag, "--formats", "onnx", "--artifacts", str(out), "--parity-images", "0", "--json"]
+        app,
+        ["export", cifar_tag, "--formats", "onnx", "--artifacts", str(out), "--parity-images", "0", "--json"],
     )
     assert again.exit_code == 0 and json.loads(again.stdout)[0]["status"] == "built"
     same = runner.invoke(
-        app, ["export", cifar_tag, "--formats", "onnx", "--artifacts", str(out), "--parity-images", "0", "--json"]
+        app,
+        ["export", cifar_tag, "--formats", "onnx", "--artifacts", str(out), "--parity-images", "0", "--json"],
     )
     assert json.loads(same.stdout)[0]["status"] == "reused"
 
@@ -112,7 +124,9 @@ def test_leftovers_of_killed_exports_are_cleaned_and_never_listed(onnx_artifact,
     assert artifact_dirs(out / cifar_tag) == [art]
     result = runner.invoke(app, ["parity", cifar_tag, "--artifacts", str(out), "--json", "--limit", "200"])
     assert list(json.loads(result.stdout)) == [str(art)]
-    runner.invoke(app, ["export", cifar_tag, "--formats", "onnx", "--artifacts", str(out), "--parity-images", "0"])
+    runner.invoke(
+        app, ["export", cifar_tag, "--formats", "onnx", "--artifacts", str(out), "--parity-images", "0"]
+    )
     assert not any(p.exists() for p in stale) and alive.exists()
 
 
@@ -120,7 +134,8 @@ def test_exported_files_and_folders_honour_the_umask(tmp_path, cifar_tag, cifar_
     old = os.umask(0o022)
     try:
         result = runner.invoke(
-            app, ["export", cifar_tag, "--formats", "onnx", "--artifacts", str(tmp_path), "--parity-images", "0"]
+            app,
+            ["export", cifar_tag, "--formats", "onnx", "--artifacts", str(tmp_path), "--parity-images", "0"],
         )
     finally:
         os.umask(old)

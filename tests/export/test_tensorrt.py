@@ -86,7 +86,9 @@ def test_an_engine_refuses_a_batch_outside_its_profile_in_one_sentence():
     from zoo.export.tensorrt import check_batch
 
     check_batch(8, 1, 64)
-    with pytest.raises(ZooError, match="below this engine's profile minimum 4; export again with --batch-range 2:"):
+    with pytest.raises(
+        ZooError, match="below this engine's profile minimum 4; export again with --batch-range 2:"
+    ):
         check_batch(2, 4, 64)
     with pytest.raises(ZooError, match="exceeds this engine's profile maximum 64"):
         check_batch(65, 1, 64)

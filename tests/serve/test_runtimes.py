@@ -46,7 +46,9 @@ def test_the_cpu_onnxruntime_wheel_asked_for_cuda_is_refused_not_run_on_the_cpu(
         pytest.skip("onnxruntime-gpu with CUDA is installed: the fallback cannot happen here")
     out = tmp_path / "a"
     assert (
-        CliRunner().invoke(app, ["export", cifar_tag, "--artifacts", str(out), "--parity-images", "0"]).exit_code
+        CliRunner()
+        .invoke(app, ["export", cifar_tag, "--artifacts", str(out), "--parity-images", "0"])
+        .exit_code
         == 0
     )
     from zoo.serve.runtimes import open_runtime

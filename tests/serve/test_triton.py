@@ -136,7 +136,9 @@ def test_gpu_configs_use_tritons_own_backends_and_an_engine_never_goes_to_a_cpu(
         (["--format", "pt2"], "cannot be served"),
         (["--format", "trt-fp16"], "only on a GPU"),
     ):
-        refused = CliRunner().invoke(app, ["triton", card["source"], *args, "--artifacts", str(tmp_path / "a")])
+        refused = CliRunner().invoke(
+            app, ["triton", card["source"], *args, "--artifacts", str(tmp_path / "a")]
+        )
         assert refused.exit_code == 1 and sentence in refused.output
         assert not (tmp_path / "a").exists()  # refused before anything was exported
 

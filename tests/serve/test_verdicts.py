@@ -196,7 +196,9 @@ def test_doctor_names_this_cpus_numeric_features(monkeypatch):
     ],
 )
 def test_bars_that_could_never_fail_are_refused(checked, cifar_tag, option, value, words):
-    out = _one_sentence(runner.invoke(app, ["parity", cifar_tag, "--artifacts", str(checked[0]), option, value]))
+    out = _one_sentence(
+        runner.invoke(app, ["parity", cifar_tag, "--artifacts", str(checked[0]), option, value])
+    )
     assert words in out and option in out
 
 
