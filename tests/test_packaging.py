@@ -121,7 +121,7 @@ def test_the_installed_wheel_runs_from_its_own_files(installed, tmp_path):
         "from typer.testing import CliRunner",
         "from zoo.cli import app",
         "r = CliRunner().invoke(app, ['triton', 'resnet20.cifar10', '-f', 'onnx', '--repo', 'repo',",
-        "                            '--out', 'artifacts', '--json'])",
+        "                            '--artifacts', 'artifacts', '--json'])",
         "print(json.dumps({'zoo': zoo.__file__, 'weights': str(BUILTIN_WEIGHTS), 'exit': r.exit_code,",
         "                  'version': zoo.__version__, 'output': r.output[-800:]}))",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import subprocess
@@ -150,6 +151,21 @@ def test_a_killed_run_resumes_exactly(tmp_path, data):
     a = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     b = [json.loads(x) for x in metrics.read_text().splitlines()]
     assert resumed["steps"] == straight["steps"] and [r["epoch"] for r in b] == [1, 2, 3]
+    # Independent of the trainer's code: 2,048 images in batches of 64 are 32 steps an epoch, and the
+    # recipe (cifar_budget: 2 warm-up epochs rising linearly to the peak, then a cosine to zero) gives in
+    # closed form the learning rate of each epoch's last step (0-based index i; logged with the epoch);
+    # both runs, the resumed one included, must follow it.
+    per_epoch, peak, warm = 2048 // 64, 0.05, 2 * (2048 // 64)
+    total = 3 * per_epoch
+
+    def lr_of_step(i: int) -> float:
+        if i < warm:
+            return peak * (i + 1) / warm
+        return peak * 0.5 * (1 + math.cos(math.pi * (i - warm) / (total - warm)))
+
+    for rows in (a, b):
+        assert [r["step"] for r in rows] == [per_epoch, 2 * per_epoch, 3 * per_epoch]
+        assert [r["lr"] for r in rows] == pytest.approx([lr_of_step(r["step"] - 1) for r in rows], abs=1e-9)
     assert b[-1]["test_top1"] == a[-1]["test_top1"]
     assert b[-1]["train_loss"] == pytest.approx(a[-1]["train_loss"], rel=1e-4)
     from safetensors.torch import load_file
