@@ -386,7 +386,9 @@ def build_demo(
         outputs = [picture, candidate, original, status, crop]
 
         def refresh(tag: str):
-            return gr.update(choices=cache.choices(tag), value=_default(cache, tag)), describe(tag)
+            """The artifacts of the model chosen, what it sees, and examples from its own dataset."""
+            choices = gr.update(choices=cache.choices(tag), value=_default(cache, tag))
+            return choices, describe(tag), example_images(tag, examples_dir())
 
         def cleared(message: str = ""):
             return None, None, None, message, None
@@ -408,20 +410,20 @@ def build_demo(
                 crop_file(enlarged(seen), shown),
             )
 
-        def pick(evt: gr.SelectData):
-            return examples[evt.index][0]
+        def pick(tag: str, evt: gr.SelectData):
+            return example_images(tag, examples_dir())[evt.index][0]
 
         inputs = [upload, pasted, model, fmt]
         # a new input clears what the last one produced at once, then classifies (the slow part, queued)
         upload.change(cleared, None, outputs, queue=False).then(run_classify, inputs, outputs)
         pasted.change(cleared, None, outputs, queue=False).then(run_classify, inputs, outputs)
-        gallery.select(pick, None, upload)  # fills the upload box, whose change classifies
+        gallery.select(pick, model, upload)  # fills the upload box, whose change classifies
         fmt.input(cleared, None, outputs, queue=False).then(run_classify, inputs, outputs)
-        model.change(cleared, None, outputs, queue=False).then(refresh, model, [fmt, about]).then(
+        model.change(cleared, None, outputs, queue=False).then(refresh, model, [fmt, about, gallery]).then(
             run_classify, inputs, outputs
         )
         run.click(run_classify, inputs, outputs, api_name="classify")
-        export.click(run_export, model, status).then(refresh, model, [fmt, about])
+        export.click(run_export, model, status).then(refresh, model, [fmt, about, gallery])
     demo.queue(default_concurrency_limit=concurrency, max_size=128)
     demo.zoo_cache = cache
     return demo
