@@ -327,7 +327,14 @@ def build_demo(
         or list(registry.pretrained_tags())
     )
     cache = RuntimeCache(artifacts, allow_unverified)
-    examples = example_images(tags[0], examples_dir())
+    galleries: dict[str, list[tuple[str, str]]] = {}  # each tag's examples, read from its dataset once
+
+    def examples_of(tag: str) -> list[tuple[str, str]]:
+        if tag not in galleries:
+            galleries[tag] = example_images(tag, examples_dir())
+        return galleries[tag]
+
+    examples = examples_of(tags[0])
     shown = Path(tempfile.gettempdir()) / "resnet-zoo-demo-crops"  # Gradio serves files from the temp dir
     # uploads (and Gradio's copies of outputs) are deleted UPLOADS_KEPT_S after they were made
     with gr.Blocks(title="resnet-zoo", delete_cache=(UPLOADS_KEPT_S, UPLOADS_KEPT_S)) as demo:
@@ -388,7 +395,7 @@ def build_demo(
         def refresh(tag: str):
             """The artifacts of the model chosen, what it sees, and examples from its own dataset."""
             choices = gr.update(choices=cache.choices(tag), value=_default(cache, tag))
-            return choices, describe(tag), example_images(tag, examples_dir())
+            return choices, describe(tag), examples_of(tag)
 
         def cleared(message: str = ""):
             return None, None, None, message, None
@@ -411,7 +418,7 @@ def build_demo(
             )
 
         def pick(tag: str, evt: gr.SelectData):
-            return example_images(tag, examples_dir())[evt.index][0]
+            return examples_of(tag)[evt.index][0]
 
         inputs = [upload, pasted, model, fmt]
         # a new input clears what the last one produced at once, then classifies (the slow part, queued)
