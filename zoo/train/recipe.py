@@ -193,7 +193,15 @@ class Recipe:
 
 
 def load_recipe(name_or_file: str | Path) -> Recipe:
-    """A built-in recipe by name (cifar_budget, cifar_zoo, cifar_paper, imagenet_paper) or a TOML file."""
+    """A built-in recipe by name (cifar_budget, cifar_zoo, cifar_paper, imagenet_paper) or a TOML file.
+
+    A file may start from another recipe (`extends = "cifar_budget"`, or a file path relative to its own
+    folder) and hold only what it changes: its keys are merged over the other's, section by section
+    (per-architecture sections too), and its `changes` are added to the other's."""
+    return _load(name_or_file, ())
+
+
+def _load(name_or_file: str | Path, seen: tuple[Path, ...]) -> Recipe:
     path = Path(name_or_file)
     if not path.suffix:
         path = RECIPES / f"{name_or_file}.toml"
@@ -207,8 +215,31 @@ def load_recipe(name_or_file: str | Path) -> Recipe:
         raise ZooError(f"recipe {path} is not a text file (TOML, UTF-8).") from None
     except tomllib.TOMLDecodeError as e:
         raise ZooError(f"recipe {path} is not valid TOML: {e}.") from None
+    if "extends" in doc:
+        _check_section(doc, path, text)
+        base = doc.pop("extends")
+        if path.resolve() in seen:
+            raise ZooError(f"recipe {path} extends itself (through {' -> '.join(str(p) for p in seen)}).")
+        relative = path.parent / base
+        parent = _load(
+            relative if Path(base).suffix and relative.is_file() else base, (*seen, path.resolve())
+        )
+        doc = _merged(parent.doc, {"name": path.stem, **doc})  # named for itself, not for its base
     _validate(doc, path, text)
     return Recipe(doc.get("name", path.stem), str(path), doc)
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` merged into a copy of `base`: tables key by key (recursively), `changes` appended."""
+    doc = copy.deepcopy(base)
+    for key, value in over.items():
+        if key == "changes":
+            doc["changes"] = [*doc.get("changes", []), *value]
+        elif isinstance(value, dict) and isinstance(doc.get(key), dict):
+            doc[key] = _merged(doc[key], value)
+        else:
+            doc[key] = copy.deepcopy(value)
+    return doc
 
 
 # The recipe schema: every key a recipe may hold, with its type. Unknown keys are errors, so that a
@@ -222,7 +253,7 @@ def _kind(annotation: str) -> Any:
 
 
 SCHEMA: dict[str, dict[str, Any]] = {
-    "": {"name": str, "description": str, "dataset": str, "changes": list},
+    "": {"name": str, "description": str, "dataset": str, "changes": list, "extends": str},
     **{name: {f.name: _kind(str(f.type)) for f in fields(cls)} for name, cls in SECTIONS.items()},
 }
 OPTIMIZERS = ("sgd",)
