@@ -12,6 +12,49 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+class _MutantsSubpackages:
+    """In mutmut's copy of the tree (mutants/), `zoo.export`, `zoo.serve` and `zoo.weights` are the copy's
+    export/, serve/ and weights/, imported under the names mutmut gives them (`serve.bench`, whose mutants
+    are `serve.bench.x_hardware__mutmut_1` ...). The editable install maps `zoo.serve` to the tree it was
+    installed from, the original: there no mutant of export/ or serve/ could ever be killed; and a module
+    imported as `zoo.serve.bench` would not answer to mutmut's `serve.bench`, since a mutant's trampoline
+    compares that name with the function's `__module__`."""
+
+    NAMES = ("export", "serve", "weights")
+
+    def find_spec(self, fullname: str, path=None, target=None):
+        import importlib.util
+
+        top, _, rest = fullname.partition(".")
+        if top != "zoo" or rest.split(".")[0] not in self.NAMES:
+            return None
+        real = self._real(rest).__spec__
+        spec = importlib.util.spec_from_loader(
+            fullname, self, origin=real.origin, is_package=real.submodule_search_locations is not None
+        )
+        spec.has_location = True  # __file__ is the copy's file, as for any module
+        return spec
+
+    @staticmethod
+    def _real(name: str):
+        import importlib
+
+        return importlib.import_module(name)
+
+    def create_module(self, spec):
+        return self._real(spec.name.partition(".")[2])  # the same module object under both names
+
+    def exec_module(self, module) -> None:
+        pass  # run once, as `serve.bench`
+
+
+if REPO.name == "mutants" and (REPO / "zoo" / "__init__.py").is_file():
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    sys.meta_path.insert(0, _MutantsSubpackages())
+
+
 def data_root() -> Path | None:
     raw = os.environ.get("ZOO_DATA")
     path = Path(raw) if raw else REPO.parent / "shared" / "data"
