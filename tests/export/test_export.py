@@ -279,14 +279,20 @@ def _shipped_cifar_tags() -> list[str]:
 def _int8_split_params() -> list:
     """resnet20 (the README's default) and the deepest shipped tag (where quantisation error adds up over the
     most layers) in every run; the depths between them (~200 s on 2 cores) with ZOO_EXHAUSTIVE=1, so that
-    CI stays under 30 minutes. Their figures on both CPU classes are in docs/export-and-parity.md."""
+    CI stays under 30 minutes. Their figures on both CPU classes are in docs/export-and-parity.md. All but
+    resnet20 are `slow` (over two minutes each), out of the mutation runs' fast selection."""
     tags = sorted(_shipped_cifar_tags(), key=lambda t: int(t.split(".")[0].removeprefix("resnet")))
     always = {tags[0], tags[-1]} if tags else set()
     between = pytest.mark.skipif(
         os.environ.get("ZOO_EXHAUSTIVE", "") in ("", "0"),
         reason="a depth between the shallowest and the deepest shipped tag: run with ZOO_EXHAUSTIVE=1",
     )
-    return [pytest.param(t, marks=() if t in always else between) for t in tags]
+    return [
+        pytest.param(
+            t, marks=() if t == tags[0] else (pytest.mark.slow, *(() if t in always else (between,)))
+        )
+        for t in tags
+    ]
 
 
 @pytest.mark.parametrize("tag", _int8_split_params())
