@@ -538,6 +538,7 @@ def test_bench_train_measures_img_per_s_and_where_an_epoch_goes(tmp_path, data):
     assert report == json.loads(result.stdout)
     setting, epoch = report["rows"]
     assert setting["setting"] == "fp32-nchw-b128" and setting["batch"] == 128 and setting["images_per_s"] > 0
+    assert setting["compiled"] is False and setting["threads"] == torch.get_num_threads()
     assert "fp32" in epoch["setting"]  # what `zoo train --amp auto` computes in on a CPU
     parts = epoch["breakdown_s"]
     total = parts["sgd_steps"] + parts["ema_update"] + parts["input_pipeline"] + parts["evaluation_per_epoch"]

@@ -21,13 +21,18 @@ from zoo.models import registry
 from zoo.train.trainer import evaluate_loader, train_step
 from zoo.utils.machine import hardware, version
 
-SETTINGS = {  # name: (precision, channels_last, batch, threads); threads None: all cores
-    "fp32-nchw-b128": ("fp32", False, 128, None),
-    "bf16-nchw-b256": ("bf16", False, 256, None),
-    "bf16-cl-b128": ("bf16", True, 128, None),
-    "bf16-cl-b256": ("bf16", True, 256, None),
-    "bf16-cl-b512": ("bf16", True, 512, None),
-    "bf16-cl-b256-1thread": ("bf16", True, 256, 1),
+# name: (precision, channels_last, batch, threads, torch.compile); threads None: all cores. The fp32
+# one-thread pair is `zoo train` on a CPU as the runs go (two one-thread runs side by side), eager and with
+# --compile; bf16 pays only where the CPU has it (AVX-512 BF16), and is emulated, slowly, elsewhere.
+SETTINGS = {
+    "fp32-nchw-b128": ("fp32", False, 128, None, False),
+    "bf16-nchw-b256": ("bf16", False, 256, None, False),
+    "bf16-cl-b128": ("bf16", True, 128, None, False),
+    "bf16-cl-b256": ("bf16", True, 256, None, False),
+    "bf16-cl-b512": ("bf16", True, 512, None, False),
+    "bf16-cl-b256-1thread": ("bf16", True, 256, 1, False),
+    "fp32-cl-b256-1thread": ("fp32", True, 256, 1, False),
+    "fp32-cl-b256-1thread-compiled": ("fp32", True, 256, 1, True),
 }
 
 
@@ -74,7 +79,7 @@ def bench_train(
     rows: list[dict[str, Any]] = []
     for arch in archs:
         for name in settings:
-            precision, channels_last, batch, threads = SETTINGS[name]
+            precision, channels_last, batch, threads, compiled = SETTINGS[name]
             torch.set_num_threads(threads or default_threads)
             torch.manual_seed(0)
             model = registry.create_model(arch, zero_init_residual=True)
@@ -84,7 +89,8 @@ def bench_train(
             loader = DeviceCifarLoader(
                 train.images, train.labels, batch, spec, train=True, channels_last=channels_last
             )
-            t = _steps(model, opt, loader, precision == "bf16", seconds)
+            net = torch.compile(model) if compiled else model  # compiled in the untimed warm-up steps
+            t = _steps(net, opt, loader, precision == "bf16", seconds)
             rows.append(
                 {
                     "arch": arch,
@@ -93,6 +99,7 @@ def bench_train(
                     "channels_last": channels_last,
                     "batch": batch,
                     "threads": threads or default_threads,
+                    "compiled": compiled,
                     "images_per_s": t.images_per_s,
                     "step_ms_median": t.step_ms,
                     "steps": t.steps,
