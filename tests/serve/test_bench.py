@@ -145,3 +145,23 @@ def test_the_chart_has_a_tick_per_batch_the_spread_and_the_formats_not_timed(tmp
     assert bars and len(bars[0].get_segments()) == 3
     (low, high) = bars[0].get_segments()[1][:, 1]  # batch 8: from 7.2 to 9.6 ms
     assert (low, high) == pytest.approx((7.2, 9.6))
+
+
+def test_the_end_to_end_bench_times_the_bytes_a_deployment_receives(data):
+    """Breakage: the photos re-encoded as PNG (a different decode, so different end-to-end figures) instead
+    of the JPEG files themselves; CIFAR-10, which has no files, as PNG that decodes to its exact pixels."""
+    import io
+
+    from PIL import Image
+
+    from zoo.data.datasets import find_dataset
+    from zoo.serve.bench import encoded_images
+
+    photos = find_dataset("imagenet1k", data)
+    got = encoded_images(photos, 3)
+    assert got == [path.read_bytes() for path, _ in photos.samples[:3]]
+    assert all(b[:2] == b"\xff\xd8" for b in got)  # JPEG files, as they are on disk
+    cifar = find_dataset("cifar10", data, "test")
+    (png,) = encoded_images(cifar, 1)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), np.asarray(cifar[0][0]))

@@ -306,6 +306,37 @@ def test_an_upload_above_the_limit_is_refused_before_it_is_stored(server, tmp_pa
     assert urllib.request.urlopen(small, timeout=60).status == 200  # the control: a small one is taken
 
 
+def test_every_input_clears_the_last_answers_at_once_then_classifies(tmp_path, cifar_tag):
+    """An upload, a paste or webcam picture, a change of artifact and a change of model each first clear the
+    outputs (unqueued, so at once) and then classify: no stale top-5 beside a new input while the model runs.
+    The browser test drives the upload and the model; the paste box cannot be driven headless, so the
+    wiring itself is read from the app. With no models named, the app offers every tag with local weights."""
+    demo = build_demo([cifar_tag], tmp_path)
+    by_label = {getattr(b, "label", None): b._id for b in demo.blocks.values()}
+    by_id = {getattr(b, "elem_id", None): b._id for b in demo.blocks.values()}
+    fns = list(demo.fns.values())
+    triggers = {
+        (by_id["upload"], "change"),
+        (by_label["paste / webcam"], "change"),
+        (by_id["artifact"], "input"),
+        (by_id["model"], "change"),
+    }
+    for trigger in triggers:
+        (first,) = [f for f in fns if trigger in [tuple(t) for t in f.targets]]
+        assert first.fn.__name__ == "cleared" and first.queue is False, trigger
+        assert first.fn() == (None, None, None, "", None)  # every output emptied
+        chain, f = [], first
+        while (nxt := [g for g in fns if g.trigger_after == fns.index(f)]) and len(chain) < 5:
+            f = nxt[0]
+            chain.append(f.fn.__name__)
+        assert chain[-1] == "run_classify", (trigger, chain)
+    weights = Path(__file__).resolve().parents[2] / "weights"
+    shipped = sorted(p.name.removesuffix(".safetensors") for p in weights.glob("*.safetensors"))
+    default = build_demo(artifacts=tmp_path)  # the test session's own empty cache: the shipped weights alone
+    (model,) = [b for b in default.blocks.values() if getattr(b, "elem_id", None) == "model"]
+    assert sorted(value for _label, value in model.choices) == shipped and "resnet20.cifar10" in shipped
+
+
 def test_the_demo_deletes_uploads_after_a_while(artifacts, cifar_tag):
     from zoo.serve.demo import UPLOADS_KEPT_S
 
