@@ -127,6 +127,42 @@ def test_a_speedup_from_a_suspect_row_is_marked_and_the_checks_are_written_under
     assert "in 1 fresh process taken" in text  # not "1 fresh processes"
 
 
+def test_the_summary_is_a_well_formed_markdown_table_with_each_figure_in_its_column():
+    """Every line of the table has one cell a column, under the header's names; the parity figures (top-1
+    and the agreement with the original) and the timings land in their own columns, formatted."""
+    from zoo.serve.bench import SUMMARY_COLUMNS, markdown
+
+    rows = [_row("onnx", 1, p50=2.0, e2e=3.0, p99=2.5, runs=(1.9, 2.2)), _row("onnx", 8, p50=4.0)]
+    summary = [
+        {
+            "format": "onnx",
+            "status": "ok",
+            "size_mb": 1.234,
+            "parity": {"top1": 91.236, "top1_agreement": 99.55},
+            "by_batch": {1: rows[0], 8: rows[1]},
+            "speedup_vs_eager_b1": 3.04,
+        }
+    ]
+    table = [line for line in markdown(_report(rows, summary)).splitlines() if line.startswith("|")]
+    header, rule, body = table[0], table[1], table[2:]
+    assert [c.strip() for c in header.strip("|").split("|")] == SUMMARY_COLUMNS
+    assert rule == "|" + " --- |" * len(SUMMARY_COLUMNS)
+    (row,) = body
+    cells = dict(zip(SUMMARY_COLUMNS, [c.strip() for c in row.strip("|").split("|")], strict=True))
+    assert cells == {
+        "format": "onnx",
+        "status": "ok",
+        "size MB": "1.23",
+        "top-1": "91.24",
+        "agreement": "99.55%",
+        "p50 ms b1 (per process)": "2.000 (1.900–2.200)",
+        "p99 ms b1": "2.500",
+        "e2e p50 ms b1": "3.000",
+        "best img/s": "2000",  # batch 8 at 4 ms: 8 x 1000 / 4
+        "vs eager b1": "3.0×",
+    }
+
+
 def test_the_chart_has_a_tick_per_batch_the_spread_and_the_formats_not_timed(tmp_path):
     from zoo.serve.bench import chart
 
