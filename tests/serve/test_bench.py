@@ -181,6 +181,12 @@ def test_the_chart_has_a_tick_per_batch_the_spread_and_the_formats_not_timed(tmp
     assert bars and len(bars[0].get_segments()) == 3
     (low, high) = bars[0].get_segments()[1][:, 1]  # batch 8: from 7.2 to 9.6 ms
     assert (low, high) == pytest.approx((7.2, 9.6))
+    # latency and throughput side by side; the bench's warnings counted in the title
+    left, right = (ax.get_position() for ax in fig.axes[:2])
+    assert left.y0 == pytest.approx(right.y0) and left.x1 < right.x0
+    assert fig._suptitle.get_text() == "resnet20.cifar10 on test CPU"
+    warned = chart(_report(rows, summary, checks=["onnx at batch 1: something", "onnx at batch 8: else"]))
+    assert warned._suptitle.get_text() == "resnet20.cifar10 on test CPU: 2 warning(s), see the report"
 
 
 def test_the_end_to_end_bench_times_the_bytes_a_deployment_receives(data):

@@ -330,6 +330,10 @@ def test_every_input_clears_the_last_answers_at_once_then_classifies(tmp_path, c
             f = nxt[0]
             chain.append(f.fn.__name__)
         assert chain[-1] == "run_classify", (trigger, chain)
+    # each column says what it shows (the project's own spelling of PyTorch)
+    labels = {getattr(b, "elem_id", None): getattr(b, "label", None) for b in demo.blocks.values()}
+    assert labels["preview"] == "your image" and labels["artifact-top5"] == "artifact top-5"
+    assert labels["original-top5"] == "PyTorch original top-5"
     weights = Path(__file__).resolve().parents[2] / "weights"
     shipped = sorted(p.name.removesuffix(".safetensors") for p in weights.glob("*.safetensors"))
     default = build_demo(artifacts=tmp_path)  # the test session's own empty cache: the shipped weights alone
