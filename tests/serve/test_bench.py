@@ -138,12 +138,14 @@ def test_the_summary_is_a_well_formed_markdown_table_with_each_figure_in_its_col
             "format": "onnx",
             "status": "ok",
             "size_mb": 1.234,
-            "parity": {"top1": 91.236, "top1_agreement": 99.55},
+            "parity": {"top1": 91.236, "top1_agreement": 99.55, "images": 1000},
             "by_batch": {1: rows[0], 8: rows[1]},
             "speedup_vs_eager_b1": 3.04,
         }
     ]
-    table = [line for line in markdown(_report(rows, summary)).splitlines() if line.startswith("|")]
+    text = markdown(_report(rows, summary))
+    assert "parity on 1000 labelled test images" in text  # the count the checks used, not "all"
+    table = [line for line in text.splitlines() if line.startswith("|")]
     header, rule, body = table[0], table[1], table[2:]
     assert [c.strip() for c in header.strip("|").split("|")] == SUMMARY_COLUMNS
     assert rule == "|" + " --- |" * len(SUMMARY_COLUMNS)
