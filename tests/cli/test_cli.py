@@ -51,6 +51,13 @@ def test_info_json_describes_weights_and_preprocessing():
     result = runner.invoke(app, ["info", "resnet50.tv_in1k", "--json"])
     info = json.loads(result.stdout)
     assert info["weights"]["preprocess"]["resize"] == 256 and info["weights"]["metrics"]["top5"] == 92.862
+    import tomllib
+
+    manifest = tomllib.loads((Path(__file__).resolve().parents[2] / "weights" / "manifest.toml").read_text())
+    entry = manifest["weights"]["resnet50.tv_in1k"]
+    assert {k: info["weights"][k] for k in ("arch", "dataset", "labels", "url")} == {
+        k: entry[k] for k in ("arch", "dataset", "labels", "url")
+    }
     assert info["gmacs"] == pytest.approx(4.09, abs=0.01)
     human = runner.invoke(app, ["info", "plain20"])
     assert human.exit_code == 0 and "params 269,722" in human.stdout and "tags: none yet" in human.stdout
