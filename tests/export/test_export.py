@@ -132,6 +132,8 @@ def test_the_card_records_what_a_deployer_needs(exported, cifar_tag):
     assert card["batch"] == {"min": 1, "opt": 8, "max": 64} and card["precision"] == "int8"
     assert card["preprocess"]["mean"][0] == pytest.approx(0.4914) and card["labels"][0] == "airplane"
     assert card["calibration"]["size"] == 512 and card["calibration"]["method"] == "entropy"
+    # no --data or --calib-data given: the card says where the images came from, by the variable's name
+    assert card["calibration"]["data"] == "$ZOO_DATA (cifar10, train split)"
     assert card["versions"]["onnxruntime"] and card["versions"]["torch"]
 
 
