@@ -8,6 +8,7 @@ reused; a bad input gives a visible message and the app keeps serving.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import re
@@ -327,13 +328,8 @@ def build_demo(
         or list(registry.pretrained_tags())
     )
     cache = RuntimeCache(artifacts, allow_unverified)
-    galleries: dict[str, list[tuple[str, str]]] = {}  # each tag's examples, read from its dataset once
-
-    def examples_of(tag: str) -> list[tuple[str, str]]:
-        if tag not in galleries:
-            galleries[tag] = example_images(tag, examples_dir())
-        return galleries[tag]
-
+    # each model's examples, read from its dataset once
+    examples_of = functools.cache(lambda tag: example_images(tag, examples_dir()))
     examples = examples_of(tags[0])
     shown = Path(tempfile.gettempdir()) / "resnet-zoo-demo-crops"  # Gradio serves files from the temp dir
     # uploads (and Gradio's copies of outputs) are deleted UPLOADS_KEPT_S after they were made

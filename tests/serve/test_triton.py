@@ -343,10 +343,10 @@ def test_the_python_backend_steps_need_only_numpy_and_pillow(tmp_path, cifar_dir
 
     CIFAR10(cifar_dir, "test")[0][0].save(tmp_path / "img.png")
     allowed = ("numpy", "PIL", "zoo", "serve", "export")
-    if "MUTANT_UNDER_TEST" in os.environ:  # under mutation testing (even its clean run, where it is "")
-        allowed += (
-            "mutmut",
-        )  # each mutated function calls mutmut's trampoline; the installed zoo never does
+    # under mutation testing (even its clean run, where the variable is ""), each mutated function calls
+    # mutmut's trampoline; the installed zoo never does
+    if "MUTANT_UNDER_TEST" in os.environ:
+        allowed += ("mutmut",)
     code = f"""
 import importlib.abc, sys
 class Block(importlib.abc.MetaPathFinder):

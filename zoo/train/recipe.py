@@ -142,9 +142,7 @@ class Recipe:
         """The recipe as it trains `arch`: its `[arch.ARCH.*]` sections merged over the general ones."""
         arch = arch.split(".")[0]
         per_arch = self.doc.get("arch", {})
-        doc = {k: copy.deepcopy(v) for k, v in self.doc.items() if k != "arch"}
-        for section, values in per_arch.get(arch, {}).items():
-            doc.setdefault(section, {}).update(copy.deepcopy(values))
+        doc = _merged({k: v for k, v in self.doc.items() if k != "arch"}, per_arch.get(arch, {}))
         if arch in per_arch:
             doc["changes"] = [*doc.get("changes", []), f"for {arch}: {_flat(per_arch[arch])}"]
         return Recipe(self.name, self.source, doc)
