@@ -604,6 +604,25 @@ def test_non_positive_training_options_are_refused_and_write_nothing(tmp_path, d
     assert not run.exists()
 
 
+@pytest.mark.parametrize("arch", ["resnet20", "resnet18"])
+def test_a_training_set_smaller_than_one_batch_is_one_sentence(tmp_path, data, arch):
+    """The last partial batch is dropped, so such a set would train no step at all (an ImageFolder of a
+    few photos once ended in a ZeroDivisionError): both the CIFAR loader and the folder loader refuse it."""
+    if arch == "resnet18":
+        from PIL import Image
+
+        data = tmp_path / "photos"
+        for split in ("train", "val"):
+            (data / split / "tench").mkdir(parents=True)
+            for i in range(3):
+                Image.new("RGB", (240, 224), (40 * i, 90, 160)).save(data / split / "tench" / f"{i}.png")
+    run = tmp_path / "run"
+    args = ["train", arch, "--data", str(data), "--out", str(run), "--epochs", "1", "--batch-size", "4"]
+    limit = ["--train-limit", "3"] if arch == "resnet20" else ["--recipe", "imagenet_paper"]
+    one_sentence(runner.invoke(app, [*args, *limit]), "3 training images are fewer than one batch of 4")
+    assert not (run / "last.pt").exists()
+
+
 @pytest.mark.parametrize(
     "choice, local_rank, world, gpus, expected",
     [

@@ -125,6 +125,12 @@ def _param_groups(model: nn.Module, recipe: Recipe) -> list[dict]:
     return [{"params": decay, "weight_decay": wd}, {"params": other, "weight_decay": 0.0}]
 
 
+def _check_one_batch(images: int, batch_size: int, world: int) -> None:
+    """Every epoch must hold a step (the last partial batch is dropped): refuse a smaller training set."""
+    if images < batch_size * world:
+        raise ZooError(f"{images} training images are fewer than one batch of {batch_size} per process.")
+
+
 def _loaders(cfg: TrainConfig, spec, device, rank: int, world: int, channels_last: bool):
 
     r = cfg.recipe
@@ -135,8 +141,7 @@ def _loaders(cfg: TrainConfig, spec, device, rank: int, world: int, channels_las
         check_fits(ds, num_classes(r.dataset), side, f"recipe {r.name} ({r.dataset})", cfg.data)
     if isinstance(train_ds, CIFAR10):
         xs, ys = train_ds.images[: cfg.train_limit], train_ds.labels[: cfg.train_limit]
-        if len(ys) < bs * world:
-            raise ZooError(f"{len(ys)} training images are fewer than one batch of {bs} per process.")
+        _check_one_batch(len(ys), bs, world)
         common = {"spec": spec, "device": device, "channels_last": channels_last}
         train = DeviceCifarLoader(
             xs,
@@ -166,6 +171,7 @@ def _loaders(cfg: TrainConfig, spec, device, rank: int, world: int, channels_las
         train_set = torch.utils.data.Subset(train_set, range(min(cfg.train_limit, len(train_set))))
     if cfg.test_limit:
         test_set = torch.utils.data.Subset(test_set, range(min(cfg.test_limit, len(test_set))))
+    _check_one_batch(len(train_set), bs, world)
     sampler = torch.utils.data.DistributedSampler(train_set, world, rank, seed=seed) if world > 1 else None
     workers = min(8, os.cpu_count() or 1)
     train = torch.utils.data.DataLoader(
@@ -479,14 +485,14 @@ def _train_epoch(run: Run, epoch: int, progress) -> dict[str, Any] | None:
     return _epoch_row(run, epoch, t0, seen, loss_sum, correct)
 
 
-def _epoch_row(run: Run, epoch: int, t0: float, seen: int, loss_sum, correct) -> dict[str, Any] | None:
-    """The epoch's metrics row, over every process's images; None if it saw none."""
+def _epoch_row(run: Run, epoch: int, t0: float, seen: int, loss_sum, correct) -> dict[str, Any]:
+    """The epoch's metrics row, over every process's images. Every epoch sees at least one batch: the
+    schedule's epochs are ceil(steps / steps per epoch), and a training set smaller than one batch is
+    refused before the first step."""
     if run.world > 1:
         for t in (loss_sum, correct):
             torch.distributed.all_reduce(t)
         seen *= run.world
-    if seen == 0:
-        return None
     if run.device.type == "cuda":
         torch.cuda.synchronize(run.device)
     epoch_time = time.perf_counter() - t0
