@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, at_least_one
 from zoo.utils.files import exists, output_dir
 
 if TYPE_CHECKING:
@@ -609,6 +609,7 @@ def teacher_table(
     from zoo.train.recipe import load_recipe
     from zoo.train.teacher import Teacher, build_table
 
+    at_least_one(train_limit=train_limit, stop_after=stop_after)
     r = load_recipe(recipe).for_arch(arch)
     if not r.distill.teacher:
         raise ZooError(f'recipe {r.name} names no teacher: add [distill] teacher = ["resnet56.cifar10"].')

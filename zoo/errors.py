@@ -11,6 +11,14 @@ class ZooError(Exception):
     """A user-facing error. The CLI prints its message and exits non-zero, without a traceback."""
 
 
+def at_least_one(**counts: int | None) -> None:
+    """Refuse, in one sentence, a count option (`train_limit=0` reads --train-limit) below 1; None is unset.
+    A slice with a negative or zero count would silently read the wrong images, or none."""
+    for name, value in counts.items():
+        if value is not None and value < 1:
+            raise ZooError(f"--{name.replace('_', '-')} must be at least 1, not {value}.")
+
+
 @contextmanager
 def reading(what: str) -> Iterator[None]:
     """Name what a block reads ("the card artifacts/x/onnx/card.json"): an unexpected exception leaving

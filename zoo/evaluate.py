@@ -14,7 +14,7 @@ from PIL import Image
 
 from zoo.data.datasets import batches, check_fits, find_dataset, num_classes, preprocess_spec
 from zoo.data.preprocess import PreprocessSpec, normalize, preprocess, resize_shorter_side
-from zoo.errors import ZooError
+from zoo.errors import ZooError, at_least_one
 from zoo.models import registry
 from zoo.models.weights import read_checkpoint
 from zoo.train.runs import SUMMARY, WEIGHTS, read_json
@@ -83,8 +83,7 @@ def evaluate(
     datasets = {d for *_, d in loaded}
     if len(datasets) > 1:
         raise ZooError(f"an ensemble needs models of one dataset, not {', '.join(sorted(datasets))}.")
-    if limit is not None and limit < 1:
-        raise ZooError(f"--limit must be at least 1, not {limit}.")
+    at_least_one(limit=limit)
     dataset = find_dataset(datasets.pop(), data, split)
     for model, spec, name, _ in loaded:
         check_fits(dataset, model.fc.out_features, spec.shorter_side, name, data)

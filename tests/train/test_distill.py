@@ -200,3 +200,17 @@ def test_a_recipe_refuses_a_distillation_weight_outside_0_to_1(tmp_path):
     path.write_text(path.read_text().replace("weight = 0.5", "weight = 1.5"))
     with pytest.raises(ZooError, match=r"\[distill\] weight must be from 0 to 1"):
         load_recipe(path)
+
+
+@pytest.mark.parametrize("flag", ["--train-limit", "--stop-after"])
+def test_a_teacher_table_of_no_images_is_refused_before_any_work(tmp_path, monkeypatch, flag):
+    """--train-limit -4 once sliced the split's last 4 images off and built a table of the other 49,996."""
+    from typer.testing import CliRunner
+
+    from tests.helpers import one_sentence
+    from zoo.cli import app
+
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
+    result = CliRunner().invoke(app, ["teacher-table", "--recipe", "cifar_distill", flag, "-4"])
+    one_sentence(result, f"{flag} must be at least 1, not -4")
+    assert not (tmp_path / "cache").exists()

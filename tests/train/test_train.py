@@ -596,11 +596,23 @@ def test_resume_with_another_lr_or_batch_size_is_refused(tmp_path, data):
     one_sentence(runner.invoke(app, [*changed, "--lr", "0.05", "--resume"]), "train.batch_size: 64 -> 32")
 
 
-@pytest.mark.parametrize("flag, value", [("--lr", "-1"), ("--batch-size", "0"), ("--epochs", "0")])
-def test_non_positive_training_options_are_refused_and_write_nothing(tmp_path, data, flag, value):
+@pytest.mark.parametrize(
+    "flag, value, words",
+    [
+        ("--lr", "-1", "--lr must be positive"),
+        ("--batch-size", "0", "--batch-size must be positive"),
+        ("--epochs", "0", "--epochs must be positive"),
+        # a negative count once sliced off the end (images[:-5] trained on 49,995 images), 0 read them all
+        ("--train-limit", "-5", "--train-limit must be at least 1, not -5"),
+        ("--test-limit", "0", "--test-limit must be at least 1, not 0"),
+        ("--max-steps", "0", "--max-steps must be at least 1, not 0"),
+    ],
+)
+def test_non_positive_training_options_are_refused_and_write_nothing(tmp_path, data, flag, value, words):
     run = tmp_path / "run"
-    args = ["train", "resnet20", "--data", str(data), "--out", str(run), "--train-limit", "256", flag, value]
-    one_sentence(runner.invoke(app, args), f"{flag} must be positive")
+    args = ["train", "resnet20", "--data", str(data), "--out", str(run), flag, value]
+    limit = [] if flag == "--train-limit" else ["--train-limit", "256"]
+    one_sentence(runner.invoke(app, [*args, *limit]), words)
     assert not run.exists()
 
 

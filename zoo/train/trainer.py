@@ -24,7 +24,7 @@ from torch import nn
 from zoo.data.datasets import CIFAR10, check_fits, dataset, find_dataset, num_classes, preprocess_spec
 from zoo.data.loaders import DeviceCifarLoader, FolderDataset, ScaleAugment, render
 from zoo.data.preprocess import preprocess
-from zoo.errors import ZooError
+from zoo.errors import ZooError, at_least_one
 from zoo.models import registry
 from zoo.models.weights import save_safetensors
 from zoo.train.recipe import Recipe, lr_at
@@ -58,6 +58,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.amp not in AMP:
             raise ZooError(f"--amp {self.amp!r} is not one of {', '.join(AMP)}.")
+        at_least_one(train_limit=self.train_limit, test_limit=self.test_limit, max_steps=self.max_steps)
 
 
 def plan_device(choice: str, local_rank: int, world: int, cuda_devices: int) -> tuple[str, str | None]:
