@@ -616,6 +616,14 @@ def test_non_positive_training_options_are_refused_and_write_nothing(tmp_path, d
     assert not run.exists()
 
 
+def test_a_weights_tag_is_not_trained_as_its_architecture(tmp_path):
+    """`zoo train resnet20.cifar10` once trained resnet20 from scratch, the tag's weights unread."""
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", "resnet20.cifar10", "--out", str(run), "--epochs", "1"])
+    one_sentence(result, "resnet20.cifar10 is a weights tag; `zoo train` trains an architecture from scratch")
+    assert "zoo train resnet20." in result.output and not run.exists()
+
+
 @pytest.mark.parametrize("arch", ["resnet20", "resnet18"])
 def test_a_training_set_smaller_than_one_batch_is_one_sentence(tmp_path, data, arch):
     """The last partial batch is dropped, so such a set would train no step at all (an ImageFolder of a

@@ -59,6 +59,11 @@ class TrainConfig:
         if self.amp not in AMP:
             raise ZooError(f"--amp {self.amp!r} is not one of {', '.join(AMP)}.")
         at_least_one(train_limit=self.train_limit, test_limit=self.test_limit, max_steps=self.max_steps)
+        if "." in self.arch:  # a tag would silently train its architecture from scratch
+            raise ZooError(
+                f"{self.arch} is a weights tag; `zoo train` trains an architecture from scratch: "
+                f"zoo train {self.arch.split('.')[0]}."
+            )
 
 
 def plan_device(choice: str, local_rank: int, world: int, cuda_devices: int) -> tuple[str, str | None]:
@@ -344,9 +349,9 @@ def _start(cfg: TrainConfig) -> Run:
     arch, _ = registry.resolve(cfg.arch)  # an unknown name: one sentence with close matches
     if registry.archs()[arch]["family"] != dataset(r.dataset)["family"]:
         raise ZooError(f"{cfg.arch} is not a {r.dataset} architecture; recipe {r.name} trains {r.dataset}.")
-    model = registry.create_model(
-        cfg.arch.split(".")[0], num_classes=num_classes(r.dataset), **r.model.options()
-    ).to(device)
+    model = registry.create_model(cfg.arch, num_classes=num_classes(r.dataset), **r.model.options()).to(
+        device
+    )
     model = model.to(memory_format=torch.channels_last)  # faster for these convs on CUDA and x86 CPUs alike
     cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported(False)
     bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and cuda_bf16)
@@ -413,7 +418,7 @@ def _record_run(run: Run) -> None:
     if run.cfg.resume and path.is_file():
         return
     record = {
-        "arch": run.cfg.arch.split(".")[0],
+        "arch": run.cfg.arch,
         "dataset": run.recipe.dataset,
         "recipe": run.recipe.name,
         "epochs": run.epochs,
