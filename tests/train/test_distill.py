@@ -202,6 +202,16 @@ def test_a_recipe_refuses_a_distillation_weight_outside_0_to_1(tmp_path):
         load_recipe(path)
 
 
+@pytest.mark.parametrize("teacher", ['[""]', "[56]", '["resnet56.cifar10", 3]'])
+def test_a_recipe_refuses_a_teacher_that_is_not_a_list_of_tags(tmp_path, teacher):
+    from zoo.train.recipe import load_recipe
+
+    path = _recipe(tmp_path, "")
+    path.write_text(path.read_text().replace('teacher = ["resnet20.cifar10"]', f"teacher = {teacher}"))
+    with pytest.raises(ZooError, match=r"\[distill\] teacher must be a list of zoo tags"):
+        load_recipe(path)
+
+
 @pytest.mark.parametrize("flag", ["--train-limit", "--stop-after"])
 def test_a_teacher_table_of_no_images_is_refused_before_any_work(tmp_path, monkeypatch, flag):
     """--train-limit -4 once sliced the split's last 4 images off and built a table of the other 49,996."""
