@@ -80,6 +80,21 @@ def test_eval_cli_json_and_bad_protocol(cifar_tag, data):
     assert bad.exit_code == 1 and "protocol" in bad.output
 
 
+def test_a_bare_weights_file_says_its_architecture_through_the_metadata_it_was_saved_with(tmp_path):
+    """The fast half of the next test: what save_safetensors writes is what load_model reads back."""
+    from zoo import create_model
+    from zoo.evaluate import load_model
+    from zoo.models.weights import save_safetensors
+
+    state = create_model("resnet32").state_dict()
+    save_safetensors(state, tmp_path / "a.safetensors", metadata={"arch": "resnet32", "dataset": "cifar10"})
+    model, _, _, dataset = load_model(str(tmp_path / "a.safetensors"))
+    assert len(model.layer1) == 5 and dataset == "cifar10"  # resnet32: 5 blocks a stage
+    save_safetensors(state, tmp_path / "b.safetensors")
+    with pytest.raises(ZooError, match="cannot tell the architecture"):
+        load_model(str(tmp_path / "b.safetensors"))
+
+
 @pytest.mark.slow
 def test_a_run_folder_and_a_bare_weights_file_load_as_the_architecture_and_dataset_they_record(tmp_path):
     """`zoo eval RUN_DIR` reads the run's summary.json (arch and dataset); a weights file alone is read
