@@ -241,3 +241,18 @@ def test_spec_round_trips_through_a_dict_and_rejects_unknown_interpolation():
     assert PreprocessSpec.from_dict(V2.to_dict()) == V2
     with pytest.raises(ZooError, match="interpolation"):
         PreprocessSpec(resize=256, crop=224, interpolation="area")
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"crop": 0}, "`crop` must be"),
+        ({"resize": 3.5}, "`resize` must be"),
+        ({"mean": [0.5, "x", 0.5]}, "`mean` must be"),
+        ({"std": [0.2, 0.0, 0.2]}, "`std` must be 3 finite positive"),  # after a usable mean and sides
+        ({"std": [0.2, float("nan"), 0.2]}, "`std` must be 3 finite positive"),
+    ],
+)
+def test_each_unusable_spec_field_is_named_even_when_the_others_are_fine(change, words):
+    with pytest.raises(ZooError, match=words):
+        PreprocessSpec.from_dict({**V2.to_dict(), **change})
