@@ -7,9 +7,9 @@ preprocessing. Two flavours, because their consumers differ:
   Biases stay float (TensorRT's ONNX parser takes DequantizeLinear of int8 only, not the int32 biases
   ONNX Runtime writes by default). What TensorRT computes is exact int8 arithmetic, so on the CPU this
   graph is run, and judged, by ONNX Runtime with its Q/DQ fusion off (EXACT), never by the fused kernels
-  of whatever CPU built it. (Off, the dequantized products are summed in float: a value within float
-  rounding of a quantization boundary may land one step apart, with the thread count as with TensorRT's
-  own rescaling; the fused kernels without VNNI miss by tens of steps.)
+  of whatever CPU built it. (With fusion off the dequantized products are summed in float, in an order
+  that follows the thread count: a value within float rounding of a quantization boundary may land one
+  step apart, as TensorRT's float rescaling may too; the fused kernels without VNNI miss by tens of steps.)
 - "cpu": ONNX Runtime's x86 fast path. uint8 activations, so every Conv and Add becomes QLinearConv /
   QLinearAdd (with int8 activations the convs that feed Adds stay float and nothing gets faster), and
   the CIFAR nets' option-A shortcuts become identity convs so that they stay quantized too. Its weights
