@@ -394,8 +394,7 @@ def bench(
     if repeats < 1 or not batches or any(b < 1 for b in batches):
         raise ZooError("--repeats and every --batch size must be at least 1.")
     _check_seconds(seconds)
-    if threads is not None and threads < 1:
-        raise ZooError(f"--threads must be at least 1, not {threads}.")
+    at_least_one(threads=threads)
     output_dir(Path(out), "results folder")
     options = BenchOptions(
         formats=wanted,
