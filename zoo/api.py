@@ -634,6 +634,16 @@ def runs(root: str | os.PathLike = "runs") -> list[dict[str, Any]]:
     return found.find(Path(root))
 
 
+def curves(folders: Sequence[str | os.PathLike], out: str | os.PathLike | None = None) -> dict[str, Any]:
+    """`zoo curves`: several runs side by side (their curves, where each got, what its recipe changes over
+    the first); with `out`, OUT.json and OUT.png written. Returns the comparison and the files written."""
+    from zoo.train import curves as pilots
+
+    result = pilots.compare([Path(f) for f in folders])
+    written = pilots.write(result, Path(out)) if out is not None else []
+    return {**result, "written": [str(p) for p in written]}
+
+
 def table6() -> list[dict[str, Any]]:
     """`zoo table6`: the paper's Table 6 rows beside the reference checkpoints' and the zoo's figures."""
     from zoo.paper.table6 import rows

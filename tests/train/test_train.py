@@ -249,6 +249,41 @@ def test_zoo_runs_says_how_far_each_run_got_and_its_command_continues_it_from_an
     assert all(e["median_s"] > 0 for e in by_threads)
 
 
+def test_zoo_curves_puts_pilots_side_by_side_with_what_each_recipe_changes(tmp_path, data):
+    """Pilots before a budget: a finished run and one killed part-way (no summary, as when a session ends),
+    their curves on one figure, final figures only where a run ended, and the recipe's differences read
+    from the killed run's checkpoint."""
+    plain = _train(tmp_path / "plain", data=data)
+    recipe = tmp_path / "cutout.toml"
+    recipe.write_text('extends = "cifar_budget"\n[augment]\ncutout = 16\n')
+    _train(tmp_path / "cutout", "--recipe", str(recipe), "--max-steps", "10", data=data)  # 8 steps an epoch
+    (tmp_path / "cutout" / "summary.json").unlink()
+    out = tmp_path / "report" / "pilots"
+    runs = [str(tmp_path / "plain"), str(tmp_path / "cutout"), str(tmp_path / "cutout" / "..") + "/plain"]
+    result = runner.invoke(app, ["curves", *runs, "--out", str(out), "--json"])  # the baseline again: once
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    a, b = doc["runs"]
+    logged = [json.loads(line) for line in (tmp_path / "plain" / "metrics.jsonl").read_text().splitlines()]
+    assert a["train_top1"] == [r["train_top1"] for r in logged] and a["epochs"] == [1, 2]
+    assert a["final_test_top1"] == plain["top1"] and a["test_epochs"] == [2] and a["differs"] == {}
+    assert (b["epochs_done"], b["epochs_planned"], b["complete"]) == (1, 2, False)
+    assert b["final_test_top1"] is None and b["final_train_top1"] is None and b["test_top1"] == []
+    assert b["differs"] == {"augment.cutout": [0, 16]}  # nothing else: same epochs, same everything
+    assert json.loads(out.with_suffix(".json").read_text()) == {
+        k: v for k, v in doc.items() if k != "written"
+    }
+    assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    table = runner.invoke(app, ["curves", str(tmp_path / "plain"), str(tmp_path / "cutout")]).output
+    assert (
+        f"| plain | resnet20 | cifar_budget | 2 / 2 | {logged[-1]['train_top1']:.2f} | {plain['top1']:.2f} (final)"
+        in table
+    )
+    assert "| cutout | resnet20 | cutout | 1 / 2 |" in table and "augment.cutout 0 -> 16 |" in table
+    one_sentence(runner.invoke(app, ["curves", str(tmp_path / "report")]), "is not a `zoo train` run folder")
+    one_sentence(runner.invoke(app, ["curves", str(tmp_path / "nowhere")]), "is not a `zoo train` run folder")
+
+
 def test_the_continue_command_reads_the_data_the_run_read_and_drops_what_stopped_it():
     from zoo.train.runs import continue_command
 

@@ -139,6 +139,36 @@ def runs_cmd(
 
 
 @command(
+    "curves",
+    short_help="Several training runs side by side: curves and end points.",
+    epilog=examples(
+        "zoo curves ~/zoo-runs/pilot-resnet20-* --out weights/pilots/resnet20-30ep   # JSON + PNG"
+    ),
+)
+def curves_cmd(
+    runs: Annotated[
+        list[Path], typer.Argument(metavar="RUN_DIR", help="`zoo train` run folders, the first the baseline.")
+    ],
+    out: Annotated[
+        Path | None, typer.Option(metavar="PREFIX", help="Write PREFIX.json and PREFIX.png.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Training runs side by side (pilots before a budget): training and test curves on one figure, and a
+    table of each run's epochs, training and test top-1 (final only at its last planned epoch), and the
+    training settings in which its recipe differs from the first run's."""
+    from zoo import api
+    from zoo.train.curves import markdown
+
+    result = api.curves(runs, out)
+    if as_json:
+        return emit_json(result)
+    typer.echo(markdown(result), nl=False)
+    for path in result["written"]:
+        typer.echo(f"wrote {path}")
+
+
+@command(
     "teacher-table",
     short_help="Precompute a distillation teacher's logits (resumable).",
     epilog=examples("zoo teacher-table --recipe cifar_distill --stop-after 5000"),

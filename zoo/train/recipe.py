@@ -376,3 +376,23 @@ def lr_at(recipe: Recipe, step: int, total: int) -> float:
 def _flat(section: dict) -> str:
     """`{"train": {"epochs": 120}}` -> "train.epochs = 120", for the changes list."""
     return ", ".join(f"{k}.{kk} = {vv}" for k, v in section.items() for kk, vv in v.items())
+
+
+TRAINING_SECTIONS = ("dataset", "train", "optimizer", "schedule", "augment", "regularise", "model", "distill")
+
+
+def setting_differences(a: dict, b: dict) -> list[tuple[str, Any, Any]]:
+    """Where two resolved recipe documents train differently: (`section.key`, a's value, b's value), in
+    order; names, descriptions and change notes are not settings."""
+    diffs: list[tuple[str, Any, Any]] = []
+    for section in TRAINING_SECTIONS:
+        x, y = a.get(section), b.get(section)
+        if isinstance(x, dict) and isinstance(y, dict):
+            diffs += [
+                (f"{section}.{k}", x.get(k), y.get(k))
+                for k in sorted(set(x) | set(y))
+                if x.get(k) != y.get(k)
+            ]
+        elif x != y:
+            diffs.append((section, x, y))
+    return diffs

@@ -27,7 +27,7 @@ from zoo.data.preprocess import preprocess
 from zoo.errors import ZooError, at_least_one
 from zoo.models import registry
 from zoo.models.weights import save_safetensors
-from zoo.train.recipe import Recipe, lr_at
+from zoo.train.recipe import Recipe, lr_at, setting_differences
 from zoo.train.runs import CHECKPOINT, CURVES, METRICS, RUN, SUMMARY, WEIGHTS, metrics
 from zoo.train.teacher import Teacher, TeacherTable, distill_loss, split_sha256, table_dir
 from zoo.utils.figures import pyplot, save
@@ -587,9 +587,6 @@ def _finish(run: Run, divergence: float | None, schedules: list | None = None) -
     return summary
 
 
-TRAINING_SECTIONS = ("dataset", "train", "optimizer", "schedule", "augment", "regularise", "model", "distill")
-
-
 def read_train_checkpoint(path: Path, device) -> dict:
     """A `zoo train` checkpoint, read without executing code (weights_only); one sentence if unreadable."""
     try:
@@ -606,17 +603,7 @@ def read_train_checkpoint(path: Path, device) -> dict:
 
 def _check_same_recipe(saved: dict, now: dict, ckpt: Path) -> None:
     """Resuming must continue the same run: any training setting that differs is refused, by name."""
-    diffs = []
-    for section in TRAINING_SECTIONS:
-        a, b = saved.get(section), now.get(section)
-        if isinstance(a, dict) and isinstance(b, dict):
-            diffs += [
-                f"{section}.{k}: {a.get(k)!r} -> {b.get(k)!r}"
-                for k in sorted(set(a) | set(b))
-                if a.get(k) != b.get(k)
-            ]
-        elif a != b:
-            diffs.append(f"{section}: {a!r} -> {b!r}")
+    diffs = [f"{key}: {a!r} -> {b!r}" for key, a, b in setting_differences(saved, now)]
     if diffs:
         raise ZooError(
             f"--resume with other settings than the run in {ckpt.parent} ({'; '.join(diffs[:4])}): "

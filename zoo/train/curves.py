@@ -1,0 +1,151 @@
+"""`zoo curves`: several training runs side by side (pilots before a budget is spent): their training and
+test curves on one figure, and a table of where each run got and what its recipe changes over the first.
+
+Each run is read from its folder as `zoo train` left it, finished or not: an unfinished run shows the
+epochs it has, and its last test figure is not called final."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ZooError, reading
+from zoo.train.recipe import setting_differences
+from zoo.train.runs import CHECKPOINT, METRICS, RUN, SUMMARY, metrics, read_json
+from zoo.utils.figures import pyplot, save
+from zoo.utils.files import atomic_path
+
+
+def recipe_doc(folder: Path) -> dict[str, Any] | None:
+    """The resolved recipe a run trains with: from its summary when it finished, else from its checkpoint
+    (None before its first epoch ends)."""
+    summary = read_json(folder / SUMMARY) or {}
+    if isinstance(summary.get("recipe_doc"), dict):
+        return summary["recipe_doc"]
+    if (folder / CHECKPOINT).is_file():
+        from zoo.train.trainer import read_train_checkpoint
+
+        doc = read_train_checkpoint(folder / CHECKPOINT, "cpu").get("recipe")
+        return doc if isinstance(doc, dict) else None
+    return None
+
+
+def run_curve(folder: Path) -> dict[str, Any]:
+    """One run: its name, recipe, epochs, per-epoch training top-1, and the epochs its test split was read."""
+    if not (folder / METRICS).is_file() and not (folder / RUN).is_file():
+        raise ZooError(f"{folder} is not a `zoo train` run folder (it has no {METRICS} or {RUN}).")
+    record = read_json(folder / RUN) or {}
+    summary = read_json(folder / SUMMARY) or {}
+    rows = metrics(folder)
+    tested = [r for r in rows if isinstance(r.get("test_top1"), int | float)]
+    done = rows[-1]["epoch"] if rows else 0
+    planned = record.get("epochs") or summary.get("epochs_done")
+    return {
+        "run": folder.name,
+        "folder": str(folder),
+        "arch": record.get("arch") or summary.get("arch"),
+        "recipe": record.get("recipe") or summary.get("recipe"),
+        "epochs_done": done,
+        "epochs_planned": planned,
+        "complete": bool(summary.get("complete")),
+        "epochs": [r["epoch"] for r in rows],
+        "train_top1": [r.get("train_top1") for r in rows],
+        "test_epochs": [r["epoch"] for r in tested],
+        "test_top1": [r["test_top1"] for r in tested],
+        # the figure a run ends with: its last epoch's, and only once that epoch is its last planned one
+        "final_train_top1": rows[-1].get("train_top1") if rows and done == planned else None,
+        "final_test_top1": tested[-1]["test_top1"] if tested and tested[-1]["epoch"] == planned else None,
+    }
+
+
+def compare(folders: list[Path]) -> dict[str, Any]:
+    """The runs' curves, and each recipe's training settings that differ from the first run's."""
+    if not folders:
+        raise ZooError("name the run folders to compare, e.g. `zoo curves ~/zoo-runs/pilot-*`.")
+    unique: dict[Path, Path] = {}  # a shell glob may name the baseline again (`plain pilot-*`): once each
+    for folder in folders:
+        unique.setdefault(folder.resolve(), folder)
+    runs, docs = [], []
+    for folder in unique.values():
+        with reading(f"the run folder {folder}"):
+            runs.append(run_curve(folder))
+            docs.append(recipe_doc(folder))
+    for run, doc in zip(runs, docs, strict=True):
+        if doc is None or docs[0] is None:
+            run["differs"] = None  # a run before its first epoch: its recipe is not recorded yet
+        else:
+            run["differs"] = {key: [a, b] for key, a, b in setting_differences(docs[0], doc)}
+    return {"baseline": runs[0]["run"], "runs": runs}
+
+
+def write(result: dict[str, Any], prefix: Path) -> list[Path]:
+    """PREFIX.json always; PREFIX.png when matplotlib is installed. Each written whole or not at all."""
+    paths = [prefix.with_name(prefix.name + ".json")]
+    with atomic_path(paths[0]) as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    if plot(result, prefix.with_name(prefix.name + ".png")):
+        paths.append(prefix.with_name(prefix.name + ".png"))
+    return paths
+
+
+def plot(result: dict[str, Any], path: Path) -> bool:
+    """Training error dashed, test error bold, one colour a run; False when matplotlib is not installed."""
+    plt = pyplot()
+    if plt is None:
+        return False
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ends: list[float] = []
+    for run in result["runs"]:
+        train = [(e, 100 - t) for e, t in zip(run["epochs"], run["train_top1"], strict=True) if t is not None]
+        line = ax.plot([e for e, _ in train], [t for _, t in train], "--", linewidth=1)[0]
+        ax.plot(
+            run["test_epochs"],
+            [100 - t for t in run["test_top1"]],
+            "o-",
+            linewidth=2,
+            markersize=3,
+            color=line.get_color(),
+            label=run["run"],
+        )
+        ends += [t for _, t in train[-1:]] + [100 - t for t in run["test_top1"][-1:]]
+    # the first epochs' errors (50-80%) would squash the last ones, where runs part
+    ax.set_ylim(0, max(20.0, 3 * max(ends, default=10.0)))
+    ax.set(xlabel="epoch", ylabel="top-1 error (%)", title="dashed: training error, bold: test error")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    save(fig, path)
+    return True
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """One row a run: epochs, final (or latest) training and test top-1, and what its recipe changes."""
+    lines = [
+        "| run | arch | recipe | epochs | train top-1 | test top-1 | test top-1 at epochs | differs from "
+        f"{result['baseline']} |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for i, run in enumerate(result["runs"]):
+        planned = run["epochs_planned"] if run["epochs_planned"] is not None else "?"
+        final = run["final_test_top1"]
+        latest = (
+            f"{final:.2f} (final)"
+            if final is not None
+            else f"{run['test_top1'][-1]:.2f} (epoch {run['test_epochs'][-1]})"
+            if run["test_top1"]
+            else "-"
+        )
+        train = run["train_top1"][-1] if run["train_top1"] else None
+        points = ", ".join(f"{e}: {t:.1f}" for e, t in zip(run["test_epochs"], run["test_top1"], strict=True))
+        differs = run["differs"]
+        changes = (
+            "?"
+            if differs is None
+            else "; ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in differs.items())
+            or ("(baseline)" if i == 0 else "(same settings)")
+        )
+        lines.append(
+            f"| {run['run']} | {run['arch'] or '?'} | {run['recipe'] or '?'} | {run['epochs_done']} / {planned} | "
+            f"{f'{train:.2f}' if train is not None else '-'} | {latest} | {points or '-'} | {changes} |"
+        )
+    return "\n".join(lines) + "\n"
