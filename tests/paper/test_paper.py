@@ -48,3 +48,30 @@ def test_table6_in_the_terminal_is_a_table_with_the_zoos_accuracy_beside_its_err
         error, top1 = cells[4], cells[6]
         if error != "-":  # the zoo's accuracy is 100 - its error, both shown
             assert float(top1) == pytest.approx(100.0 - float(error), abs=0.011), arch
+
+
+def test_the_readmes_pretrained_table_is_the_manifests_figures_for_every_zoo_tag():
+    """A new or replaced tag (resnet110.cifar10, a better resnet20) fails this until the README's table
+    carries the manifest's figure; the paper's and the reference's columns are the independent ones above."""
+    from pathlib import Path
+
+    from zoo.models import registry
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Pretrained weights", 1)[1].split("\n## ", 1)[0]
+    shown = {
+        cells[0].strip("`"): [float(c) for c in cells[1:]]
+        for line in section.splitlines()
+        if line.startswith("| `")
+        for cells in [[c.strip() for c in line.strip("|").split("|")]]
+    }
+    own = {
+        s.name: s
+        for s in registry.pretrained_tags().values()
+        if s.dataset == "cifar10" and s.tag == "cifar10" and s.file is not None
+    }
+    assert set(shown) == set(own) and own  # every zoo-trained CIFAR tag, and nothing else
+    for name, (top1, paper, reference) in shown.items():
+        arch = own[name].arch
+        assert top1 == round(own[name].metrics["top1"], 2), name
+        assert paper == PAPER_TOP1[arch] and reference == pytest.approx(100 - AKAMASTER_ERROR[arch]), name
