@@ -11,7 +11,7 @@ from PIL import Image
 
 from zoo.data.datasets import check_fits, find_dataset, open_dataset
 from zoo.data.preprocess import preprocess_batch
-from zoo.errors import ZooError
+from zoo.errors import at_least_one
 from zoo.models.weights import WeightSpec
 
 
@@ -31,8 +31,7 @@ def calibration_images(
     data: str | Path | None = None,
 ) -> list[Image.Image]:
     """`size` images spread over the calibration set (deterministic), after the resolution check."""
-    if size < 1:
-        raise ZooError("--calib-size must be at least 1.")
+    at_least_one(calib_size=size)
     dataset = open_calibration_set(weights, calib_data, data)
     check_fits(dataset, weights.num_classes, weights.preprocess.shorter_side, weights.name, calib_data)
     rng = np.random.default_rng(seed)

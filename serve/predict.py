@@ -11,7 +11,7 @@ import numpy as np
 
 from zoo.data.datasets import IMAGE_SUFFIXES
 from zoo.data.preprocess import load_image, preprocess
-from zoo.errors import ZooError
+from zoo.errors import ZooError, at_least_one
 from zoo.serve.runtimes import Runtime
 from zoo.utils.metrics import top_k as best
 
@@ -57,8 +57,7 @@ def top_k(logits: np.ndarray, labels: list[str], k: int) -> list[list[dict[str, 
 
 def predict(runtime: Runtime, items: list[str], topk: int = 5, batch_size: int = 32) -> list[dict[str, Any]]:
     """One result per image: {"image", "top": [...]}, or {"image", "error"} for one that could not be read."""
-    if topk < 1:
-        raise ZooError("--topk must be at least 1.")
+    at_least_one(topk=topk)
     results: list[dict[str, Any]] = []
     pending: list[tuple[int, np.ndarray]] = []
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo.errors import ZooError
+from zoo.errors import at_least_one
 from zoo.export.artifact import read_card
 from zoo.serve.triton import model_name, write_repository
 from zoo.serve.tritonserver import TritonServer
@@ -31,8 +31,7 @@ def load_test(
     url: str, model: str, images: list[bytes], clients: int = 8, requests: int = 50
 ) -> dict[str, Any]:
     """`clients` threads, each with its own HTTP client, send `requests` requests one after another."""
-    if clients < 1 or requests < 1:
-        raise ZooError("--clients and --requests must be at least 1.")
+    at_least_one(clients=clients, requests=requests)
     latencies: list[list[float]] = [[] for _ in range(clients)]
     failures: list[str] = []
     lock = threading.Lock()

@@ -635,7 +635,18 @@ def test_an_unforeseen_error_is_one_sentence_with_exit_2_and_the_traceback_only_
     "args, words",
     [
         (["bench", "resnet20.cifar10", "--seconds", "nan"], "--seconds must be a positive number"),
-        (["bench", "resnet20.cifar10", "--threads", "-3"], "--threads must be at least 1"),
+        (["bench", "resnet20.cifar10", "--threads", "-3"], "--threads must be at least 1, not -3"),
+        (["bench", "resnet20.cifar10", "--repeats", "0"], "--repeats must be at least 1, not 0"),
+        (["bench", "resnet20.cifar10", "--batch", "8,0"], "every --batch size must be at least 1, not 8,0"),
+        (
+            ["predict", "--model", "resnet20.cifar10", "x.png", "--topk", "0"],
+            "--topk must be at least 1, not 0",
+        ),
+        (
+            ["export", "resnet20.cifar10", "-f", "onnx-int8", "--calib-size", "-2"],
+            "--calib-size must be at least 1",
+        ),
+        (["bench-triton", "resnet20.cifar10", "--requests", "0"], "--requests must be at least 1, not 0"),
         (["info", "resnet20." + "x" * 300], "is not a model name"),
     ],
 )

@@ -222,6 +222,7 @@ def export(
     from zoo.export.tensorrt import parse_profile
     from zoo.serve.checked_export import export_and_check
 
+    at_least_one(calib_size=calib_size)  # before any file is written or data looked for
     data = _data_root(data)
     wanted = [f.strip() for f in ([formats] if isinstance(formats, str) else formats) if f.strip()]
     if trt:
@@ -350,8 +351,7 @@ def predict(
     if isinstance(runtime, (str, os.PathLike)):
         from zoo.serve.runtimes import open_runtime as open_
 
-        if topk < 1:
-            raise ZooError("--topk must be at least 1.")
+        at_least_one(topk=topk)
         _admit(runtime, backend, allow_unverified, log)
         found = expand([str(i) for i in images])
         if all(error for _, error in found):  # nothing to classify: said before any model is loaded
@@ -391,10 +391,10 @@ def bench(
 
     wanted = runnable_here() if formats == "all" else [formats] if isinstance(formats, str) else list(formats)
     batches = list(batches)
-    if repeats < 1 or not batches or any(b < 1 for b in batches):
-        raise ZooError("--repeats and every --batch size must be at least 1.")
+    at_least_one(repeats=repeats, threads=threads)
+    if not batches or any(b < 1 for b in batches):
+        raise ZooError(f"every --batch size must be at least 1, not {','.join(map(str, batches)) or 'none'}.")
     _check_seconds(seconds)
-    at_least_one(threads=threads)
     output_dir(Path(out), "results folder")
     options = BenchOptions(
         formats=wanted,
@@ -477,6 +477,7 @@ def bench_triton(
     from zoo.serve.bench import encoded_images
     from zoo.serve.triton_bench import bench_triton as run
 
+    at_least_one(clients=clients, requests=requests)  # before an artifact is exported or a server started
     artifact = exported(model, format or TRITON_DEFAULT["cpu"], artifacts, data, allow_unverified, log)
     images = encoded_images(find_dataset(weights(model).dataset, _data_root(data), "test"), 64)
     report = run(artifact, images, Path(out), clients, requests, log)
