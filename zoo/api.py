@@ -607,6 +607,7 @@ def teacher_table(
     image, computed once for every student; resumable. Returns the table's folder and metadata."""
     from zoo.data.datasets import find_dataset
     from zoo.train.recipe import load_recipe
+    from zoo.train.runs import invocation
     from zoo.train.teacher import Teacher, build_table
 
     at_least_one(train_limit=train_limit, stop_after=stop_after)
@@ -624,15 +625,18 @@ def teacher_table(
         bool(r.augment.hflip),
         log=log,
         stop_after=stop_after,
+        started=invocation(_data_root(data)),
     )
     return {"folder": str(folder), **json.loads((folder / "table.json").read_text())}
 
 
-def runs(root: str | os.PathLike = "runs") -> list[dict[str, Any]]:
-    """`zoo runs`: every training run under `root` with its state and the command that continues it."""
+def runs(root: str | os.PathLike = "runs") -> dict[str, list[dict[str, Any]]]:
+    """`zoo runs`: every training run under `root`, and every teacher table in the zoo's cache, each with
+    its state and the command that continues it."""
     from zoo.train import runs as found
+    from zoo.utils.paths import cache_dir
 
-    return found.find(Path(root))
+    return {"runs": found.find(Path(root)), "teacher_tables": found.tables(cache_dir())}
 
 
 def curves(folders: Sequence[str | os.PathLike], out: str | os.PathLike | None = None) -> dict[str, Any]:

@@ -224,3 +224,59 @@ def test_a_teacher_table_of_no_images_is_refused_before_any_work(tmp_path, monke
     result = CliRunner().invoke(app, ["teacher-table", "--recipe", "cifar_distill", flag, "-4"])
     one_sentence(result, f"{flag} must be at least 1, not -4")
     assert not (tmp_path / "cache").exists()
+
+
+def test_zoo_runs_lists_a_teacher_table_cut_short_and_its_command_finishes_it(
+    tmp_path, data, cifar_tag, monkeypatch
+):
+    """The table is a long job of its own (hours on a CPU): `zoo runs` at the next session's start names
+    it, how far it got, and the command that continues it from any folder (without the --stop-after that
+    cut it); once complete, its sha256 is the table file's."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from zoo.cli import app
+
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))  # where `zoo runs` looks for tables
+    recipe = _recipe(tmp_path, "auto")
+    env = {**os.environ, "ZOO_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    env.pop("ZOO_DATA", None)
+    args = ["teacher-table", "--recipe", str(recipe), "--data", str(data), "--train-limit", "100"]
+    cut = subprocess.run(  # the table is written in chunks of 64 images
+        [sys.executable, "-m", "zoo.cli", *args, "--stop-after", "64"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+    )
+    assert cut.returncode == 0, cut.stderr.decode()[-2000:]
+
+    def listed() -> dict:
+        shown = CliRunner().invoke(app, ["runs", str(tmp_path), "--json"])
+        assert shown.exit_code == 0, shown.output  # no run folders, but a table: listed
+        found = json.loads(shown.stdout)
+        assert found["runs"] == []
+        (only,) = found["teacher_tables"]
+        return only
+
+    table = listed()
+    assert (table["teacher"], table["done"], table["images"], table["complete"]) == (
+        [cifar_tag],
+        64,
+        100,
+        False,
+    )
+    assert table["continue_with"] == f"cd {tmp_path} && zoo {' '.join(args)}"
+    text = CliRunner().invoke(app, ["runs", str(tmp_path)]).output
+    assert f"| {cifar_tag} | 64 / 100 | unfinished" in text and table["continue_with"] in text
+    again = table["continue_with"].replace(" && zoo ", f" && {sys.executable} -m zoo.cli ", 1)
+    done = subprocess.run(["bash", "-c", again], cwd="/", env=env, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    table = listed()
+    npy = Path(table["folder"]) / "table.npy"
+    assert table["complete"] and table["done"] == 100 and table["continue_with"] is None
+    assert table["sha256"] == hashlib.sha256(npy.read_bytes()).hexdigest()
+    assert np.load(npy).shape == (100, 18, 10)  # every image, the 18 views of pad 1, ten classes

@@ -202,7 +202,7 @@ def test_zoo_runs_says_how_far_each_run_got_and_its_command_continues_it_from_an
     def listed() -> dict:
         result = runner.invoke(app, ["runs", str(tmp_path), "--json"])
         assert result.exit_code == 0, result.output
-        (only,) = json.loads(result.stdout)
+        (only,) = json.loads(result.stdout)["runs"]
         return only
 
     cut = listed()

@@ -126,16 +126,17 @@ def runs_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Every training run under ROOT: what it trains, epochs done of planned, its last test top-1, and the
-    command that continues it."""
+    command that continues it; and every teacher table in the zoo's cache, how far it got and how to
+    continue it."""
     from zoo import api
     from zoo.train.runs import markdown
 
-    states = api.runs(root)
+    found = api.runs(root)
     if as_json:
-        return emit_json(states)
-    if not states:
+        return emit_json(found)
+    if not found["runs"] and not found["teacher_tables"]:
         raise ZooError(f"no training runs under {root}.")
-    typer.echo(markdown(states), nl=False)
+    typer.echo(markdown(found["runs"], found["teacher_tables"]), nl=False)
 
 
 @command(

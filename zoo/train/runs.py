@@ -7,7 +7,9 @@ person finds out what is there without reading logs."""
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -103,20 +105,29 @@ def state(folder: Path) -> dict[str, Any]:
         "test_top1": tested[-1]["test_top1"] if tested else None,
         "test_epoch": tested[-1]["epoch"] if tested else None,
         "complete": complete,
-        "last_update": datetime.fromtimestamp(max(touched), UTC).strftime("%Y-%m-%d %H:%M UTC")
-        if touched
-        else None,
+        "last_update": _stamp(max(touched)) if touched else None,
         "continue_with": None if complete else continue_command(*_started(record, summary)),
     }
 
 
+def invocation(data: str | None = None, command: str | None = None) -> dict[str, str | None]:
+    """What a long job records so it can be continued by someone else: its command (this process's
+    `zoo ...` by default), the folder it ran in (its paths may be relative to it) and its data root."""
+    return {
+        "command": command or " ".join(["zoo", *sys.argv[1:]]),
+        "cwd": os.getcwd(),
+        "data": data or os.environ.get("ZOO_DATA"),
+    }
+
+
 def start_command(command: str | None, cwd: str | None = None, data: str | None = None) -> str | None:
-    """The command that trains a run from its start, from the folder it was started in (its paths may be
-    relative) and with the dataset it read from $ZOO_DATA; without the --resume of a later invocation
-    and the --max-steps that stopped one."""
+    """The command that trains a run (or builds a teacher table) from its start, from the folder it was
+    started in and with the dataset it read from $ZOO_DATA; without the --resume of a later invocation
+    and the --max-steps / --stop-after that stopped one."""
     if not command:
         return None
-    words = [w for w in _without_option(command.split(), "--max-steps") if w != "--resume"]
+    words = _without_option(_without_option(command.split(), "--max-steps"), "--stop-after")
+    words = [w for w in words if w != "--resume"]
     command = " ".join(words)
     if data and "--data" not in words:
         command = f"ZOO_DATA={shlex.quote(data)} {command}"
@@ -170,8 +181,38 @@ def find(root: Path) -> list[dict[str, Any]]:
     return states
 
 
-def markdown(states: list[dict[str, Any]]) -> str:
-    """A table for a closing note or a terminal: one row a run."""
+def tables(cache: Path) -> list[dict[str, Any]]:
+    """Every teacher table under `cache`/teacher-tables (a long job of its own, continued like a run): its
+    teacher, images done of all, its hash once complete, and the command that continues it."""
+    found = []
+    for meta_path in sorted((cache / "teacher-tables").glob("*/table.json")):
+        with reading(f"the teacher table {meta_path}"):
+            meta = read_json(meta_path) or {}
+            key = meta.get("key") if isinstance(meta.get("key"), dict) else {}
+            complete = bool(meta.get("complete"))
+            found.append(
+                {
+                    "folder": str(meta_path.parent),
+                    "teacher": key.get("teacher"),
+                    "done": meta.get("done"),
+                    "images": key.get("images"),
+                    "complete": complete,
+                    "sha256": meta.get("sha256"),
+                    "last_update": _stamp(meta_path.stat().st_mtime),
+                    "continue_with": None
+                    if complete
+                    else start_command(meta.get("command"), meta.get("cwd"), meta.get("data")),
+                }
+            )
+    return found
+
+
+def _stamp(mtime: float) -> str:
+    return datetime.fromtimestamp(mtime, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def markdown(states: list[dict[str, Any]], teacher_tables: list[dict[str, Any]] = ()) -> str:
+    """A table for a closing note or a terminal: one row a run, then one a teacher table."""
     lines = [
         "| run folder | arch | recipe | epochs done / planned | last test top-1 | state |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -190,7 +231,23 @@ def markdown(states: list[dict[str, Any]]) -> str:
             f"| `{s['folder']}` | {s['arch'] or '?'} | {s['recipe'] or '?'} | {s['epochs_done']} / {planned} "
             f"| {top1} | {status} |"
         )
-    commands = list(dict.fromkeys(s["continue_with"] for s in states if s["continue_with"]))  # one each
+    if teacher_tables:
+        lines += [
+            "",
+            "| teacher table | teacher | images done / all | state |",
+            "| --- | --- | --- | --- |",
+        ]
+        for t in teacher_tables:
+            teacher = ", ".join(t["teacher"]) if isinstance(t["teacher"], list) else "?"
+            status = (
+                f"complete, sha256 {t['sha256']}"
+                if t["complete"]
+                else f"unfinished, last update {t['last_update']}"
+                + ("" if t["continue_with"] else " (continue with the `zoo teacher-table` that started it)")
+            )
+            lines.append(f"| `{t['folder']}` | {teacher} | {t['done']} / {t['images']} | {status} |")
+    every = [*states, *teacher_tables]
+    commands = list(dict.fromkeys(s["continue_with"] for s in every if s["continue_with"]))  # one each
     if commands:
         lines += ["", "Continue with:", "```", *commands, "```"]
     return "\n".join(lines) + "\n"

@@ -171,9 +171,12 @@ def build_table(
     batch: int = 1024,
     log: Callable[[str], None] = lambda _m: None,
     stop_after: int | None = None,
+    started: dict[str, Any] | None = None,
 ) -> Path:
     """Compute (or continue) the table of the uint8 NHWC training `images`: float16 logits of shape
-    (images, views, classes). `stop_after` images: stop there (as a kill would), to continue later."""
+    (images, views, classes). `stop_after` images: stop there (as a kill would), to continue later.
+    `started` (the command, its folder and data root) is kept beside the table's progress, so that
+    `zoo runs` can say how to continue it."""
     n, v = len(images), view_count(pad, hflip)
     key = teacher.key(pad, hflip, split_sha256(images, labels), n)
     folder = Path(folder) if folder is not None else table_dir(key)
@@ -205,10 +208,11 @@ def build_table(
         table.flush()
         done = end
         rate = (done - start_done) / (time.perf_counter() - t0)
-        _write_meta(folder, {"key": key, "done": done, "images_per_s": rate * v})
+        _write_meta(folder, {"key": key, "done": done, "images_per_s": rate * v, **(started or {})})
         log(f"teacher table: {done}/{n} images ({rate * v:.0f} views/s)")
     if done == n:
-        _write_meta(folder, {"key": key, "done": n, "sha256": sha256_file(folder / TABLE), "complete": True})
+        meta = {"key": key, "done": n, "sha256": sha256_file(folder / TABLE), "complete": True}
+        _write_meta(folder, {**meta, **(started or {})})
     return folder
 
 

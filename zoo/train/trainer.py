@@ -28,7 +28,7 @@ from zoo.errors import ZooError, at_least_one
 from zoo.models import registry
 from zoo.models.weights import save_safetensors
 from zoo.train.recipe import Recipe, lr_at, setting_differences
-from zoo.train.runs import CHECKPOINT, CURVES, METRICS, RUN, SUMMARY, WEIGHTS, metrics
+from zoo.train.runs import CHECKPOINT, CURVES, METRICS, RUN, SUMMARY, WEIGHTS, invocation, metrics
 from zoo.train.teacher import Teacher, TeacherTable, distill_loss, split_sha256, table_dir
 from zoo.utils.figures import pyplot, save
 from zoo.utils.files import atomic_path, output_dir
@@ -422,9 +422,7 @@ def _record_run(run: Run) -> None:
         "dataset": run.recipe.dataset,
         "recipe": run.recipe.name,
         "epochs": run.epochs,
-        "command": run.cfg.command,
-        "cwd": os.getcwd(),  # the command's paths may be relative to it
-        "data": run.cfg.data or os.environ.get("ZOO_DATA"),  # where the images came from
+        **invocation(run.cfg.data, run.cfg.command),  # the command, where it ran, where the images came from
     }
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")
