@@ -43,6 +43,7 @@ __all__ = [
     "bench_triton",
     "catalog",
     "create_model",
+    "curves",
     "degradation",
     "describe",
     "doctor",

@@ -168,14 +168,15 @@ def test_a_distilled_smoke_run_records_its_teacher_and_table(tmp_path, data, cif
     runner = CliRunner()
     recipe = _recipe(tmp_path, table)
     args = ["--recipe", str(recipe), "--data", str(data), "--train-limit", "128", "--test-limit", "100"]
-    if table:
+    if table:  # and 32 of the 128 held out: the student reads the whole split's table by each image's index
+        recipe.write_text(recipe.read_text().replace("batch_size = 64\n", "batch_size = 64\nholdout = 32\n"))
         missing = runner.invoke(app, ["train", "resnet20", *args, "--out", str(tmp_path / "r0")])
         assert missing.exit_code == 1 and "zoo teacher-table" in missing.output
         build = ["teacher-table", "--recipe", str(recipe), "--data", str(data), "--train-limit", "128"]
         built = runner.invoke(app, [*build, "--json"])
         assert built.exit_code == 0, built.output
         assert json.loads(built.stdout)["key"]["images"] == 128 and json.loads(built.stdout)["complete"]
-        other = [a if a != "128" else "64" for a in args]  # another split than the table's: none for it
+        other = [a if a != "128" else "112" for a in args]  # another split than the table's: none for it
         refused = runner.invoke(app, ["train", "resnet20", *other, "--out", str(tmp_path / "r1")])
         assert refused.exit_code == 1 and "build it with `zoo teacher-table" in refused.output
     done = runner.invoke(app, ["train", "resnet20", *args, "--out", str(tmp_path / "r"), "--json"])
@@ -184,6 +185,7 @@ def test_a_distilled_smoke_run_records_its_teacher_and_table(tmp_path, data, cif
     record = summary["distillation"]
     assert record["teacher"] == [cifar_tag] and record["weight"] == 0.5
     if table:
+        assert (summary["train_images"], summary["val_images"]) == (96, 32)
         sha = json.loads(built.stdout)["sha256"]
         assert record["table_sha256"] == sha == sha256_file(Path(record["table"]) / "table.npy")
     else:

@@ -62,19 +62,33 @@ def _flat_doc(doc: dict, prefix: str = "") -> dict:
 
 
 @pytest.mark.parametrize(
-    "pilot, base, changed",
+    "pilot, base, changed, added",
     [
+        (
+            "resnet20-plain.toml",
+            "cifar_budget.toml",
+            {"arch.resnet20.train.epochs": 30, "train.holdout": 5000},
+            1,
+        ),
         (
             "resnet20-cutout.toml",
             "cifar_budget.toml",
-            {"arch.resnet20.train.epochs": 30, "arch.resnet20.augment.cutout": 16},
+            {"arch.resnet20.train.epochs": 30, "train.holdout": 5000, "arch.resnet20.augment.cutout": 16},
+            2,
         ),
-        ("resnet20-distill-cutout.toml", "cifar_distill.toml", {"arch.resnet20.augment.cutout": 16}),
+        ("resnet20-distill.toml", "cifar_distill.toml", {"train.holdout": 5000}, 1),
+        (
+            "resnet20-distill-cutout.toml",
+            "cifar_distill.toml",
+            {"train.holdout": 5000, "arch.resnet20.augment.cutout": 16},
+            2,
+        ),
     ],
 )
-def test_a_pilot_recipe_is_its_base_with_only_its_own_keys_changed(pilot, base, changed):
-    """The pilots extend a built-in recipe: read back, every setting equals the base file's (read here with
-    tomllib alone) except the keys the pilot changes; it is named for its own file and adds its changes."""
+def test_a_pilot_recipe_is_its_base_with_only_its_own_keys_changed(pilot, base, changed, added):
+    """The pilots extend a built-in recipe (some through another pilot): read back, every setting equals the
+    base file's (read here with tomllib alone) except the keys the pilots change; each holds out the same
+    5,000 training images, is named for its own file and adds its changes."""
     import tomllib
 
     from zoo.train.recipe import RECIPES, load_recipe
@@ -88,7 +102,7 @@ def test_a_pilot_recipe_is_its_base_with_only_its_own_keys_changed(pilot, base, 
     assert not {k for k in want if k not in got}  # nothing of the base is lost
     assert recipe.name == pilot.removesuffix(".toml") and recipe.doc["description"].startswith("Pilot")
     assert recipe.doc["changes"][: len(base_doc["changes"])] == base_doc["changes"]
-    assert len(recipe.doc["changes"]) == len(base_doc["changes"]) + 1
+    assert len(recipe.doc["changes"]) == len(base_doc["changes"]) + added
     # for another depth the pilot is its base
     other_depth = load_recipe(base.removesuffix(".toml")).for_arch("resnet56")
     assert recipe.for_arch("resnet56").doc["augment"] == other_depth.doc["augment"]

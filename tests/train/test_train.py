@@ -276,12 +276,55 @@ def test_zoo_curves_puts_pilots_side_by_side_with_what_each_recipe_changes(tmp_p
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
     table = runner.invoke(app, ["curves", str(tmp_path / "plain"), str(tmp_path / "cutout")]).output
     assert (
-        f"| plain | resnet20 | cifar_budget | 2 / 2 | {logged[-1]['train_top1']:.2f} | {plain['top1']:.2f} (final)"
+        f"| plain | resnet20 | cifar_budget | 2 / 2 | {logged[-1]['train_top1']:.2f} | - | {plain['top1']:.2f} (final)"
         in table
     )
     assert "| cutout | resnet20 | cutout | 1 / 2 |" in table and "augment.cutout 0 -> 16 |" in table
     one_sentence(runner.invoke(app, ["curves", str(tmp_path / "report")]), "is not a `zoo train` run folder")
     one_sentence(runner.invoke(app, ["curves", str(tmp_path / "nowhere")]), "is not a `zoo train` run folder")
+
+
+def test_a_run_with_held_out_images_evaluates_them_and_zoo_curves_compares_on_them(tmp_path, data):
+    """[train] holdout = 128 of 512 training images: 384 trained on, the held-out accuracy logged beside
+    the test split's, and equal to the shipped weights' accuracy on those 128 images computed by hand."""
+    from safetensors.torch import load_file
+
+    from zoo.data.loaders import holdout_split
+    from zoo.models import registry
+
+    recipe = tmp_path / "held.toml"
+    recipe.write_text('extends = "cifar_budget"\n[train]\nholdout = 128\n')
+    summary = _train(tmp_path / "held", "--recipe", str(recipe), data=data)
+    assert (summary["train_images"], summary["val_images"]) == (384, 128)
+    rows = [json.loads(line) for line in (tmp_path / "held" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["val_n"] == 128 and rows[-1]["val_top1"] == summary["val_top1"]
+    assert rows[-1]["images_per_s"] > 0 and rows[-1]["step"] == 2 * (384 // 64)  # 6 steps an epoch
+    raw = np.load(data / "cifar10" / "train_00.npz")  # the split's first file holds its first 512 images
+    held = holdout_split(512, 128)[1]
+    mean = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1) * 255  # CIFAR-10's published statistics
+    std = torch.tensor([0.247, 0.2435, 0.2616]).view(1, 3, 1, 1) * 255
+    x = (torch.from_numpy(raw["x"][:512][held]).permute(0, 3, 1, 2).float() - mean) / std
+    net = registry.create_model("resnet20")
+    net.load_state_dict(load_file(tmp_path / "held" / "weights.safetensors"))
+    with torch.no_grad():
+        right = (net.eval()(x).argmax(1).numpy() == raw["y"][:512][held]).sum()
+    assert 100 * right / 128 == pytest.approx(summary["val_top1"], abs=1e-6)
+    compared = runner.invoke(app, ["curves", str(tmp_path / "held"), "--json"])
+    (run,) = json.loads(compared.stdout)["runs"]
+    assert (
+        json.loads(compared.stdout)["compared_on"] == "val" and run["final_val_top1"] == summary["val_top1"]
+    )
+    assert (
+        f"| {summary['val_top1']:.2f} (final) |"
+        in runner.invoke(app, ["curves", str(tmp_path / "held")]).output
+    )
+    recipe.write_text('extends = "cifar_budget"\n[train]\nholdout = 512\n')
+    one_sentence(
+        runner.invoke(
+            app, ["train", "resnet20", "--recipe", str(recipe), "--out", str(tmp_path / "x"), *SMOKE]
+        ),
+        "holdout = 512 leaves no training images of the 512",
+    )
 
 
 def test_the_continue_command_reads_the_data_the_run_read_and_drops_what_stopped_it():

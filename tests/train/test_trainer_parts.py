@@ -112,3 +112,33 @@ def test_top1_and_top5_count_every_image_when_the_last_batch_is_short(cifar_dir)
     assert got["n"] == n
     assert got["top1"] == pytest.approx(100 * (top5[:, 0] == y).sum().item() / n)
     assert got["top5"] == pytest.approx(100 * (top5 == y[:, None]).any(1).sum().item() / n)
+
+
+def test_held_out_images_are_never_trained_on_and_are_the_ones_evaluated():
+    """[train] holdout: every epoch draws each kept image once and no held-out one; the held-out loader
+    reads exactly the held-out images; the choice is the same for every run of the split, whatever its
+    seed, and a teacher table's index (the image's place in the whole split) names the same image."""
+    from zoo.data.loaders import holdout_split
+
+    n, held_n = 200, 40
+    keep, held = holdout_split(n, held_n)
+    assert len(held) == held_n and len(keep) == n - held_n and not set(keep) & set(held)
+    assert sorted({*keep, *held}) == list(range(n))
+    assert np.array_equal(holdout_split(n, held_n)[1], held) and not np.array_equal(held, np.arange(held_n))
+    images = np.random.default_rng(1).integers(0, 256, (n, 8, 8, 3), dtype=np.uint8)
+    labels = np.arange(n) % 10
+    for seed in (0, 3):
+        loader = DeviceCifarLoader(images, labels, 16, SPEC, seed=seed, pad=1, subset=keep)
+        loader.with_views = True
+        for epoch in (0, 1):
+            loader.set_epoch(epoch)
+            drawn = torch.cat([batch[2] for batch in loader]).tolist()
+            assert sorted(drawn) == sorted(keep)  # 160 = 10 batches of 16: each kept image once
+            for _x, y, index, _ids in loader:  # rows are the images their indices name
+                assert torch.equal(y, torch.from_numpy(labels)[index])
+    val = DeviceCifarLoader(images, labels, 16, SPEC, train=False, subset=held)
+    val.with_views = True
+    assert torch.cat([b[2] for b in val]).tolist() == list(held)
+    x = torch.cat([b[0] for b in val])
+    by_hand = (torch.from_numpy(images[held]).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.25
+    assert torch.allclose(x, by_hand, atol=1e-5)  # unaugmented, as the test split is

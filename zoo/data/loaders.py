@@ -12,6 +12,21 @@ import torch.nn.functional as F
 from PIL import Image, ImageEnhance
 
 from zoo.data.preprocess import PreprocessSpec, load_image
+from zoo.errors import ZooError
+
+HOLDOUT_SEED = 20151210  # the paper's arXiv date: one held-out choice per split size, whatever the run's seed
+
+
+def holdout_split(n: int, holdout: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the indices trained on, the `holdout` indices held out) of a split of `n` images, each sorted; the
+    held-out ones a seeded random choice, so every run that holds out as many from the same split holds out
+    the same images (and a teacher table of the whole split serves its training images by their index)."""
+    if not 0 <= holdout < n:
+        raise ZooError(
+            f"[train] holdout = {holdout} leaves no training images of the {n} in the split; hold out fewer."
+        )
+    held = np.sort(np.random.default_rng(HOLDOUT_SEED).permutation(n)[:holdout])
+    return np.setdiff1d(np.arange(n), held), held
 
 
 class DeviceCifarLoader:
@@ -19,7 +34,8 @@ class DeviceCifarLoader:
 
     Per-epoch seeding (seed, epoch) makes the order and the augmentation a function of the epoch alone,
     so a resumed run sees exactly the batches the interrupted one would have. `rank`/`world` shard each
-    epoch's permutation for DDP.
+    epoch's permutation for DDP. `subset`: the indices of the images it draws from (a held-out split's
+    complement, or the held-out images themselves); batches name images by their index in `images`.
     """
 
     def __init__(
@@ -37,8 +53,10 @@ class DeviceCifarLoader:
         rank: int = 0,
         world: int = 1,
         channels_last: bool = False,
+        subset: np.ndarray | None = None,
     ) -> None:
         self.device = torch.device(device)
+        self.subset = None if subset is None else torch.as_tensor(np.asarray(subset, dtype=np.int64))
         self.x = (
             torch.from_numpy(np.ascontiguousarray(images)).to(self.device).permute(0, 3, 1, 2).contiguous()
         )
@@ -53,17 +71,22 @@ class DeviceCifarLoader:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    @property
+    def size(self) -> int:
+        """How many images it draws from."""
+        return len(self.y) if self.subset is None else len(self.subset)
+
     def _indices(self) -> torch.Tensor:
-        n = len(self.y)
+        every = torch.arange(len(self.y)) if self.subset is None else self.subset
         if not self.train:
-            return torch.arange(n)
+            return every
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        perm = torch.randperm(n, generator=g)
-        per_rank = n // self.world
+        perm = every[torch.randperm(len(every), generator=g)]
+        per_rank = len(every) // self.world
         return perm[self.rank * per_rank : (self.rank + 1) * per_rank]
 
     def __len__(self) -> int:
-        n = len(self.y) if not self.train else len(self.y) // self.world
+        n = self.size if not self.train else self.size // self.world
         return n // self.batch_size if self.train else -(-n // self.batch_size)
 
     def __iter__(self):

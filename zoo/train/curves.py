@@ -39,6 +39,7 @@ def run_curve(folder: Path) -> dict[str, Any]:
     summary = read_json(folder / SUMMARY) or {}
     rows = metrics(folder)
     tested = [r for r in rows if isinstance(r.get("test_top1"), int | float)]
+    held = [r for r in rows if isinstance(r.get("val_top1"), int | float)]
     done = rows[-1]["epoch"] if rows else 0
     planned = record.get("epochs") or summary.get("epochs_done")
     return {
@@ -53,9 +54,12 @@ def run_curve(folder: Path) -> dict[str, Any]:
         "train_top1": [r.get("train_top1") for r in rows],
         "test_epochs": [r["epoch"] for r in tested],
         "test_top1": [r["test_top1"] for r in tested],
+        "val_epochs": [r["epoch"] for r in held],  # the held-out training images ([train] holdout)
+        "val_top1": [r["val_top1"] for r in held],
         # the figure a run ends with: its last epoch's, and only once that epoch is its last planned one
         "final_train_top1": rows[-1].get("train_top1") if rows and done == planned else None,
         "final_test_top1": tested[-1]["test_top1"] if tested and tested[-1]["epoch"] == planned else None,
+        "final_val_top1": held[-1]["val_top1"] if held and held[-1]["epoch"] == planned else None,
     }
 
 
@@ -76,7 +80,10 @@ def compare(folders: list[Path]) -> dict[str, Any]:
             run["differs"] = None  # a run before its first epoch: its recipe is not recorded yet
         else:
             run["differs"] = {key: [a, b] for key, a, b in setting_differences(docs[0], doc)}
-    return {"baseline": runs[0]["run"], "runs": runs}
+    # recipes are compared on held-out training images when every run holds some out, never on the test
+    # split (which is logged beside them); runs without them can only be compared on the test split
+    on = "val" if all(run["val_epochs"] for run in runs) else "test"
+    return {"baseline": runs[0]["run"], "compared_on": on, "runs": runs}
 
 
 def write(result: dict[str, Any], prefix: Path) -> list[Path]:
@@ -96,22 +103,24 @@ def plot(result: dict[str, Any], path: Path) -> bool:
         return False
     fig, ax = plt.subplots(figsize=(8, 4.5))
     ends: list[float] = []
+    on = result["compared_on"]
     for run in result["runs"]:
         train = [(e, 100 - t) for e, t in zip(run["epochs"], run["train_top1"], strict=True) if t is not None]
         line = ax.plot([e for e, _ in train], [t for _, t in train], "--", linewidth=1)[0]
         ax.plot(
-            run["test_epochs"],
-            [100 - t for t in run["test_top1"]],
+            run[f"{on}_epochs"],
+            [100 - t for t in run[f"{on}_top1"]],
             "o-",
             linewidth=2,
             markersize=3,
             color=line.get_color(),
             label=run["run"],
         )
-        ends += [t for _, t in train[-1:]] + [100 - t for t in run["test_top1"][-1:]]
+        ends += [t for _, t in train[-1:]] + [100 - t for t in run[f"{on}_top1"][-1:]]
     # the first epochs' errors (50-80%) would squash the last ones, where runs part
     ax.set_ylim(0, max(20.0, 3 * max(ends, default=10.0)))
-    ax.set(xlabel="epoch", ylabel="top-1 error (%)", title="dashed: training error, bold: test error")
+    bold = "held-out training images' error" if on == "val" else "test error"
+    ax.set(xlabel="epoch", ylabel="top-1 error (%)", title=f"dashed: training error, bold: {bold}")
     ax.grid(alpha=0.3)
     ax.legend()
     save(fig, path)
@@ -119,24 +128,21 @@ def plot(result: dict[str, Any], path: Path) -> bool:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    """One row a run: epochs, final (or latest) training and test top-1, and what its recipe changes."""
+    """One row a run: epochs, its latest training, held-out and test top-1 (called final at its last
+    planned epoch), the compared split's top-1 at each epoch it was read, and what its recipe changes."""
+    on = result["compared_on"]
+    name = "held-out" if on == "val" else "test"
     lines = [
-        "| run | arch | recipe | epochs | train top-1 | test top-1 | test top-1 at epochs | differs from "
-        f"{result['baseline']} |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| run | arch | recipe | epochs | train top-1 | held-out top-1 | test top-1 | {name} top-1 at epochs "
+        f"| differs from {result['baseline']} |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for i, run in enumerate(result["runs"]):
         planned = run["epochs_planned"] if run["epochs_planned"] is not None else "?"
-        final = run["final_test_top1"]
-        latest = (
-            f"{final:.2f} (final)"
-            if final is not None
-            else f"{run['test_top1'][-1]:.2f} (epoch {run['test_epochs'][-1]})"
-            if run["test_top1"]
-            else "-"
-        )
         train = run["train_top1"][-1] if run["train_top1"] else None
-        points = ", ".join(f"{e}: {t:.1f}" for e, t in zip(run["test_epochs"], run["test_top1"], strict=True))
+        points = ", ".join(
+            f"{e}: {t:.1f}" for e, t in zip(run[f"{on}_epochs"], run[f"{on}_top1"], strict=True)
+        )
         differs = run["differs"]
         changes = (
             "?"
@@ -146,6 +152,16 @@ def markdown(result: dict[str, Any]) -> str:
         )
         lines.append(
             f"| {run['run']} | {run['arch'] or '?'} | {run['recipe'] or '?'} | {run['epochs_done']} / {planned} | "
-            f"{f'{train:.2f}' if train is not None else '-'} | {latest} | {points or '-'} | {changes} |"
+            f"{f'{train:.2f}' if train is not None else '-'} | {_latest(run, 'val')} | {_latest(run, 'test')} "
+            f"| {points or '-'} | {changes} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _latest(run: dict[str, Any], split: str) -> str:
+    final = run[f"final_{split}_top1"]
+    if final is not None:
+        return f"{final:.2f} (final)"
+    if run[f"{split}_top1"]:
+        return f"{run[f'{split}_top1'][-1]:.2f} (epoch {run[f'{split}_epochs'][-1]})"
+    return "-"

@@ -25,6 +25,9 @@ class Train:
     batch_size: int | None = None  # required
     seed: int = 0
     eval_every: int = 1  # epochs between test evaluations; the last epoch is always evaluated
+    # images of the training split held out of training and evaluated beside the test split (a seeded
+    # choice, the same for every run of the split): pilots compare recipes on them, never on the test split
+    holdout: int = 0
 
 
 @dataclass(frozen=True)
@@ -265,6 +268,7 @@ POSITIVE = {
     ("distill", "temperature"),
 }
 NON_NEGATIVE = {
+    ("train", "holdout"),
     ("optimizer", "momentum"),
     ("optimizer", "weight_decay"),
     ("augment", "pad"),

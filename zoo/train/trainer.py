@@ -22,7 +22,7 @@ from rich import progress as rich_progress
 from torch import nn
 
 from zoo.data.datasets import CIFAR10, check_fits, dataset, find_dataset, num_classes, preprocess_spec
-from zoo.data.loaders import DeviceCifarLoader, FolderDataset, ScaleAugment, render
+from zoo.data.loaders import DeviceCifarLoader, FolderDataset, ScaleAugment, holdout_split, render
 from zoo.data.preprocess import preprocess
 from zoo.errors import ZooError, at_least_one
 from zoo.models import registry
@@ -147,7 +147,8 @@ def _loaders(cfg: TrainConfig, spec, device, rank: int, world: int, channels_las
         check_fits(ds, num_classes(r.dataset), side, f"recipe {r.name} ({r.dataset})", cfg.data)
     if isinstance(train_ds, CIFAR10):
         xs, ys = train_ds.images[: cfg.train_limit], train_ds.labels[: cfg.train_limit]
-        _check_one_batch(len(ys), bs, world)
+        keep, held = holdout_split(len(ys), int(r.train.holdout))
+        _check_one_batch(len(keep), bs, world)
         common = {"spec": spec, "device": device, "channels_last": channels_last}
         train = DeviceCifarLoader(
             xs,
@@ -160,21 +161,25 @@ def _loaders(cfg: TrainConfig, spec, device, rank: int, world: int, channels_las
             seed=seed,
             rank=rank,
             world=world,
+            subset=keep if len(held) else None,
             **common,
         )
         test = DeviceCifarLoader(
             test_ds.images[: cfg.test_limit], test_ds.labels[: cfg.test_limit], 1000, train=False, **common
         )
-        return train, test, len(ys)
+        val = DeviceCifarLoader(xs, ys, 1000, train=False, subset=held, **common) if len(held) else None
+        return train, test, len(keep), val
     # ImageFolder / ImageNet: decoded and augmented by DataLoader workers.
 
     augment = ScaleAugment(
         spec, tuple(aug.scale), int(aug.crop), bool(aug.hflip), float(aug.color_jitter), seed
     )
+    as_tested = lambda img: torch.from_numpy(preprocess(img, spec))  # noqa: E731
     train_set = FolderDataset(train_ds, augment)
-    test_set = FolderDataset(test_ds, lambda img: torch.from_numpy(preprocess(img, spec)))
-    if cfg.train_limit:
-        train_set = torch.utils.data.Subset(train_set, range(min(cfg.train_limit, len(train_set))))
+    test_set = FolderDataset(test_ds, as_tested)
+    keep, held = holdout_split(min(cfg.train_limit or len(train_set), len(train_set)), int(r.train.holdout))
+    val_set = torch.utils.data.Subset(FolderDataset(train_ds, as_tested), held) if len(held) else None
+    train_set = torch.utils.data.Subset(train_set, keep)
     if cfg.test_limit:
         test_set = torch.utils.data.Subset(test_set, range(min(cfg.test_limit, len(test_set))))
     _check_one_batch(len(train_set), bs, world)
@@ -190,8 +195,10 @@ def _loaders(cfg: TrainConfig, spec, device, rank: int, world: int, channels_las
         pin_memory=device.type == "cuda",  # so that non_blocking copies overlap
         generator=torch.Generator().manual_seed(seed),
     )
-    test = torch.utils.data.DataLoader(test_set, 100, num_workers=workers, pin_memory=device.type == "cuda")
-    return train, test, len(train_set)
+    pin = device.type == "cuda"
+    test = torch.utils.data.DataLoader(test_set, 100, num_workers=workers, pin_memory=pin)
+    val = torch.utils.data.DataLoader(val_set, 100, num_workers=workers, pin_memory=pin) if val_set else None
+    return train, test, len(train_set), val
 
 
 def train_step(
@@ -522,6 +529,9 @@ def _end_epoch(run: Run, epoch: int, row: dict[str, Any], progress) -> None:
         quick = run.bf16 and not last  # the last epoch in fp32 (the run's result), the others as trained
         metrics = evaluate_loader(run.ema or run.model, run.loaders[1], run.device, bf16=quick)
         row |= {f"test_{k}": v for k, v in metrics.items()} | {"test_precision": "bf16" if quick else "fp32"}
+        if run.loaders[3] is not None:  # the held-out training images, which recipes are compared on
+            held = evaluate_loader(run.ema or run.model, run.loaders[3], run.device, bf16=quick)
+            row |= {f"val_{k}": v for k, v in held.items()}
     if plateau:
         _plateau_step(run.plateau, row["test_loss"], r)
     # The checkpoint first, then the metrics row: a kill between the two leaves an epoch that is
@@ -564,6 +574,9 @@ def _finish(run: Run, divergence: float | None, schedules: list | None = None) -
             "top1": last.get("test_top1"),
             "top5": last.get("test_top5"),
             "test_images": last.get("test_n"),
+            **(
+                {"val_top1": last.get("val_top1"), "val_images": last.get("val_n")} if "val_n" in last else {}
+            ),
             "ema": ema is not None,
             "wall_s": run.wall,
             "world_size": run.world,
@@ -670,6 +683,7 @@ def _progress(enabled: bool):
 
 def _log(row: dict, epochs: int, progress) -> None:
     test = f"test {row['test_top1']:.2f}% / {row['test_top5']:.2f}%  " if "test_top1" in row else ""
+    test = (f"held-out {row['val_top1']:.2f}%  " if "val_top1" in row else "") + test
     line = (
         f"epoch {row['epoch']}/{epochs}  loss {row['train_loss']:.4f}  train {row['train_top1']:.2f}%  "
         f"{test}lr {row['lr']:.4f}  {row['images_per_s']:.0f} img/s  {row['wall_s']:.0f}s"
@@ -697,6 +711,9 @@ def _plot(out: Path) -> None:
     a.plot(ep, [100 - r["train_top1"] for r in rows], label="train error")
     tested = [r for r in rows if "test_top1" in r]
     a.plot([r["epoch"] for r in tested], [100 - r["test_top1"] for r in tested], label="test error")
+    held = [r for r in rows if "val_top1" in r]
+    if held:
+        a.plot([r["epoch"] for r in held], [100 - r["val_top1"] for r in held], label="held-out error")
     a.set_xlabel("epoch"), a.set_ylabel("top-1 error (%)"), a.legend(), a.grid(alpha=0.3)
     b.plot(ep, [r["train_loss"] for r in rows], label="train loss")
     b.plot([r["epoch"] for r in tested], [r["test_loss"] for r in tested], label="test loss")
