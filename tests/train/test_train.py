@@ -280,6 +280,7 @@ def test_zoo_curves_puts_pilots_side_by_side_with_what_each_recipe_changes(tmp_p
         in table
     )
     assert "| cutout | resnet20 | cutout | 1 / 2 |" in table and "augment.cutout 0 -> 16 |" in table
+    assert doc["compared_on"] == "test" and "chosen on the test split" in table  # neither held images out
     one_sentence(runner.invoke(app, ["curves", str(tmp_path / "report")]), "is not a `zoo train` run folder")
     one_sentence(runner.invoke(app, ["curves", str(tmp_path / "nowhere")]), "is not a `zoo train` run folder")
 
@@ -314,10 +315,8 @@ def test_a_run_with_held_out_images_evaluates_them_and_zoo_curves_compares_on_th
     assert (
         json.loads(compared.stdout)["compared_on"] == "val" and run["final_val_top1"] == summary["val_top1"]
     )
-    assert (
-        f"| {summary['val_top1']:.2f} (final) |"
-        in runner.invoke(app, ["curves", str(tmp_path / "held")]).output
-    )
+    table = runner.invoke(app, ["curves", str(tmp_path / "held")]).output
+    assert f"| {summary['val_top1']:.2f} (final) |" in table and "the test split is logged beside" in table
     recipe.write_text('extends = "cifar_budget"\n[train]\nholdout = 512\n')
     one_sentence(
         runner.invoke(

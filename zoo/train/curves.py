@@ -155,6 +155,14 @@ def markdown(result: dict[str, Any]) -> str:
             f"{f'{train:.2f}' if train is not None else '-'} | {_latest(run, 'val')} | {_latest(run, 'test')} "
             f"| {points or '-'} | {changes} |"
         )
+    lines.append("")
+    lines.append(
+        "Compared on the training images each run held out ([train] holdout); the test split is logged "
+        "beside them and chooses nothing."
+        if on == "val"
+        else "Not every run held training images out, so the curves are the test split's: a recipe chosen "
+        "from them is chosen on the test split (hold images out with [train] holdout)."
+    )
     return "\n".join(lines) + "\n"
 
 
