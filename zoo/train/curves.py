@@ -12,7 +12,7 @@ from typing import Any
 
 from zoo.errors import ZooError, reading
 from zoo.train.recipe import setting_differences
-from zoo.train.runs import CHECKPOINT, METRICS, RUN, SUMMARY, metrics, read_json
+from zoo.train.runs import CHECKPOINT, METRICS, RUN, SUMMARY, metrics, read_json, state
 from zoo.utils.figures import pyplot, save
 from zoo.utils.files import atomic_path
 
@@ -35,21 +35,14 @@ def run_curve(folder: Path) -> dict[str, Any]:
     """One run: its name, recipe, epochs, per-epoch training top-1, and the epochs its test split was read."""
     if not (folder / METRICS).is_file() and not (folder / RUN).is_file():
         raise ZooError(f"{folder} is not a `zoo train` run folder (it has no {METRICS} or {RUN}).")
-    record = read_json(folder / RUN) or {}
-    summary = read_json(folder / SUMMARY) or {}
+    where = state(folder)  # what `zoo runs` says of it: arch, recipe, epochs done of planned, finished
     rows = metrics(folder)
     tested = [r for r in rows if isinstance(r.get("test_top1"), int | float)]
     held = [r for r in rows if isinstance(r.get("val_top1"), int | float)]
-    done = rows[-1]["epoch"] if rows else 0
-    planned = record.get("epochs") or summary.get("epochs_done")
+    done, planned = where["epochs_done"], where["epochs_planned"]
     return {
         "run": folder.name,
-        "folder": str(folder),
-        "arch": record.get("arch") or summary.get("arch"),
-        "recipe": record.get("recipe") or summary.get("recipe"),
-        "epochs_done": done,
-        "epochs_planned": planned,
-        "complete": bool(summary.get("complete")),
+        **{k: where[k] for k in ("folder", "arch", "recipe", "epochs_done", "epochs_planned", "complete")},
         "epochs": [r["epoch"] for r in rows],
         "train_top1": [r.get("train_top1") for r in rows],
         "test_epochs": [r["epoch"] for r in tested],

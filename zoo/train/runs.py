@@ -110,11 +110,16 @@ def state(folder: Path) -> dict[str, Any]:
     }
 
 
+def own_command() -> str:
+    """This process's command as a user types it: `zoo` and its arguments."""
+    return " ".join(["zoo", *sys.argv[1:]])
+
+
 def invocation(data: str | None = None, command: str | None = None) -> dict[str, str | None]:
     """What a long job records so it can be continued by someone else: its command (this process's
     `zoo ...` by default), the folder it ran in (its paths may be relative to it) and its data root."""
     return {
-        "command": command or " ".join(["zoo", *sys.argv[1:]]),
+        "command": command or own_command(),
         "cwd": os.getcwd(),
         "data": data or os.environ.get("ZOO_DATA"),
     }

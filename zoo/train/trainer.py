@@ -28,7 +28,17 @@ from zoo.errors import ZooError, at_least_one
 from zoo.models import registry
 from zoo.models.weights import save_safetensors
 from zoo.train.recipe import Recipe, lr_at, setting_differences
-from zoo.train.runs import CHECKPOINT, CURVES, METRICS, RUN, SUMMARY, WEIGHTS, invocation, metrics
+from zoo.train.runs import (
+    CHECKPOINT,
+    CURVES,
+    METRICS,
+    RUN,
+    SUMMARY,
+    WEIGHTS,
+    invocation,
+    metrics,
+    own_command,
+)
 from zoo.train.teacher import Teacher, TeacherTable, distill_loss, split_sha256, table_dir
 from zoo.utils.figures import pyplot, save
 from zoo.utils.files import atomic_path, output_dir
@@ -53,7 +63,7 @@ class TrainConfig:
     test_limit: int | None = None
     max_steps: int | None = None  # stop after this many steps (a test kills a run this way)
     progress: bool = True
-    command: str = field(default_factory=lambda: " ".join(["zoo", *sys.argv[1:]]))
+    command: str = field(default_factory=own_command)
 
     def __post_init__(self) -> None:
         if self.amp not in AMP:
