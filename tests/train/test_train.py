@@ -607,7 +607,8 @@ def test_a_run_cut_short_is_not_published(tmp_path, data):
     assert result.exit_code == 1 and "--resume" in result.output
 
 
-def test_bench_train_measures_img_per_s_and_where_an_epoch_goes(tmp_path, data):
+def test_bench_train_measures_img_per_s_and_where_an_epoch_goes(tmp_path, data, monkeypatch):
+    monkeypatch.setenv("ZOO_CPU_FEATURES", "avx2,avx512f")  # one CPU model name covers both kinds
     args = ["bench-train", "--archs", "resnet20", "--settings", "fp32-nchw-b128", "--seconds", "1"]
     result = runner.invoke(app, [*args, "--data", str(data), "--out", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
@@ -622,6 +623,7 @@ def test_bench_train_measures_img_per_s_and_where_an_epoch_goes(tmp_path, data):
     assert epoch["epoch_s"] == pytest.approx(total) and epoch["images_per_s"] == pytest.approx(50_000 / total)
     assert report["hardware"]["cpu_count"] and report["versions"]["torch"] == torch.__version__
     assert report["hardware"]["torch_threads"] == torch.get_num_threads()  # the record every bench writes
+    assert report["hardware"]["cpu_features"] == ["avx2", "avx512f"]
     bad = runner.invoke(app, ["bench-train", "--archs", "resnet50"])
     assert bad.exit_code == 1 and "not a CIFAR architecture" in bad.output
 

@@ -95,9 +95,14 @@ def cpu_record(features: list[str] | None = None) -> dict[str, Any]:
 
 
 def hardware(device: Any = None) -> dict[str, Any]:
-    """`machine()` plus torch, its CPU threads, OMP_NUM_THREADS and the GPU (the one `device` names, or
-    the first) where there is one. Imports torch only if it is installed."""
-    info: dict[str, Any] = {**machine(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+    """`machine()` plus the CPU's numeric features (one model name covers CPUs with and without AVX-512),
+    torch, its CPU threads, OMP_NUM_THREADS and the GPU (the one `device` names, or the first) where there
+    is one. Imports torch only if it is installed."""
+    info: dict[str, Any] = {
+        **machine(),
+        "cpu_features": cpu_features(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+    }
     if not installed("torch"):
         return info
     info |= {"torch": torch.__version__, "torch_threads": torch.get_num_threads()}
