@@ -317,6 +317,14 @@ def test_a_run_with_held_out_images_evaluates_them_and_zoo_curves_compares_on_th
     )
     table = runner.invoke(app, ["curves", str(tmp_path / "held")]).output
     assert f"| {summary['val_top1']:.2f} (final) |" in table and "the test split is logged beside" in table
+    # a run killed before its first epoch ended has only run.json: its recipe (holding out) is known
+    (tmp_path / "started").mkdir()
+    (tmp_path / "started" / "run.json").write_text((tmp_path / "held" / "run.json").read_text())
+    both = json.loads(
+        runner.invoke(app, ["curves", *(str(tmp_path / r) for r in ("held", "started")), "--json"]).stdout
+    )
+    assert both["compared_on"] == "val" and both["runs"][1]["differs"] == {}
+    assert (both["runs"][1]["epochs_done"], both["runs"][1]["val_top1"]) == (0, [])
     recipe.write_text('extends = "cifar_budget"\n[train]\nholdout = 512\n')
     one_sentence(
         runner.invoke(

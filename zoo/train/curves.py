@@ -18,11 +18,11 @@ from zoo.utils.files import atomic_path
 
 
 def recipe_doc(folder: Path) -> dict[str, Any] | None:
-    """The resolved recipe a run trains with: from its summary when it finished, else from its checkpoint
-    (None before its first epoch ends)."""
-    summary = read_json(folder / SUMMARY) or {}
-    if isinstance(summary.get("recipe_doc"), dict):
-        return summary["recipe_doc"]
+    """The resolved recipe a run trains with: from its summary when it finished, else from run.json (written
+    when it started), else from its checkpoint (a run started before run.json kept it); None if none has it."""
+    for record in (read_json(folder / SUMMARY) or {}, read_json(folder / RUN) or {}):
+        if isinstance(record.get("recipe_doc"), dict):
+            return record["recipe_doc"]
     if (folder / CHECKPOINT).is_file():
         from zoo.train.trainer import read_train_checkpoint
 
@@ -74,9 +74,17 @@ def compare(folders: list[Path]) -> dict[str, Any]:
         else:
             run["differs"] = {key: [a, b] for key, a, b in setting_differences(docs[0], doc)}
     # recipes are compared on held-out training images when every run holds some out, never on the test
-    # split (which is logged beside them); runs without them can only be compared on the test split
-    on = "val" if all(run["val_epochs"] for run in runs) else "test"
+    # split (which is logged beside them); runs without them can only be compared on the test split. A run
+    # holds images out if its recipe says so, whether or not it has been evaluated yet.
+    on = "val" if all(_holds_out(run, doc) for run, doc in zip(runs, docs, strict=True)) else "test"
     return {"baseline": runs[0]["run"], "compared_on": on, "runs": runs}
+
+
+def _holds_out(run: dict[str, Any], doc: dict[str, Any] | None) -> bool:
+    if doc is None:  # recipe not recorded: what its metrics show
+        return bool(run["val_epochs"])
+    train = doc.get("train")
+    return isinstance(train, dict) and bool(train.get("holdout"))
 
 
 def write(result: dict[str, Any], prefix: Path) -> list[Path]:

@@ -440,6 +440,7 @@ def _record_run(run: Run) -> None:
         "recipe": run.recipe.name,
         "epochs": run.epochs,
         **invocation(run.cfg.data, run.cfg.command),  # the command, where it ran, where the images came from
+        "recipe_doc": run.recipe.doc,  # what it trains with, before its first epoch ends (zoo curves)
     }
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")
