@@ -521,12 +521,14 @@ def train(
     train_limit: int | None = None,
     test_limit: int | None = None,
     max_steps: int | None = None,
+    save_every: float = 10.0,
     publish: str | None = None,
     weights_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """`zoo train`: train `arch` with a recipe into a run folder (default runs/ARCH-RECIPE); checkpoints
-    every epoch; `publish` adds the result as that tag. Returns the run's summary."""
+    every epoch and every `save_every` minutes inside one; `publish` adds the result as that tag. Returns
+    the run's summary."""
     from zoo.train.recipe import load_recipe
     from zoo.train.trainer import TrainConfig
     from zoo.train.trainer import train as run
@@ -545,6 +547,7 @@ def train(
         train_limit=train_limit,
         test_limit=test_limit,
         max_steps=max_steps,
+        save_every=save_every,
         progress=progress,
     )
     summary = run(cfg)

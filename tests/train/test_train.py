@@ -127,17 +127,24 @@ def test_smoke_run_loss_falls_and_the_checkpoint_round_trips_into_zoo_eval(tmp_p
 
 
 def test_a_killed_run_resumes_exactly(tmp_path, data):
+    """SIGKILL inside the second epoch, after the run saved itself there (--save-every: about every
+    step): the resumed run trains the rest of that epoch and ends where an uninterrupted one does."""
+    from zoo.train.trainer import read_train_checkpoint
+
     longer = ["--train-limit", "2048"]  # epochs long enough (seconds) for the kill to land part-way
     straight = _train(tmp_path / "a", *longer, epochs=3, data=data)
     out = tmp_path / "b"
     args = ["train", "resnet20", "--data", str(data), "--epochs", "3", "--out", str(out), *SMOKE, *longer]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "zoo.cli", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, "-m", "zoo.cli", *args, "--save-every", "0.001"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    metrics = tmp_path / "b" / "metrics.jsonl"
-    try:  # kill it (SIGKILL, no clean-up) once its first epoch is checkpointed
+    metrics, ckpt = tmp_path / "b" / "metrics.jsonl", tmp_path / "b" / "last.pt"
+    try:  # kill it (SIGKILL, no clean-up) once it has saved itself inside its second epoch
         for _ in range(1200):
-            if metrics.is_file() and metrics.read_text().count("\n") >= 1:
+            second = metrics.is_file() and metrics.read_text().count("\n") >= 1
+            if second and (read_train_checkpoint(ckpt, "cpu").get("partial") or {}).get("batches", 0) >= 3:
                 break
             if proc.poll() is not None:
                 break
@@ -146,7 +153,10 @@ def test_a_killed_run_resumes_exactly(tmp_path, data):
     finally:
         proc.wait()
     done_before = metrics.read_text().count("\n")
-    assert 1 <= done_before < 3, "the run was not interrupted part-way"
+    assert done_before == 1, "the run was not interrupted inside its second epoch"
+    saved = read_train_checkpoint(ckpt, "cpu")
+    assert saved["epoch"] == 0 and 3 <= saved["partial"]["batches"] < 32  # 2,048 / 64 batches an epoch
+    assert saved["step"] == 32 + saved["partial"]["batches"]
     resumed = _train(tmp_path / "b", "--resume", *longer, epochs=3, data=data)
     a = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     b = [json.loads(x) for x in metrics.read_text().splitlines()]
@@ -168,6 +178,9 @@ def test_a_killed_run_resumes_exactly(tmp_path, data):
         assert [r["lr"] for r in rows] == pytest.approx([lr_of_step(r["step"] - 1) for r in rows], abs=1e-9)
     assert b[-1]["test_top1"] == a[-1]["test_top1"]
     assert b[-1]["train_loss"] == pytest.approx(a[-1]["train_loss"], rel=1e-4)
+    # the interrupted epoch's figures count its batches before the kill too (restored running sums)
+    assert [r["train_top1"] for r in b] == [r["train_top1"] for r in a]
+    assert b[1]["train_loss"] == pytest.approx(a[1]["train_loss"], rel=1e-4)
     from safetensors.torch import load_file
 
     wa, wb = (
@@ -198,6 +211,10 @@ def test_zoo_runs_says_how_far_each_run_got_and_its_command_continues_it_from_an
     args = ["train", "resnet20", "--data", str(data), "--epochs", "2", "--out", "cut", *SMOKE]
     started = subprocess.run([*zoo, *args, "--max-steps", "10"], cwd=tmp_path, env=env, capture_output=True)
     assert started.returncode == 0, started.stderr.decode()[-2000:]  # 8 steps an epoch: stopped in epoch 2
+    from zoo.train.trainer import read_train_checkpoint
+
+    saved = read_train_checkpoint(tmp_path / "cut" / "last.pt", "cpu")  # saved where --max-steps stopped
+    assert (saved["epoch"], saved["step"], saved["partial"]["batches"]) == (0, 10, 2)
 
     def listed() -> dict:
         result = runner.invoke(app, ["runs", str(tmp_path), "--json"])

@@ -55,13 +55,20 @@ def train_cmd(
     max_steps: Annotated[
         int | None, typer.Option(metavar="N", help="Stop after N steps (resume later).")
     ] = None,
+    save_every: Annotated[
+        float,
+        typer.Option(
+            metavar="MINUTES", help="Also checkpoint inside an epoch this often (a kill loses minutes)."
+        ),
+    ] = 10.0,
     publish: Annotated[
         str | None, typer.Option(metavar="TAG", help="Add the result as this ARCH.TAG to a manifest.")
     ] = None,
     weights_dir: WeightsDirOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train an architecture with a recipe; checkpoints every epoch, metrics in JSON Lines."""
+    """Train an architecture with a recipe; checkpoints every epoch (and every --save-every minutes inside
+    one), metrics in JSON Lines."""
     from zoo import api
     from zoo.train.recipe import load_recipe
 
@@ -80,6 +87,7 @@ def train_cmd(
         train_limit=train_limit,
         test_limit=test_limit,
         max_steps=max_steps,
+        save_every=save_every,
         publish=publish,
         weights_dir=weights_dir,
         progress=not as_json,

@@ -17,7 +17,7 @@ from typing import Any
 from zoo.errors import ZooError, reading
 from zoo.utils import files
 
-CHECKPOINT = "last.pt"  # weights, optimiser, EMA and counters after the last finished epoch
+CHECKPOINT = "last.pt"  # weights, optimiser, EMA and counters: after an epoch, or saved inside one
 METRICS = "metrics.jsonl"  # one row per finished epoch; test metrics on the epochs evaluated
 SUMMARY = "summary.json"  # written when the process ends normally (finished or stopped by --max-steps)
 RUN = "run.json"  # written when a run starts: architecture, recipe, planned epochs, the command

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import math
 import os
 import sys
 import time
@@ -61,7 +62,8 @@ class TrainConfig:
     amp: str = "auto"  # auto: bf16 on CUDA (fp16 + GradScaler where it has no bf16), fp32 on CPU
     train_limit: int | None = None  # use only the first N training images (smoke runs)
     test_limit: int | None = None
-    max_steps: int | None = None  # stop after this many steps (a test kills a run this way)
+    max_steps: int | None = None  # stop after this many steps (saved there: --resume continues from it)
+    save_every: float = 10.0  # minutes between checkpoints inside an epoch (CIFAR loader, one process)
     progress: bool = True
     command: str = field(default_factory=own_command)
 
@@ -69,6 +71,12 @@ class TrainConfig:
         if self.amp not in AMP:
             raise ZooError(f"--amp {self.amp!r} is not one of {', '.join(AMP)}.")
         at_least_one(train_limit=self.train_limit, test_limit=self.test_limit, max_steps=self.max_steps)
+        if not (
+            isinstance(self.save_every, int | float)
+            and math.isfinite(self.save_every)
+            and self.save_every > 0
+        ):
+            raise ZooError(f"--save-every must be a positive number of minutes, not {self.save_every}.")
         if "." in self.arch:  # a tag would silently train its architecture from scratch
             raise ZooError(
                 f"{self.arch} is a weights tag; `zoo train` trains an architecture from scratch: "
@@ -286,6 +294,7 @@ class Run:
     soft: Any = None  # distillation: batch (x, y, image indices, view ids) -> the teacher's logits
     scaler: Any = None  # fp16 training: torch.amp.GradScaler
     distilled: dict | None = None  # what the summary records of the teacher and its table
+    partial: dict | None = None  # restored from a checkpoint saved inside an epoch: where that epoch stood
 
     @property
     def recipe(self) -> Recipe:
@@ -310,7 +319,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     progress = _progress(cfg.progress and run.rank == 0 and sys.stderr.isatty())
     for epoch in range(run.epoch, run.epochs):
         row = _train_epoch(run, epoch, progress)
-        if row is None:  # stopped by --max-steps, like a kill: the partial epoch is neither logged nor saved
+        if row is None:  # stopped by --max-steps inside an epoch: saved there, not logged
             break
         if run.rank == 0:
             _end_epoch(run, epoch, row, progress)
@@ -458,28 +467,51 @@ def _restore(run: Run, ckpt: Path) -> None:
         run.ema.load_state_dict(state["ema"])
     run.epoch, run.step, run.wall = state["epoch"] + 1, state["step"], state["wall"]
     run.plateau, run.warm = state["plateau"], state["warm"]
+    run.partial = state.get("partial")  # saved inside epoch run.epoch: its batches done and running sums
     if run.rank == 0:
         _keep_rows_until(run.cfg.out / METRICS, run.epoch)
 
 
 def _train_epoch(run: Run, epoch: int, progress) -> dict[str, Any] | None:
-    """One epoch of SGD steps; its metrics row, or None when --max-steps stopped it part-way."""
+    """One epoch of SGD steps; its metrics row, or None when --max-steps stopped it part-way.
+
+    Inside an epoch the run is saved every --save-every minutes and where --max-steps stops it, so a kill
+    loses minutes, not an epoch (resnet110 trains ~33 min an epoch on one core): the checkpoint holds the
+    batches done and the epoch's running sums, and a resumed epoch draws its batches again (the CIFAR
+    loader's are a function of the epoch alone), skipping those done without training on them."""
     r, device, loader = run.recipe, run.device, run.loaders[0]
     if hasattr(loader, "set_epoch"):
         loader.set_epoch(epoch)
     elif isinstance(getattr(loader, "sampler", None), torch.utils.data.DistributedSampler):
         loader.sampler.set_epoch(epoch)
     run.net.train()
-    t0, seen = time.perf_counter(), 0
+    t0, seen, done = time.perf_counter(), 0, 0
     loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device)
+    if run.partial is not None:
+        p, run.partial = run.partial, None
+        done, seen, t0 = int(p["batches"]), int(p["seen"]), t0 - float(p["elapsed_s"])
+        loss_sum, correct = p["loss_sum"].to(device), p["correct"].to(device)
+    # saving inside an epoch needs batches that can be drawn again: the CIFAR loader's, one process
+    resumable = isinstance(loader, DeviceCifarLoader) and run.world == 1
+    saved = time.perf_counter()
     total, smoothing = run.total, float(r.regularise.label_smoothing)
     task = progress.add_task(f"epoch {epoch + 1}/{run.epochs}", total=len(loader)) if progress else None
-    for batch in loader:
+    if task is not None:
+        progress.update(task, advance=done)
+    for b, batch in enumerate(loader):
+        if b < done:  # trained before the checkpoint this run resumed from
+            continue
         x, y = batch[0], batch[1]
         if run.step >= total or (run.cfg.max_steps is not None and run.step >= run.cfg.max_steps):
             if task is not None:
                 progress.remove_task(task)
-            return None if run.step < total else _epoch_row(run, epoch, t0, seen, loss_sum, correct)
+            if run.step >= total:
+                return _epoch_row(run, epoch, t0, seen, loss_sum, correct)
+            if resumable and b > 0:
+                _save_checkpoint(
+                    run.cfg.out / CHECKPOINT, run, epoch - 1, _partial(b, seen, t0, loss_sum, correct)
+                )
+            return None
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         x = x.contiguous(memory_format=torch.channels_last)  # ImageNet batches arrive NCHW
         lr = float(r.schedule.warmup_lr) if run.warm else lr_at(r, run.step, total)
@@ -502,9 +534,21 @@ def _train_epoch(run: Run, epoch: int, progress) -> dict[str, Any] | None:
             progress.update(
                 task, advance=1, description=f"epoch {epoch + 1}/{run.epochs} loss {loss.item():.3f}"
             )
+        if resumable and b + 1 < len(loader) and time.perf_counter() - saved >= 60 * run.cfg.save_every:
+            _save_checkpoint(
+                run.cfg.out / CHECKPOINT, run, epoch - 1, _partial(b + 1, seen, t0, loss_sum, correct)
+            )
+            saved = time.perf_counter()
     if task is not None:
         progress.remove_task(task)
     return _epoch_row(run, epoch, t0, seen, loss_sum, correct)
+
+
+def _partial(batches: int, seen: int, t0: float, loss_sum, correct) -> dict[str, Any]:
+    """Where an epoch stands after `batches` batches: what a checkpoint saved inside it must hold for the
+    epoch's row to come out as if it had never stopped."""
+    elapsed = time.perf_counter() - t0
+    return {"batches": batches, "seen": seen, "elapsed_s": elapsed, "loss_sum": loss_sum, "correct": correct}
 
 
 def _epoch_row(run: Run, epoch: int, t0: float, seen: int, loss_sum, correct) -> dict[str, Any]:
@@ -647,7 +691,9 @@ def _plateau_step(state: dict, value: float, r: Recipe) -> None:
             state["bad"] = 0
 
 
-def _save_checkpoint(path: Path, run: Run, epoch: int) -> None:
+def _save_checkpoint(path: Path, run: Run, epoch: int, partial: dict | None = None) -> None:
+    """The run after epoch `epoch` (0-based; -1: none yet) and, when saved inside the next one, `partial`:
+    its batches done and running sums (what `_train_epoch` resumes from)."""
     state = {
         "model": run.model.state_dict(),
         "optimizer": run.opt.state_dict(),
@@ -658,6 +704,7 @@ def _save_checkpoint(path: Path, run: Run, epoch: int) -> None:
         "plateau": run.plateau,
         "warm": run.warm,
         "recipe": run.recipe.doc,
+        "partial": partial,
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
