@@ -710,6 +710,8 @@ def test_resume_with_another_lr_or_batch_size_is_refused(tmp_path, data):
         ("--train-limit", "-5", "--train-limit must be at least 1, not -5"),
         ("--test-limit", "0", "--test-limit must be at least 1, not 0"),
         ("--max-steps", "0", "--max-steps must be at least 1, not 0"),
+        ("--save-every", "0", "--save-every must be a positive number of minutes, not 0"),
+        ("--save-every", "nan", "--save-every must be a positive number of minutes, not nan"),
     ],
 )
 def test_non_positive_training_options_are_refused_and_write_nothing(tmp_path, data, flag, value, words):

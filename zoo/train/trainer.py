@@ -71,12 +71,10 @@ class TrainConfig:
         if self.amp not in AMP:
             raise ZooError(f"--amp {self.amp!r} is not one of {', '.join(AMP)}.")
         at_least_one(train_limit=self.train_limit, test_limit=self.test_limit, max_steps=self.max_steps)
-        if not (
-            isinstance(self.save_every, int | float)
-            and math.isfinite(self.save_every)
-            and self.save_every > 0
-        ):
-            raise ZooError(f"--save-every must be a positive number of minutes, not {self.save_every}.")
+        every = self.save_every
+        if not (isinstance(every, int | float) and math.isfinite(every) and every > 0):
+            shown = f"{every:g}" if isinstance(every, int | float) else repr(every)
+            raise ZooError(f"--save-every must be a positive number of minutes, not {shown}.")
         if "." in self.arch:  # a tag would silently train its architecture from scratch
             raise ZooError(
                 f"{self.arch} is a weights tag; `zoo train` trains an architecture from scratch: "
