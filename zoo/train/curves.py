@@ -118,8 +118,8 @@ def plot(result: dict[str, Any], path: Path) -> bool:
             label=run["run"],
         )
         ends += [t for _, t in train[-1:]] + [100 - t for t in run[f"{on}_top1"][-1:]]
-    # the first epochs' errors (50-80%) would squash the last ones, where runs part
-    ax.set_ylim(0, max(20.0, 3 * max(ends, default=10.0)))
+    # the first epochs' errors (50-80%) would squash the last ones, where runs part; an error is at most 100%
+    ax.set_ylim(0, min(100.0, max(20.0, 3 * max(ends, default=10.0))))
     bold = "held-out training images' error" if on == "val" else "test error"
     ax.set(xlabel="epoch", ylabel="top-1 error (%)", title=f"dashed: training error, bold: {bold}")
     ax.grid(alpha=0.3)
