@@ -67,8 +67,8 @@ def train_cmd(
     weights_dir: WeightsDirOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train an architecture with a recipe; checkpoints every epoch (and every --save-every minutes inside
-    one), metrics in JSON Lines."""
+    """Train an architecture with a recipe; checkpoints every epoch and inside long ones, metrics in JSON
+    Lines."""
     from zoo import api
     from zoo.train.recipe import load_recipe
 
