@@ -18,14 +18,13 @@ Heavy libraries load only when a function needs them: `import zoo.api` imports n
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import ZooError, at_least_one
+from zoo.errors import ZooError, at_least_one, positive_number
 from zoo.utils.files import exists, output_dir
 
 if TYPE_CHECKING:
@@ -364,8 +363,7 @@ def predict(
 
 def _check_seconds(seconds: float) -> None:
     """--seconds of bench and bench-train: how long to time each setting."""
-    if not (isinstance(seconds, int | float) and math.isfinite(seconds) and 0 < seconds <= 3600):
-        raise ZooError(f"--seconds must be a positive number of seconds (at most 3600), not {seconds}.")
+    positive_number("--seconds", seconds, "seconds", most=3600)
 
 
 def bench(

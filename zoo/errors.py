@@ -3,6 +3,7 @@ names what was being read when something the zoo did not foresee went wrong, for
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,6 +18,16 @@ def at_least_one(**counts: int | None) -> None:
     for name, value in counts.items():
         if value is not None and value < 1:
             raise ZooError(f"--{name.replace('_', '-')} must be at least 1, not {value}.")
+
+
+def positive_number(option: str, value: object, unit: str, most: float | None = None) -> None:
+    """Refuse, in one sentence, an amount option (--seconds, --save-every) that is not a finite number above
+    0 (and at most `most`): nan and inf pass a plain `> 0` test, or never end."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not (number and math.isfinite(value) and value > 0 and (most is None or value <= most)):
+        shown = f"{value:g}" if number else repr(value)
+        bound = f" (at most {most:g})" if most is not None else ""
+        raise ZooError(f"{option} must be a positive number of {unit}{bound}, not {shown}.")
 
 
 @contextmanager

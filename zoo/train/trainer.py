@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import atexit
 import json
-import math
 import os
 import sys
 import time
@@ -25,7 +24,7 @@ from torch import nn
 from zoo.data.datasets import CIFAR10, check_fits, dataset, find_dataset, num_classes, preprocess_spec
 from zoo.data.loaders import DeviceCifarLoader, FolderDataset, ScaleAugment, holdout_split, render
 from zoo.data.preprocess import preprocess
-from zoo.errors import ZooError, at_least_one
+from zoo.errors import ZooError, at_least_one, positive_number
 from zoo.models import registry
 from zoo.models.weights import save_safetensors
 from zoo.train.recipe import Recipe, lr_at, setting_differences
@@ -71,10 +70,7 @@ class TrainConfig:
         if self.amp not in AMP:
             raise ZooError(f"--amp {self.amp!r} is not one of {', '.join(AMP)}.")
         at_least_one(train_limit=self.train_limit, test_limit=self.test_limit, max_steps=self.max_steps)
-        every = self.save_every
-        if not (isinstance(every, int | float) and math.isfinite(every) and every > 0):
-            shown = f"{every:g}" if isinstance(every, int | float) else repr(every)
-            raise ZooError(f"--save-every must be a positive number of minutes, not {shown}.")
+        positive_number("--save-every", self.save_every, "minutes")
         if "." in self.arch:  # a tag would silently train its architecture from scratch
             raise ZooError(
                 f"{self.arch} is a weights tag; `zoo train` trains an architecture from scratch: "
@@ -506,9 +502,7 @@ def _train_epoch(run: Run, epoch: int, progress) -> dict[str, Any] | None:
             if run.step >= total:
                 return _epoch_row(run, epoch, t0, seen, loss_sum, correct)
             if resumable and b > 0:
-                _save_checkpoint(
-                    run.cfg.out / CHECKPOINT, run, epoch - 1, _partial(b, seen, t0, loss_sum, correct)
-                )
+                _save_inside(run, epoch, b, seen, t0, loss_sum, correct)
             return None
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         x = x.contiguous(memory_format=torch.channels_last)  # ImageNet batches arrive NCHW
@@ -533,20 +527,25 @@ def _train_epoch(run: Run, epoch: int, progress) -> dict[str, Any] | None:
                 task, advance=1, description=f"epoch {epoch + 1}/{run.epochs} loss {loss.item():.3f}"
             )
         if resumable and b + 1 < len(loader) and time.perf_counter() - saved >= 60 * run.cfg.save_every:
-            _save_checkpoint(
-                run.cfg.out / CHECKPOINT, run, epoch - 1, _partial(b + 1, seen, t0, loss_sum, correct)
-            )
+            _save_inside(run, epoch, b + 1, seen, t0, loss_sum, correct)
             saved = time.perf_counter()
     if task is not None:
         progress.remove_task(task)
     return _epoch_row(run, epoch, t0, seen, loss_sum, correct)
 
 
-def _partial(batches: int, seen: int, t0: float, loss_sum, correct) -> dict[str, Any]:
-    """Where an epoch stands after `batches` batches: what a checkpoint saved inside it must hold for the
-    epoch's row to come out as if it had never stopped."""
+def _save_inside(run: Run, epoch: int, batches: int, seen: int, t0: float, loss_sum, correct) -> None:
+    """The checkpoint after `batches` batches of `epoch`, with what its row needs to come out as if the
+    epoch had never stopped: the batches done, images seen, time spent and running sums."""
     elapsed = time.perf_counter() - t0
-    return {"batches": batches, "seen": seen, "elapsed_s": elapsed, "loss_sum": loss_sum, "correct": correct}
+    partial = {
+        "batches": batches,
+        "seen": seen,
+        "elapsed_s": elapsed,
+        "loss_sum": loss_sum,
+        "correct": correct,
+    }
+    _save_checkpoint(run.cfg.out / CHECKPOINT, run, epoch - 1, partial)
 
 
 def _epoch_row(run: Run, epoch: int, t0: float, seen: int, loss_sum, correct) -> dict[str, Any]:
