@@ -3,11 +3,8 @@ by onnx.checker and shape inference, with the preprocessing, labels and weights 
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 import warnings
-from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +13,7 @@ import numpy as np
 from zoo.errors import ZooError
 from zoo.utils.files import atomic_path
 from zoo.utils.lazy import lazy_import
+from zoo.utils.quiet import quiet_exporter
 
 onnx = lazy_import("onnx")
 external_data_helper = lazy_import("onnx.external_data_helper")
@@ -54,21 +52,13 @@ def export_onnx(
         "dynamic_shapes": {"x": {0: batch}},
         "external_data": False,
     }
-    # The exporter narrates its steps on stdout, and logs one warning per torchvision operator it skips
-    # when torchvision is absent (the zoo has none): the user's screen carries only the zoo's own words.
-    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
-    level = registration.level
-    with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        registration.setLevel(logging.ERROR)
+    with quiet_exporter():
         try:
             program = torch.onnx.export(model.eval(), (x,), None, **kwargs)
         except Exception as e:  # the exporter raises many types; the user needs the first line
             raise ZooError(
                 f"torch.onnx.export failed for opset {opset}: {str(e).splitlines()[0][:300]}"
             ) from None
-        finally:
-            registration.setLevel(level)
     proto = program.model_proto
     annotate(proto, metadata or {})
     finish(proto, path)

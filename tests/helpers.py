@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +26,31 @@ def one_sentence(result, *words: str) -> None:
     )
     for w in words:
         assert w in result.output, result.output
+
+
+def zoo_without_torchvision(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """`zoo ARGS` as on a fresh machine, which has no torchvision (CI installs it for cross-checks only):
+    a process in which torchvision cannot be found, its output captured."""
+    hide = (
+        "import importlib.util, sys;"
+        "real = importlib.util.find_spec;"
+        "importlib.util.find_spec = lambda n, *a, **k: None if n.split('.')[0] == 'torchvision' else real(n, *a, **k);"
+        "from zoo.cli import main; sys.argv = ['zoo'] + sys.argv[1:]; main()"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", hide, *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=os.environ | env,
+    )
+
+
+def only_the_zoos_words(result: subprocess.CompletedProcess) -> None:
+    """A command that succeeded and printed nothing of the exporter's or torch's own warnings."""
+    assert result.returncode == 0, result.stderr
+    assert "torchvision" not in result.stderr + result.stdout
+    assert "warning" not in (result.stderr + result.stdout).lower()
 
 
 SPEC = PreprocessSpec.from_dict({"resize": 32, "crop": 32, "mean": [0.5] * 3, "std": [0.25] * 3})

@@ -19,7 +19,7 @@ import torch
 from onnx import numpy_helper
 from typer.testing import CliRunner
 
-from tests.helpers import one_sentence
+from tests.helpers import one_sentence, only_the_zoos_words, zoo_without_torchvision
 from zoo import ZooError, create_model
 from zoo.cli import app
 from zoo.export.artifact import read_card
@@ -675,33 +675,10 @@ def test_export_with_calib_data_and_no_zoo_data_checks_parity_on_its_test_split(
 
 def test_export_prints_only_the_zoos_own_words_without_torchvision(cifar_tag, cifar_dir, tmp_path):
     """A fresh machine has no torchvision: the exporter's warnings about its operators must not show."""
-    hide = (
-        "import importlib.util, sys;"
-        "real = importlib.util.find_spec;"
-        "importlib.util.find_spec = lambda n, *a, **k: None if n.split('.')[0] == 'torchvision' else real(n, *a, **k);"
-        "from zoo.cli import main; sys.argv = ['zoo'] + sys.argv[1:]; main()"
+    result = zoo_without_torchvision(
+        "export", cifar_tag, "--formats", "onnx", "--artifacts", str(tmp_path), "--parity-images", "0"
     )
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            hide,
-            "export",
-            cifar_tag,
-            "--formats",
-            "onnx",
-            "--artifacts",
-            str(tmp_path),
-            "--parity-images",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "torchvision" not in result.stderr + result.stdout
-    assert "warning" not in (result.stderr + result.stdout).lower()
+    only_the_zoos_words(result)
 
 
 @pytest.mark.slow

@@ -195,6 +195,44 @@ def test_a_distilled_smoke_run_records_its_teacher_and_table(tmp_path, data, cif
     assert record["teacher_sha256"] == [sha256_file(weights_file(registry.resolve(cifar_tag)[1]))]
 
 
+def test_the_online_teacher_gives_pytorchs_logits_of_each_batchs_uncut_view(small_split, tmp_path):
+    """Online distillation runs the teacher through ONNX Runtime on a CPU; its logits are PyTorch's own
+    (an independent forward) for the view each row was cropped and flipped to, before cutout."""
+    from zoo.data.loaders import DeviceCifarLoader
+    from zoo.train.recipe import load_recipe
+    from zoo.train.teacher import Teacher
+    from zoo.train.trainer import _teacher
+
+    images, labels = small_split
+    recipe_path = _recipe(tmp_path, "")
+    recipe_path.write_text(recipe_path.read_text().replace("pad = 1\n", "pad = 1\ncutout = 16\n"))
+    recipe = load_recipe(str(recipe_path))
+    teacher = Teacher(["resnet20.cifar10"])
+    loader = DeviceCifarLoader(images, labels, 8, teacher.spec, pad=1, cutout=16, seed=3)
+    online, record = _teacher(loader, recipe, torch.device("cpu"))
+    assert record["table"] is None
+    x, _, index, ids = next(iter(loader))
+    views = _views_by_hand(images[index.numpy()].transpose(0, 3, 1, 2), ids.numpy(), 1)
+    cut = (x * loader.std + loader.mean).round().clamp(0, 255).numpy() != views  # cutout reached the student
+    assert cut.any()
+    by_torch = teacher.logits(teacher.normalise(torch.from_numpy(np.ascontiguousarray(views))))
+    np.testing.assert_allclose(online((x, _, index, ids)).numpy(), by_torch.numpy(), atol=1e-3, rtol=1e-4)
+
+
+def test_a_run_distilled_online_prints_only_the_zoos_own_words_without_torchvision(data, tmp_path):
+    """The online teacher is exported to ONNX inside `zoo train`: on a fresh machine (no torchvision)
+    the exporter's warnings about torchvision's operators must not reach the run's log."""
+    from tests.helpers import only_the_zoos_words, zoo_without_torchvision
+
+    recipe = _recipe(tmp_path, "")
+    args = ["--recipe", str(recipe), "--data", str(data), "--train-limit", "128", "--test-limit", "100"]
+    result = zoo_without_torchvision(
+        "train", "resnet20", *args, "--max-steps", "1", "--out", str(tmp_path / "r")
+    )
+    only_the_zoos_words(result)
+    assert "stopped after 1 of" in result.stdout + result.stderr
+
+
 def test_a_recipe_refuses_a_distillation_weight_outside_0_to_1(tmp_path):
     from zoo.train.recipe import load_recipe
 

@@ -11,12 +11,9 @@ chunks with its progress beside it, so `zoo teacher-table` continues where a sto
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +31,7 @@ from zoo.models.weights import sha256_file, weights_file
 from zoo.utils.files import atomic_path
 from zoo.utils.lazy import installed, lazy_import
 from zoo.utils.paths import cache_dir
+from zoo.utils.quiet import quiet_exporter
 
 ort = lazy_import("onnxruntime")
 
@@ -88,9 +86,10 @@ class Teacher:
         x = x.to(self.device).contiguous(memory_format=torch.channels_last)
         return torch.stack([m(x).float() for m in self.models]).mean(0)
 
-    def table_runner(self, threads: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
-        """What computes a table: on a CPU the networks exported to ONNX and run by ONNX Runtime (2x
-        PyTorch's throughput for resnet56 on an AVX2 EPYC), else the networks themselves."""
+    def runner(self, threads: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+        """What computes the teacher's logits in bulk (its table, or each batch of a run distilled online):
+        on a CPU the networks exported to ONNX and run by ONNX Runtime on `threads` threads (2x PyTorch's
+        throughput for resnet56 on an AVX2 EPYC), else the networks themselves."""
         if self.device.type != "cpu" or not installed("onnxruntime"):
             return self.logits
         options = ort.SessionOptions()
@@ -133,8 +132,7 @@ def _onnx_bytes(model: torch.nn.Module, shape: tuple[int, int, int]) -> bytes:
     """The network as an in-memory ONNX model with a dynamic batch (the table's forward pass only: the
     zoo's deployable export, with its checks and metadata, is export/onnx.py)."""
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
+    with quiet_exporter():
         program = torch.onnx.export(
             model.to(memory_format=torch.contiguous_format),
             (torch.zeros(2, *shape),),
@@ -191,7 +189,7 @@ def build_table(
     table = np.lib.format.open_memmap(folder / TABLE, mode="r+") if done else None
     t0, start_done = time.perf_counter(), done
     ids = torch.arange(v)
-    forward = teacher.table_runner(torch.get_num_threads())
+    forward = teacher.runner(torch.get_num_threads())
     while done < n and (stop_after is None or done < stop_after):
         end = min(n, done + chunk)
         x = torch.from_numpy(np.ascontiguousarray(images[done:end])).permute(0, 3, 1, 2)

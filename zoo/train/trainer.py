@@ -423,9 +423,11 @@ def _teacher(loader, r: Recipe, device: torch.device):
         record |= {"table": str(table.folder), "table_sha256": table.meta["sha256"]}
         return (lambda batch: table.lookup(batch[2], batch[3]).to(device)), record
 
+    forward = teacher.runner(torch.get_num_threads())  # ONNX Runtime on a CPU, as the table
+
     def online(batch):  # the uncut view (before cutout), as the table holds it
         views = render(loader.x[batch[2]], batch[3], int(aug.pad), bool(aug.hflip))
-        return teacher.logits(teacher.normalise(views))
+        return forward(teacher.normalise(views)).to(device)
 
     return online, record | {"table": None}
 
