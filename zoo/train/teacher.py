@@ -129,7 +129,7 @@ class Teacher:
 
 
 def _onnx_bytes(model: torch.nn.Module, shape: tuple[int, int, int]) -> bytes:
-    """The network as an in-memory ONNX model with a dynamic batch (the table's forward pass only: the
+    """The network as an in-memory ONNX model with a dynamic batch (the teacher's forward pass only: the
     zoo's deployable export, with its checks and metadata, is export/onnx.py)."""
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
     with quiet_exporter():
