@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +27,7 @@ def one_sentence(result, *words: str) -> None:
         assert w in result.output, result.output
 
 
-def zoo_without_torchvision(*args: str, **env: str) -> subprocess.CompletedProcess:
+def zoo_without_torchvision(*args: str) -> subprocess.CompletedProcess:
     """`zoo ARGS` as on a fresh machine, which has no torchvision (CI installs it for cross-checks only):
     a process in which torchvision cannot be found, its output captured."""
     hide = (
@@ -42,7 +41,6 @@ def zoo_without_torchvision(*args: str, **env: str) -> subprocess.CompletedProce
         capture_output=True,
         text=True,
         timeout=600,
-        env=os.environ | env,
     )
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers import only_the_zoos_words, zoo_without_torchvision
 from zoo.errors import ZooError
 
 
@@ -222,8 +223,6 @@ def test_the_online_teacher_gives_pytorchs_logits_of_each_batchs_uncut_view(smal
 def test_a_run_distilled_online_prints_only_the_zoos_own_words_without_torchvision(data, tmp_path):
     """The online teacher is exported to ONNX inside `zoo train`: on a fresh machine (no torchvision)
     the exporter's warnings about torchvision's operators must not reach the run's log."""
-    from tests.helpers import only_the_zoos_words, zoo_without_torchvision
-
     recipe = _recipe(tmp_path, "")
     args = ["--recipe", str(recipe), "--data", str(data), "--train-limit", "128", "--test-limit", "100"]
     result = zoo_without_torchvision(
