@@ -51,6 +51,16 @@ def only_the_zoos_words(result: subprocess.CompletedProcess) -> None:
     assert "warning" not in (result.stderr + result.stdout).lower()
 
 
+def small_cifar(data: Path, root: Path, train: int = 1024, test: int = 1000) -> Path:
+    """A CIFAR-10 data root holding the first `train` training and `test` test images of the real one:
+    what publishing measures on is the test split it is given, so a test need not evaluate all 10,000."""
+    (root / "cifar10").mkdir(parents=True)
+    for split, n in (("train_00", train), ("test", test)):
+        real = np.load(data / "cifar10" / f"{split}.npz")
+        np.savez(root / "cifar10" / f"{split}.npz", x=real["x"][:n], y=real["y"][:n])
+    return root
+
+
 SPEC = PreprocessSpec.from_dict({"resize": 32, "crop": 32, "mean": [0.5] * 3, "std": [0.25] * 3})
 CIFAR_LABELS = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

@@ -210,6 +210,24 @@ def test_every_local_file_in_the_builtin_manifest_matches_its_hash():
             assert verify_hash(spec.file, spec.sha256) == spec.sha256
 
 
+def test_every_tag_of_the_zoos_own_names_a_recipe_file_that_exists_and_trained_it():
+    """A shipped tag's recipe is a file of the repository (or a link, for a reference checkpoint), and the
+    one its command trained with; its `changes_from_paper` are that recipe's own."""
+    from zoo.train.recipe import load_recipe
+
+    root = BUILTIN_WEIGHTS.parent
+    own = [s for s in read_manifest(BUILTIN_WEIGHTS / "manifest.toml").values() if s.file is not None]
+    assert own
+    for spec in own:
+        if spec.recipe.startswith("https://"):
+            continue
+        assert (root / spec.recipe).is_file(), f"{spec.name}: {spec.recipe} is not a file of the repository"
+        recipe = load_recipe(str(root / spec.recipe))
+        assert f"--recipe {recipe.name}" in spec.command or spec.recipe in spec.command, spec.name
+        changes = spec.extra.get("changes_from_paper", [])
+        assert set(recipe.doc["changes"]) <= set(changes), spec.name
+
+
 REFERENCE_TOP1 = {"resnet20.akamaster": 91.73, "resnet56.akamaster": 93.39}  # their 8.27% / 6.61% error
 
 

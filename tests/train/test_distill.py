@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import only_the_zoos_words, zoo_without_torchvision
+from tests.helpers import only_the_zoos_words, small_cifar, zoo_without_torchvision
 from zoo.errors import ZooError
 
 
@@ -159,13 +159,16 @@ table = "{table}"
 
 
 @pytest.mark.parametrize("table", ["", "auto"])
-def test_a_distilled_smoke_run_records_its_teacher_and_table(tmp_path, data, cifar_tag, table, monkeypatch):
+def test_a_distilled_smoke_run_records_its_teacher_and_table_and_so_does_its_tag(
+    tmp_path, data, cifar_tag, table, zoo_cache
+):
     from typer.testing import CliRunner
 
     from zoo.cli import app
+    from zoo.models import registry
     from zoo.models.weights import sha256_file, weights_file
 
-    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))  # the table goes to this cache
+    # zoo_cache: the table and the published tag go to an empty $ZOO_CACHE
     runner = CliRunner()
     recipe = _recipe(tmp_path, table)
     args = ["--recipe", str(recipe), "--data", str(data), "--train-limit", "128", "--test-limit", "100"]
@@ -187,13 +190,34 @@ def test_a_distilled_smoke_run_records_its_teacher_and_table(tmp_path, data, cif
     assert record["teacher"] == [cifar_tag] and record["weight"] == 0.5
     if table:
         assert (summary["train_images"], summary["val_images"]) == (96, 32)
-        sha = json.loads(built.stdout)["sha256"]
-        assert record["table_sha256"] == sha == sha256_file(Path(record["table"]) / "table.npy")
+        sha, folder = json.loads(built.stdout)["sha256"], json.loads(built.stdout)["folder"]
+        assert (
+            record["table"] == Path(folder).name
+        )  # named as `zoo runs` lists it, not by this machine's path
+        assert (
+            record["table_sha256"]
+            == sha
+            == sha256_file(zoo_cache / "teacher-tables" / record["table"] / "table.npy")
+        )
     else:
         assert record["table"] is None
-    from zoo.models import registry
-
     assert record["teacher_sha256"] == [sha256_file(weights_file(registry.resolve(cifar_tag)[1]))]
+
+    # the tag it ships as names the teacher, the recipe and the table, in its manifest and in `zoo info`
+    small = small_cifar(data, tmp_path / "small", train=0, test=200)
+    shipped = runner.invoke(app, ["publish", str(tmp_path / "r"), "resnet20.distilled", "--data", str(small)])
+    assert shipped.exit_code == 0, shipped.output
+    registry.reload()
+    entry = registry.describe("resnet20.distilled")["weights"]
+    assert entry["distillation"] == {k: v for k, v in record.items() if v is not None}  # TOML has no null
+    assert entry["recipe"] == str(recipe)
+    info = runner.invoke(app, ["info", "resnet20.distilled"])
+    assert info.exit_code == 0, info.output
+    said = " ".join(info.output.split())
+    assert f"teacher: {cifar_tag} (T 4.0, weight 0.5)" in said
+    assert (
+        f"table {record['table']} (sha256 {record['table_sha256']})" if table else "run on each batch"
+    ) in said
 
 
 def test_the_online_teacher_gives_pytorchs_logits_of_each_batchs_uncut_view(small_split, tmp_path):

@@ -16,7 +16,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from tests.helpers import one_sentence
+from tests.helpers import one_sentence, small_cifar
 from zoo import ZooError
 from zoo.cli import app
 from zoo.train.recipe import load_recipe, lr_at
@@ -578,21 +578,11 @@ def test_the_degradation_table_says_whether_the_papers_findings_showed():
     assert "plain56 against plain20: training error higher, test error higher (as in the paper" in lines[-2]
 
 
-def _small_cifar(data: Path, root: Path, train: int = 1024, test: int = 1000) -> Path:
-    """A CIFAR-10 data root holding the first `train` training and `test` test images of the real one:
-    what publishing measures on is the test split it is given, so a test need not evaluate all 10,000."""
-    (root / "cifar10").mkdir(parents=True)
-    for split, n in (("train_00", train), ("test", test)):
-        real = np.load(data / "cifar10" / f"{split}.npz")
-        np.savez(root / "cifar10" / f"{split}.npz", x=real["x"][:n], y=real["y"][:n])
-    return root
-
-
 def test_a_finished_run_is_published_with_metrics_measured_by_zoo_eval(tmp_path, data, zoo_cache):
     from zoo.evaluate import evaluate
     from zoo.models import registry
 
-    small = _small_cifar(data, tmp_path / "data")
+    small = small_cifar(data, tmp_path / "data")
     run = tmp_path / "run"
     _train(run, epochs=1, data=small)
     wrong = runner.invoke(app, ["publish", str(run), "resnet32.mine", "--weights-dir", str(tmp_path / "w")])
@@ -619,6 +609,10 @@ def test_a_finished_run_is_published_with_metrics_measured_by_zoo_eval(tmp_path,
         flip["top1"], 2
     )
     assert spec["epochs"] == 1 and spec["complete_recipe"] and spec["hardware"]["torch"] == torch.__version__
+    import zoo
+
+    recipe = Path(zoo.__file__).parents[1] / spec["recipe"]  # a built-in: its path in the repository
+    assert spec["recipe"].startswith("zoo/train/recipes/") and recipe.is_file()
     assert (tmp_path / "w" / "resnet20.mine.metrics.jsonl").is_file()
     manifest = (tmp_path / "w" / "manifest.toml").read_text()
     assert '[weights."resnet20.mine"]' in manifest and "top1_flip" in manifest

@@ -92,7 +92,17 @@ def info_cmd(
                 f"metrics: top-1 {m.get('top1')}{flip}, top-5 {m.get('top5')} on {m.get('split')} ({source})"
             )
         lines += [f"recipe: {w['recipe']}", f"command: {w['command']}"]
+        if d := w.get("distillation"):
+            lines.append(f"teacher: {_teacher(d)}")
     rich_console.Console().print("\n".join(lines), highlight=False)
+
+
+def _teacher(d: dict) -> str:
+    """A distilled tag's teacher, its soft targets, and where they came from (a table, or online)."""
+    soft = f"{' + '.join(d['teacher'])} (T {d['temperature']}, weight {d['weight']})"
+    if not d.get("table"):
+        return f"{soft}, run on each batch"
+    return f"{soft}, logits from the table {d['table']} (sha256 {d['table_sha256']})"
 
 
 def _where(spec) -> str:

@@ -13,6 +13,7 @@ from zoo.evaluate import evaluate
 from zoo.models import registry
 from zoo.models.checkpoints import import_checkpoint
 from zoo.models.weights import WeightSpec
+from zoo.train.recipe import RECIPES, recipe_file
 from zoo.train.runs import CURVES, METRICS, SUMMARY, WEIGHTS, check_summary, metrics, read_json, run_command
 from zoo.utils.names import split_tag
 
@@ -52,7 +53,7 @@ def publish_run(run: Path, name: str, weights_dir: Path | None = None, data: str
             "split": dataset(s["dataset"])["test_split"],
             "source": "zoo eval (single crop; top1_flip: flip averaging)",
         },
-        recipe=f"zoo/recipes/{s['recipe']}.toml" if not Path(s["recipe"]).suffix else s["recipe"],
+        recipe=s.get("recipe_file") or recipe_file(RECIPES / f"{s['recipe']}.toml"),  # older runs: a built-in
         command=run_command(run),  # how the run was started, not the --resume that finished it
         # the first tag of the zoo's own for this arch becomes what the bare name means (imported
         # reference checkpoints are never marked default, so they step aside)

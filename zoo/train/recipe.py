@@ -1,4 +1,4 @@
-"""Training recipes as data: TOML files a user can copy and edit (`zoo/recipes/*.toml` are the built-ins)."""
+"""Training recipes as data: TOML files a user can copy and edit (`zoo/train/recipes/*.toml` are the built-ins)."""
 
 from __future__ import annotations
 
@@ -100,6 +100,13 @@ SECTIONS = {
 }
 
 
+def recipe_file(path: Path) -> str:
+    """A recipe file as a manifest names it: relative to the folder holding `zoo/` when it is one of the
+    zoo's own, else absolute."""
+    path = path.resolve()
+    return str(path.relative_to(RECIPES.parents[2])) if path.is_relative_to(RECIPES) else str(path)
+
+
 def _section(name: str) -> cached_property:
     return cached_property(lambda self: SECTIONS[name](**self.doc.get(name, {})))
 
@@ -118,6 +125,12 @@ class Recipe:
     regularise = _section("regularise")
     model = _section("model")
     distill = _section("distill")
+
+    @property
+    def file(self) -> str:
+        """Where the recipe is written: `zoo/train/recipes/...` for the zoo's own (the path in the repository
+        and in the package), else its file's absolute path."""
+        return recipe_file(Path(self.source))
 
     def get(self, section: str, key: str) -> Any:
         """One setting with its default, by name: `recipe.get("optimizer", "lr")`."""

@@ -420,7 +420,8 @@ def _teacher(loader, r: Recipe, device: torch.device):
         if d.table != "auto":
             raise ZooError(f'recipe {r.name}: [distill] table must be "auto" or "", not {d.table!r}.')
         table = TeacherTable.open(table_dir(key), key)
-        record |= {"table": str(table.folder), "table_sha256": table.meta["sha256"]}
+        # the table by its name, as `zoo runs` lists it and weights/teacher-tables/<name>.json records it
+        record |= {"table": table.folder.name, "table_sha256": table.meta["sha256"]}
         return (lambda batch: table.lookup(batch[2], batch[3]).to(device)), record
 
     forward = teacher.runner(torch.get_num_threads())  # ONNX Runtime on a CPU, as the table
@@ -618,6 +619,7 @@ def _finish(run: Run, divergence: float | None, schedules: list | None = None) -
         summary = {
             "arch": cfg.arch.split(".")[0],
             "recipe": cfg.recipe.name,
+            "recipe_file": cfg.recipe.file,
             "recipe_doc": cfg.recipe.doc,
             "dataset": cfg.recipe.dataset,
             "train_images": run.loaders[2],
