@@ -632,13 +632,21 @@ def teacher_table(
     return {"folder": str(folder), **json.loads((folder / "table.json").read_text())}
 
 
-def runs(root: str | os.PathLike = "runs") -> dict[str, list[dict[str, Any]]]:
+def runs(
+    root: str | os.PathLike = "runs", carry: str | os.PathLike | None = None
+) -> dict[str, list[dict[str, Any]]]:
     """`zoo runs`: every training run under `root`, and every teacher table in the zoo's cache, each with
-    its state and the command that continues it."""
+    its state and the command that continues it. `carry`: a folder into which the files that continue
+    each run are copied (to take them to another machine), except over a copy that is further along."""
     from zoo.train import runs as found
     from zoo.utils.paths import cache_dir
 
-    return {"runs": found.find(Path(root)), "teacher_tables": found.tables(cache_dir())}
+    report = {"runs": found.find(Path(root)), "teacher_tables": found.tables(cache_dir())}
+    if carry is not None:
+        from zoo.train.carry import carry as carry_runs
+
+        report["carried"] = carry_runs(Path(root), Path(carry))
+    return report
 
 
 def curves(folders: Sequence[str | os.PathLike], out: str | os.PathLike | None = None) -> dict[str, Any]:

@@ -125,12 +125,24 @@ def publish_cmd(
 @command(
     "runs",
     short_help="Training runs under a folder: epochs, last top-1, resume.",
-    epilog=examples("zoo runs ~/zoo-runs"),
+    epilog=examples(
+        "zoo runs ~/zoo-runs",
+        "zoo runs ~/zoo-runs --carry weights/runs   # what continues each run, to commit",
+        "zoo runs weights/runs --carry ~/zoo-runs   # and back, on the next machine",
+    ),
 )
 def runs_cmd(
     root: Annotated[
         Path, typer.Argument(metavar="ROOT", help="Folder holding run folders (searched recursively).")
     ] = Path("runs"),
+    carry: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DEST",
+            help="Copy the files that continue each run (checkpoint, log, record; a finished run's summary) "
+            "into DEST/<run>, the runs left training; a copy further along is kept.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Every training run under ROOT: what it trains, epochs done of planned, its last test top-1, and the
@@ -139,12 +151,17 @@ def runs_cmd(
     from zoo import api
     from zoo.train.runs import markdown
 
-    found = api.runs(root)
+    found = api.runs(root, carry)
     if as_json:
         return emit_json(found)
     if not found["runs"] and not found["teacher_tables"]:
         raise ZooError(f"no training runs under {root}.")
     typer.echo(markdown(found["runs"], found["teacher_tables"]), nl=False)
+    for c in found.get("carried", []):
+        if c["copied"]:
+            typer.echo(f"{c['folder']} ({c['steps']} steps) copied to {c['to']}")
+        else:
+            typer.echo(f"{c['folder']} ({c['steps']} steps) not copied: {c['to']} is further along")
 
 
 @command(

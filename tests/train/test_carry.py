@@ -1,0 +1,92 @@
+"""Carrying runs to another machine (`zoo runs ROOT --carry DEST`): the carried copy continues the run and
+ends with the weights the run itself ends with; a log is cut to the epochs its checkpoint holds; a copy
+further along is never replaced; a finished run carries its record, not its checkpoint."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from tests.helpers import one_sentence
+from zoo.cli import app
+
+runner = CliRunner()
+SMOKE = ["--train-limit", "512", "--test-limit", "256", "--batch-size", "64", "--lr", "0.05"]
+
+
+def _zoo(*args: str):
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def _carry(root, dest) -> list[dict]:
+    return json.loads(_zoo("runs", str(root), "--carry", str(dest), "--json").stdout)["carried"]
+
+
+def _rows(folder) -> list[dict]:
+    timing = {"wall_s", "images_per_s", "threads"}  # how long each epoch took differs between the two
+    lines = (folder / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in timing} for line in lines]
+
+
+def test_a_carried_run_continues_elsewhere_and_ends_as_the_run_itself(tmp_path, data):
+    here, there, old = tmp_path / "here", tmp_path / "there", tmp_path / "old"
+    train = ["train", "resnet20", "--data", str(data), "--epochs", "2", *SMOKE]
+    _zoo(*train, "--out", str(here / "cut"), "--max-steps", "10")  # 8 steps an epoch: cut inside the second
+
+    carried = _carry(here, there)
+    assert carried == [
+        {
+            "folder": str(here / "cut"),
+            "to": str(there / "cut"),
+            "complete": False,
+            "steps": 10,
+            "copied": True,
+        }
+    ]
+    assert sorted(p.name for p in (there / "cut").iterdir()) == ["last.pt", "metrics.jsonl", "run.json"]
+    at10 = tmp_path / "at10" / "cut"
+    shutil.copytree(there / "cut", at10)
+    shutil.copytree(at10, old / "cut")  # the state of an earlier session's copy
+
+    for root in (here, there):  # the run continues where it runs, and its copy where it was carried
+        _zoo(*train, "--out", str(root / "cut"), "--resume")
+    a, b = load_file(here / "cut" / "weights.safetensors"), load_file(there / "cut" / "weights.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert _rows(here / "cut") == _rows(there / "cut")
+    assert [r["epoch"] for r in _rows(there / "cut")] == [1, 2]
+
+    # the earlier copy is not carried over the finished run; the finished run replaces the earlier copy
+    (kept,) = _carry(old, there)
+    assert (kept["copied"], kept["steps"]) == (False, 10) and (there / "cut" / "summary.json").is_file()
+    (done,) = _carry(there, old)
+    assert (done["copied"], done["complete"], done["steps"]) == (True, True, 16)
+    assert sorted(p.name for p in (old / "cut").iterdir()) == ["metrics.jsonl", "run.json", "summary.json"]
+    listed = json.loads(_zoo("runs", str(old), "--json").stdout)["runs"]
+    assert [(r["complete"], r["epochs_done"], r["continue_with"]) for r in listed] == [(True, 2, None)]
+
+    # carried while it trains: a row logged after the copied checkpoint is not carried (the copy will log
+    # that epoch again when it resumes), so the carried log ends where its checkpoint does
+    live = tmp_path / "live"
+    shutil.copytree(at10, live / "cut")  # checkpoint: step 10, one epoch done; log: that epoch
+    second = (here / "cut" / "metrics.jsonl").read_text().splitlines()[1]
+    with open(live / "cut" / "metrics.jsonl", "a") as log:  # the next epoch's row, logged meanwhile
+        log.write(second + "\n")
+    (copied,) = _carry(live, tmp_path / "carried")
+    assert copied["steps"] == 10
+    carried_log = (tmp_path / "carried" / "cut" / "metrics.jsonl").read_text()
+    assert carried_log == (at10 / "metrics.jsonl").read_text() and carried_log.count("\n") == 1
+
+
+def test_carrying_into_the_folder_carried_from_is_refused(tmp_path):
+    (tmp_path / "runs" / "a").mkdir(parents=True)
+    (tmp_path / "runs" / "a" / "run.json").write_text('{"arch": "resnet20", "epochs": 2}')
+    one_sentence(
+        runner.invoke(app, ["runs", str(tmp_path / "runs"), "--carry", str(tmp_path / "runs" / "c")]),
+        "separate folders",
+    )
