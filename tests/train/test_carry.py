@@ -83,10 +83,15 @@ def test_a_carried_run_continues_elsewhere_and_ends_as_the_run_itself(tmp_path, 
     assert carried_log == (at10 / "metrics.jsonl").read_text() and carried_log.count("\n") == 1
 
 
-def test_carrying_into_the_folder_carried_from_is_refused(tmp_path):
+def test_carrying_into_the_folder_carried_from_or_into_a_file_is_one_sentence(tmp_path):
     (tmp_path / "runs" / "a").mkdir(parents=True)
     (tmp_path / "runs" / "a" / "run.json").write_text('{"arch": "resnet20", "epochs": 2}')
     one_sentence(
         runner.invoke(app, ["runs", str(tmp_path / "runs"), "--carry", str(tmp_path / "runs" / "c")]),
         "separate folders",
+    )
+    (tmp_path / "a-file").write_text("")
+    one_sentence(
+        runner.invoke(app, ["runs", str(tmp_path / "runs"), "--carry", str(tmp_path / "a-file")]),
+        "is a file: carry runs into a folder",
     )

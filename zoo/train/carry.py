@@ -30,12 +30,23 @@ def carry(root: Path, dest: Path) -> list[dict[str, Any]]:
     root, dest = root.resolve(), dest.resolve()
     if dest == root or dest.is_relative_to(root) or root.is_relative_to(dest):
         raise ZooError(f"carry runs between two separate folders: {dest} and {root} hold one another.")
+    states = find(root)
+    if dest.exists() and not dest.is_dir():
+        raise ZooError(f"{dest} is a file: carry runs into a folder.")
     carried = []
-    for state in find(root):
+    for state in states:
         folder = Path(state["folder"]).resolve()
         target = dest / (folder.relative_to(root) if folder != root else folder.name)
         with reading(f"the run folder {folder}"):
-            carried.append(_carry_one(folder, target, state["complete"]))
+            try:
+                carried.append(_carry_one(folder, target, state["complete"]))
+            except OSError as e:  # the destination's, not the run's: a full disk, a folder not ours
+                if e.filename is None or not Path(e.filename).resolve().is_relative_to(dest):
+                    raise
+                raise ZooError(
+                    f"cannot write {e.filename} ({e.strerror}); every file already carried is whole "
+                    "(each is written to a temporary name and renamed)."
+                ) from None
     return carried
 
 
