@@ -50,6 +50,9 @@ def test_a_carried_run_continues_elsewhere_and_ends_as_the_run_itself(tmp_path, 
         }
     ]
     assert sorted(p.name for p in (there / "cut").iterdir()) == ["last.pt", "metrics.jsonl", "run.json"]
+    (alone,) = _carry(here / "cut", tmp_path / "one")  # a run folder as ROOT: that run alone, by its name
+    assert alone["to"] == str(tmp_path / "one" / "cut") and alone["copied"]
+    assert (tmp_path / "one" / "cut" / "last.pt").read_bytes() == (there / "cut" / "last.pt").read_bytes()
     at10 = tmp_path / "at10" / "cut"
     shutil.copytree(there / "cut", at10)
     shutil.copytree(at10, old / "cut")  # the state of an earlier session's copy
