@@ -195,6 +195,7 @@ def test_cifar_shards(tmp_path_factory, n, x_shape, x_dtype, y_shape, y_dtype, y
     record=st.one_of(st.none(), values),
 )
 def test_run_folders(tmp_path_factory, summary, rows, record):
+    from zoo.train.carry import carry
     from zoo.train.runs import find, markdown
 
     run = tmp_path_factory.mktemp("runs") / "run"
@@ -205,5 +206,9 @@ def test_run_folders(tmp_path_factory, summary, rows, record):
         (run / "run.json").write_text(json.dumps(record))
     try:
         markdown(find(run.parent))
+    except ZooError:
+        return
+    try:  # and carried to another folder as it is
+        carry(run.parent, run.parent.parent / f"{run.parent.name}-carried")
     except ZooError:
         return

@@ -98,3 +98,14 @@ def test_carrying_into_the_folder_carried_from_or_into_a_file_is_one_sentence(tm
         runner.invoke(app, ["runs", str(tmp_path / "runs"), "--carry", str(tmp_path / "a-file")]),
         "is a file: carry runs into a folder",
     )
+    # a checkpoint that is none, or whose counters are not counts: one sentence, nothing carried
+    for state in (b"not a checkpoint", {"model": {}, "optimizer": {}, "epoch": "3", "step": 5}):
+        folder = tmp_path / "odd" / "run"
+        folder.mkdir(parents=True, exist_ok=True)
+        if isinstance(state, bytes):
+            (folder / "last.pt").write_bytes(state)
+        else:
+            torch.save(state, folder / "last.pt")
+        result = runner.invoke(app, ["runs", str(tmp_path / "odd"), "--carry", str(tmp_path / "odd-carried")])
+        one_sentence(result, f"{folder / 'last.pt'} ")
+        assert not [p for p in (tmp_path / "odd-carried").rglob("*") if p.is_file()]

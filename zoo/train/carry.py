@@ -63,11 +63,13 @@ def _carry_one(folder: Path, target: Path, complete: bool) -> dict[str, Any]:
         (target / CHECKPOINT).unlink(missing_ok=True)  # a finished run continues nowhere
         return record | {"steps": steps, "copied": True}
     if not (folder / CHECKPOINT).is_file():  # started, never checkpointed: its record says how to start it
-        _copy(folder / RUN, target / RUN)
+        for name in (RUN, METRICS):
+            if (folder / name).is_file():
+                _copy(folder / name, target / name)
         return record | {"steps": 0, "copied": True}
     with atomic_path(target / CHECKPOINT) as tmp:
         shutil.copyfile(folder / CHECKPOINT, tmp)  # one whole version: the trainer replaces it atomically
-        state = _checkpoint(tmp)
+        state = _checkpoint(tmp, folder / CHECKPOINT)
         if _steps(target) > state["step"]:
             return record | {"steps": state["step"], "copied": False}
         with atomic_path(target / METRICS) as log:
@@ -107,10 +109,19 @@ def _steps(folder: Path) -> int:
     return _checkpoint(folder / CHECKPOINT)["step"] if (folder / CHECKPOINT).is_file() else 0
 
 
-def _checkpoint(path: Path) -> dict[str, Any]:
+def _checkpoint(path: Path, shown: Path | None = None) -> dict[str, Any]:
+    """A checkpoint's state, whose counters say how far it got; one sentence (naming `shown`, the file
+    it was copied from) when it is no checkpoint or its counters are not counts."""
     from zoo.train.trainer import read_train_checkpoint
 
-    return read_train_checkpoint(path, "cpu")
+    shown = shown or path
+    try:
+        state = read_train_checkpoint(path, "cpu")
+    except ZooError as e:
+        raise ZooError(str(e).replace(str(path), str(shown))) from None
+    if not all(type(state[k]) is int and state[k] >= -1 for k in ("epoch", "step")):
+        raise ZooError(f"{shown} has no whole-number epoch and step: it is not a `zoo train` checkpoint.")
+    return state
 
 
 def _copy(src: Path, dest: Path) -> None:
