@@ -65,8 +65,10 @@ def test_a_carried_run_continues_elsewhere_and_ends_as_the_run_itself(tmp_path, 
     assert [r["epoch"] for r in _rows(there / "cut")] == [1, 2]
 
     # the earlier copy is not carried over the finished run; the finished run replaces the earlier copy
+    finished = {p.name: p.read_bytes() for p in (there / "cut").iterdir()}
     (kept,) = _carry(old, there)
-    assert (kept["copied"], kept["steps"]) == (False, 10) and (there / "cut" / "summary.json").is_file()
+    assert (kept["copied"], kept["steps"]) == (False, 10)
+    assert {p.name: p.read_bytes() for p in (there / "cut").iterdir()} == finished  # not a byte changed
     (done,) = _carry(there, old)
     assert (done["copied"], done["complete"], done["steps"]) == (True, True, 16)
     assert sorted(p.name for p in (old / "cut").iterdir()) == ["metrics.jsonl", "run.json", "summary.json"]

@@ -67,17 +67,28 @@ def _carry_one(folder: Path, target: Path, complete: bool) -> dict[str, Any]:
             if (folder / name).is_file():
                 _copy(folder / name, target / name)
         return record | {"steps": 0, "copied": True}
-    with atomic_path(target / CHECKPOINT) as tmp:
-        shutil.copyfile(folder / CHECKPOINT, tmp)  # one whole version: the trainer replaces it atomically
-        state = _checkpoint(tmp, folder / CHECKPOINT)
-        if _steps(target) > state["step"]:
-            return record | {"steps": state["step"], "copied": False}
-        with atomic_path(target / METRICS) as log:
-            log.write_text(_rows_until(folder / METRICS, state["epoch"] + 1))
-        if (folder / RUN).is_file():
-            _copy(folder / RUN, target / RUN)
-        (target / SUMMARY).unlink(missing_ok=True)  # a summary of an earlier stop (--max-steps) is stale
+    try:
+        with atomic_path(target / CHECKPOINT) as tmp:  # renamed into place only if the block ends normally
+            shutil.copyfile(folder / CHECKPOINT, tmp)  # one whole version: the trainer replaces it atomically
+            state = _checkpoint(tmp, folder / CHECKPOINT)
+            if _steps(target) > state["step"]:
+                raise _FurtherAlong(state["step"])
+            with atomic_path(target / METRICS) as log:
+                log.write_text(_rows_until(folder / METRICS, state["epoch"] + 1))
+            if (folder / RUN).is_file():
+                _copy(folder / RUN, target / RUN)
+            (target / SUMMARY).unlink(missing_ok=True)  # a summary of an earlier stop (--max-steps) is stale
+    except _FurtherAlong as kept:
+        return record | {"steps": kept.steps, "copied": False}
     return record | {"steps": state["step"], "copied": True}
+
+
+class _FurtherAlong(Exception):
+    """The destination's copy of a run has more steps than the run being carried: it stays."""
+
+    def __init__(self, steps: int):
+        super().__init__(steps)
+        self.steps = steps
 
 
 def _rows_until(path: Path, epochs: int, wait_s: float = 5.0) -> str:
