@@ -76,12 +76,17 @@ def _flat_doc(doc: dict, prefix: str = "") -> dict:
             {"arch.resnet20.train.epochs": 30, "train.holdout": 5000, "arch.resnet20.augment.cutout": 16},
             2,
         ),
-        ("resnet20-distill.toml", "cifar_distill.toml", {"train.holdout": 5000, "distill.table": ""}, 2),
+        (
+            "resnet20-distill.toml",
+            "cifar_distill.toml",
+            {"arch.resnet20.train.epochs": 30, "train.holdout": 5000, "arch.resnet20.augment.cutout": 0},
+            1,
+        ),
         (
             "resnet20-distill-cutout.toml",
             "cifar_distill.toml",
-            {"train.holdout": 5000, "distill.table": "", "arch.resnet20.augment.cutout": 16},
-            3,
+            {"arch.resnet20.train.epochs": 30, "train.holdout": 5000, "arch.resnet20.augment.cutout": 16},
+            2,
         ),
     ],
 )
