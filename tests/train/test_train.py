@@ -334,6 +334,8 @@ def test_a_run_with_held_out_images_evaluates_them_and_zoo_curves_compares_on_th
     )
     table = runner.invoke(app, ["curves", str(tmp_path / "held")]).output
     assert f"| {summary['val_top1']:.2f} (final) |" in table and "the test split is logged beside" in table
+    listed = runner.invoke(app, ["runs", str(tmp_path / "held")]).output  # and `zoo runs` says both
+    assert f"| {summary['top1']:.2f}% (epoch 2; held-out {summary['val_top1']:.2f}%) | finished |" in listed
     # a run killed before its first epoch ended has only run.json: its recipe (holding out) is known
     (tmp_path / "started").mkdir()
     (tmp_path / "started" / "run.json").write_text((tmp_path / "held" / "run.json").read_text())

@@ -94,6 +94,7 @@ def state(folder: Path) -> dict[str, Any]:
     summary = read_json(folder / SUMMARY) or {}
     rows = metrics(folder)
     tested = [r for r in rows if isinstance(r.get("test_top1"), int | float)]
+    held = [r for r in rows if isinstance(r.get("val_top1"), int | float)]  # training images held out
     complete = bool(summary.get("complete"))
     touched = [p.stat().st_mtime for p in (folder / METRICS, folder / CHECKPOINT) if p.is_file()]
     return {
@@ -104,6 +105,8 @@ def state(folder: Path) -> dict[str, Any]:
         "epochs_planned": record.get("epochs") or (summary.get("epochs_done") if complete else None),
         "test_top1": tested[-1]["test_top1"] if tested else None,
         "test_epoch": tested[-1]["epoch"] if tested else None,
+        "val_top1": held[-1]["val_top1"] if held else None,
+        "val_epoch": held[-1]["epoch"] if held else None,
         "complete": complete,
         "last_update": _stamp(max(touched)) if touched else None,
         "continue_with": None if complete else continue_command(*_started(record, summary)),
@@ -225,6 +228,8 @@ def markdown(states: list[dict[str, Any]], teacher_tables: list[dict[str, Any]] 
     for s in states:
         planned = s["epochs_planned"] if s["epochs_planned"] is not None else "?"
         top1 = f"{s['test_top1']:.2f}% (epoch {s['test_epoch']})" if s["test_top1"] is not None else "-"
+        if s.get("val_top1") is not None:  # a run that holds images out is compared on them
+            top1 = top1.replace(")", f"; held-out {s['val_top1']:.2f}%)", 1)
         status = (
             "finished"
             if s["complete"]
