@@ -53,7 +53,7 @@ def publish_run(run: Path, name: str, weights_dir: Path | None = None, data: str
             "split": dataset(s["dataset"])["test_split"],
             "source": "zoo eval (single crop; top1_flip: flip averaging)",
         },
-        recipe=s.get("recipe_file") or recipe_file(RECIPES / f"{s['recipe']}.toml"),  # older runs: a built-in
+        recipe=s.get("recipe_file") or _recipe_of_older_run(s["recipe"]),
         command=run_command(run),  # how the run was started, not the --resume that finished it
         # the first tag of the zoo's own for this arch becomes what the bare name means (imported
         # reference checkpoints are never marked default, so they step aside)
@@ -76,6 +76,12 @@ def publish_run(run: Path, name: str, weights_dir: Path | None = None, data: str
         if (run / log).is_file():
             shutil.copyfile(run / log, spec.file.parent / f"{name}.{log}")
     return spec
+
+
+def _recipe_of_older_run(name: str) -> str:
+    """A run finished before summaries named their recipe's file: the built-in of its name, else the name."""
+    builtin = RECIPES / f"{name}.toml"
+    return recipe_file(builtin) if builtin.is_file() else name
 
 
 def _epoch_seconds(run: Path, train_images: int) -> list[tuple[int | None, float]]:
