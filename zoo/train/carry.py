@@ -21,7 +21,6 @@ from zoo.train.runs import CHECKPOINT, METRICS, RUN, SUMMARY, find, read_json
 from zoo.utils.files import atomic_path
 
 FINISHED = (RUN, METRICS, SUMMARY)
-UNFINISHED = (RUN, METRICS, CHECKPOINT)
 
 
 def carry(root: Path, dest: Path) -> list[dict[str, Any]]:
