@@ -523,11 +523,15 @@ def train(
     publish: str | None = None,
     weights_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """`zoo train`: train `arch` with a recipe into a run folder (default runs/ARCH-RECIPE); checkpoints
     every epoch and every `save_every` minutes inside one; `publish` adds the result as that tag. Returns
-    the run's summary."""
+    the run's summary. `command`: what the run records as its command (the CLI's own line; by default
+    the `zoo train` line that makes this call)."""
+    called = dict(locals())
     from zoo.train.recipe import load_recipe
+    from zoo.train.runs import zoo_command
     from zoo.train.trainer import TrainConfig
     from zoo.train.trainer import train as run
 
@@ -547,6 +551,7 @@ def train(
         max_steps=max_steps,
         save_every=save_every,
         progress=progress,
+        command=command or zoo_command("train", train, called, ("arch",), ("progress", "command")),
     )
     summary = run(cfg)
     if publish and summary:
@@ -604,12 +609,15 @@ def teacher_table(
     train_limit: int | None = None,
     stop_after: int | None = None,
     log: Log = _stderr,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """`zoo teacher-table`: the recipe's teacher's logits for every augmented view of every training
-    image, computed once for every student; resumable. Returns the table's folder and metadata."""
+    image, computed once for every student; resumable. Returns the table's folder and metadata.
+    `command`: what the table records (by default the `zoo teacher-table` line that makes this call)."""
+    called = dict(locals())
     from zoo.data.datasets import find_dataset
     from zoo.train.recipe import load_recipe
-    from zoo.train.runs import invocation
+    from zoo.train.runs import invocation, zoo_command
     from zoo.train.teacher import Teacher, build_table
 
     at_least_one(train_limit=train_limit, stop_after=stop_after)
@@ -627,7 +635,10 @@ def teacher_table(
         bool(r.augment.hflip),
         log=log,
         stop_after=stop_after,
-        started=invocation(_data_root(data)),
+        started=invocation(
+            _data_root(data),
+            command or zoo_command("teacher-table", teacher_table, called, (), ("log", "command")),
+        ),
     )
     return {"folder": str(folder), **json.loads((folder / "table.json").read_text())}
 
@@ -678,10 +689,14 @@ def degradation(
     train_limit: int | None = None,
     test_limit: int | None = None,
     progress: bool = True,
+    command: str | None = None,
 ) -> dict[str, Any]:
-    """`zoo degradation`: plain vs residual nets at two depths under one recipe (Figure 6's curves)."""
+    """`zoo degradation`: plain vs residual nets at two depths under one recipe (Figure 6's curves).
+    `command`: what each net's run records (by default the `zoo degradation` line that makes this call)."""
+    called = dict(locals())
     from zoo.paper.degradation import degradation as run
     from zoo.train.recipe import load_recipe
+    from zoo.train.runs import zoo_command
 
     r = load_recipe(recipe).general().with_overrides(epochs, batch_size)  # the same recipe for all four
     return run(
@@ -694,4 +709,5 @@ def degradation(
         train_limit=train_limit,
         test_limit=test_limit,
         progress=progress,
+        command=command or zoo_command("degradation", degradation, called, (), ("progress", "command")),
     )

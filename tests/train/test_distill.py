@@ -289,12 +289,14 @@ def test_a_teacher_table_of_no_images_is_refused_before_any_work(tmp_path, monke
     assert not (tmp_path / "cache").exists()
 
 
+@pytest.mark.parametrize("started_by", ["cli", "python"])
 def test_zoo_runs_lists_a_teacher_table_cut_short_and_its_command_finishes_it(
-    tmp_path, data, cifar_tag, monkeypatch
+    tmp_path, data, cifar_tag, monkeypatch, started_by
 ):
     """The table is a long job of its own (hours on a CPU): `zoo runs` at the next session's start names
     it, how far it got, and the command that continues it from any folder (without the --stop-after that
-    cut it); once complete, its sha256 is the table file's."""
+    cut it); once complete, its sha256 is the table file's. Started from the Python API (whose argv is no
+    zoo command), the table records the `zoo teacher-table` line of that call."""
     import hashlib
     import os
     import subprocess
@@ -309,13 +311,20 @@ def test_zoo_runs_lists_a_teacher_table_cut_short_and_its_command_finishes_it(
     env = {**os.environ, "ZOO_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     env.pop("ZOO_DATA", None)
     args = ["teacher-table", "--recipe", str(recipe), "--data", str(data), "--train-limit", "100"]
-    cut = subprocess.run(  # the table is written in chunks of 64 images
-        [sys.executable, "-m", "zoo.cli", *args, "--stop-after", "64"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-    )
-    assert cut.returncode == 0, cut.stderr.decode()[-2000:]
+    if started_by == "cli":
+        cut = subprocess.run(  # the table is written in chunks of 64 images
+            [sys.executable, "-m", "zoo.cli", *args, "--stop-after", "64"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+        )
+        assert cut.returncode == 0, cut.stderr.decode()[-2000:]
+    else:
+        from zoo import api
+
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setattr(sys, "argv", ["/srv/jupyter/kernel.py", "-f", "kernel-1.json"])
+        api.teacher_table(str(recipe), data=data, train_limit=100, stop_after=64, log=lambda _: None)
 
     def listed() -> dict:
         shown = CliRunner().invoke(app, ["runs", str(tmp_path), "--json"])

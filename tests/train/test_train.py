@@ -266,6 +266,29 @@ def test_zoo_runs_says_how_far_each_run_got_and_its_command_continues_it_from_an
     assert all(e["median_s"] > 0 for e in by_threads)
 
 
+def test_a_run_started_from_python_records_the_zoo_line_that_continues_it(tmp_path, data, monkeypatch):
+    """Started from the Python API (a notebook or a script, whose argv is no zoo command), a run records
+    the `zoo train` line of that call, quoted for a shell (its folder has a space): `zoo runs` gives the
+    command that continues it, and that command finishes it."""
+    from zoo import api
+    from zoo.train import runs
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["/srv/jupyter/kernel.py", "-f", "kernel-1.json"])
+    smoke = {"train_limit": 128, "test_limit": 64, "batch_size": 64}  # 2 steps an epoch
+    api.train("resnet20", data=data, out="cut here", epochs=2, max_steps=3, progress=False, **smoke)
+    (cut,) = runs.find(tmp_path)
+    assert (cut["epochs_done"], cut["epochs_planned"], cut["complete"]) == (1, 2, False)
+    assert "kernel" not in cut["continue_with"]
+    env = {k: v for k, v in os.environ.items() if k != "ZOO_DATA"}  # the command names its data itself
+    resumed = cut["continue_with"].replace(" && zoo ", f" && {sys.executable} -m zoo.cli ", 1)
+    done = subprocess.run(["bash", "-c", resumed], cwd="/", env=env, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    (finished,) = runs.find(tmp_path)
+    assert (finished["epochs_done"], finished["complete"], finished["continue_with"]) == (2, True, None)
+    assert finished["folder"] == str(tmp_path / "cut here")
+
+
 def test_zoo_curves_puts_pilots_side_by_side_with_what_each_recipe_changes(tmp_path, data):
     """Pilots before a budget: a finished run and one killed part-way (no summary, as when a session ends),
     their curves on one figure, final figures only where a run ended, and the recipe's differences read

@@ -71,6 +71,7 @@ def degradation_cmd(
     """The paper's degradation experiment: plain vs residual nets at two depths, Figure 6's curves."""
     from zoo import api
     from zoo.paper import degradation
+    from zoo.train.runs import own_command
 
     try:
         a, b = (int(d) for d in depths.split(","))
@@ -88,6 +89,7 @@ def degradation_cmd(
         train_limit=train_limit,
         test_limit=test_limit,
         progress=not as_json,
+        command=own_command(),  # as the user typed it
     )
     if as_json:
         return emit_json({k: {"test_top1": v["test_top1"]} for k, v in result["runs"].items()})

@@ -71,6 +71,7 @@ def train_cmd(
     Lines."""
     from zoo import api
     from zoo.train.recipe import load_recipe
+    from zoo.train.runs import own_command
 
     summary = api.train(
         arch,
@@ -91,6 +92,7 @@ def train_cmd(
         publish=publish,
         weights_dir=weights_dir,
         progress=not as_json,
+        command=own_command(),  # as the user typed it
     )
     if as_json:
         return emit_json({k: v for k, v in summary.items() if k != "recipe_doc"})
@@ -221,8 +223,9 @@ def teacher_table_cmd(
     """Compute the teacher's logits for every augmented view of every training image, once, for every
     student of the recipe: resumable, checked against the teacher's weights, the augmentation and the split."""
     from zoo import api
+    from zoo.train.runs import own_command
 
-    meta = api.teacher_table(recipe, arch, data, train_limit, stop_after, log_for(as_json))
+    meta = api.teacher_table(recipe, arch, data, train_limit, stop_after, log_for(as_json), own_command())
     if as_json:
         return emit_json(meta)
     state = "complete" if meta.get("complete") else f"{meta['done']} of {meta['key']['images']} images"

@@ -6,10 +6,12 @@ person finds out what is there without reading logs."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shlex
 import sys
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -114,8 +116,36 @@ def state(folder: Path) -> dict[str, Any]:
 
 
 def own_command() -> str:
-    """This process's command as a user types it: `zoo` and its arguments."""
-    return " ".join(["zoo", *sys.argv[1:]])
+    """This process's command as a user types it: `zoo` and its arguments, quoted for a shell."""
+    return shlex.join(["zoo", *sys.argv[1:]])
+
+
+def zoo_command(
+    name: str,
+    fn: Callable[..., Any],
+    arguments: dict[str, Any],
+    positional: Sequence[str] = (),
+    leave_out: Sequence[str] = (),
+) -> str:
+    """The `zoo NAME ...` line that makes the call `fn(**arguments)` of the Python API, so a run started
+    from Python records a command its user (or `zoo runs`) can give: the `positional` arguments in order,
+    then every option whose value is not `fn`'s default, spelt as the CLI spells it (`--batch-size 64`, a
+    flag for True, `--depths 20,56` for a pair); quoted for a shell."""
+    defaults = {k: p.default for k, p in inspect.signature(fn).parameters.items()}
+    words = ["zoo", name, *(str(arguments[p]) for p in positional)]
+    for key, value in arguments.items():
+        if key in positional or key in leave_out or value is None or value is False:
+            continue
+        if key in defaults and value == defaults[key]:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            words.append(flag)
+        elif isinstance(value, tuple | list):
+            words += [flag, ",".join(str(v) for v in value)]
+        else:
+            words += [flag, str(value)]
+    return shlex.join(words)
 
 
 def invocation(data: str | None = None, command: str | None = None) -> dict[str, str | None]:
@@ -134,9 +164,9 @@ def start_command(command: str | None, cwd: str | None = None, data: str | None 
     and the --max-steps / --stop-after that stopped one."""
     if not command:
         return None
-    words = _without_option(_without_option(command.split(), "--max-steps"), "--stop-after")
+    words = _without_option(_without_option(_words(command), "--max-steps"), "--stop-after")
     words = [w for w in words if w != "--resume"]
-    command = " ".join(words)
+    command = shlex.join(words)
     if data and "--data" not in words:
         command = f"ZOO_DATA={shlex.quote(data)} {command}"
     return f"cd {shlex.quote(cwd)} && {command}" if cwd else command
@@ -147,7 +177,7 @@ def continue_command(command: str | None, cwd: str | None = None, data: str | No
     --max-steps that stopped it, which would stop it again); `zoo degradation` continues its unfinished
     nets when given again."""
     start = start_command(command, cwd, data)
-    if start is None or command.split()[:2] != ["zoo", "train"]:
+    if start is None or _words(command)[:2] != ["zoo", "train"]:
         return start
     return f"{start} --resume"
 
@@ -160,6 +190,14 @@ def run_command(folder: Path) -> str | None:
 def _started(record: dict[str, Any], summary: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
     """The command, folder and $ZOO_DATA a run started with (run.json), else its last command (summary.json)."""
     return record.get("command") or summary.get("command"), record.get("cwd"), record.get("data")
+
+
+def _words(command: str) -> list[str]:
+    """A recorded command's words as a shell splits them (an unbalanced quote: at the spaces)."""
+    try:
+        return shlex.split(command)
+    except ValueError:
+        return command.split()
 
 
 def _without_option(words: list[str], option: str) -> list[str]:

@@ -67,6 +67,7 @@ class TrainConfig:
     command: str = field(default_factory=own_command)
 
     def __post_init__(self) -> None:
+        self.data = None if self.data is None else os.fspath(self.data)  # the API takes a Path too
         if self.amp not in AMP:
             raise ZooError(f"--amp {self.amp!r} is not one of {', '.join(AMP)}.")
         at_least_one(train_limit=self.train_limit, test_limit=self.test_limit, max_steps=self.max_steps)
