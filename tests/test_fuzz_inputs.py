@@ -190,9 +190,22 @@ def test_cifar_shards(tmp_path_factory, n, x_shape, x_dtype, y_shape, y_dtype, y
         ),
     ),
     rows=st.lists(
-        st.one_of(values, st.fixed_dictionaries({"epoch": values, "images_per_s": values})), max_size=3
+        st.one_of(
+            values,
+            st.fixed_dictionaries({"epoch": values, "images_per_s": values}),
+            st.fixed_dictionaries(
+                {"epoch": st.integers(0, 4), "wall_s": values | st.integers(), "threads": values}
+            ),
+        ),
+        max_size=4,
     ),
-    record=st.one_of(st.none(), values),
+    record=st.one_of(
+        st.none(),
+        values,
+        st.dictionaries(
+            st.sampled_from(["arch", "recipe", "epochs", "command", "cwd", "data"]), values | st.integers()
+        ),
+    ),
 )
 def test_run_folders(tmp_path_factory, summary, rows, record):
     from zoo.train.carry import carry

@@ -266,6 +266,37 @@ def test_zoo_runs_says_how_far_each_run_got_and_its_command_continues_it_from_an
     assert all(e["median_s"] > 0 for e in by_threads)
 
 
+def test_zoo_runs_says_how_long_a_run_still_needs_at_its_pace_now(tmp_path):
+    """Hours left = epochs planned but not done x the median epoch at the latest thread count: a stretch
+    paused or shared (epoch 5) and epochs trained on another thread count (1, 2) do not move it."""
+    run = tmp_path / "r110"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"arch": "resnet110", "recipe": "cifar_budget", "epochs": 100}))
+    walls = [(2, 600), (2, 1200), (1, 3200), (1, 5200), (1, 12000), (1, 14000)]  # (threads, wall_s)
+    rows = [{"epoch": e, "threads": n, "wall_s": w} for e, (n, w) in enumerate(walls, 1)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    shown = runner.invoke(app, ["runs", str(tmp_path), "--json"])
+    assert shown.exit_code == 0, shown.output
+    (state,) = json.loads(shown.stdout)["runs"]
+    # one-thread epochs took 2000, 2000, 6800, 2000 s: 2000 s, for the 94 epochs left
+    assert (state["epoch_s"], state["threads"], state["hours_left"]) == (
+        2000.0,
+        1,
+        round(94 * 2000 / 3600, 1),
+    )
+    text = runner.invoke(app, ["runs", str(tmp_path)]).output
+    assert "| 6 / 100 | - | unfinished, ~52.2 h left at 33.3 min an epoch on 1 thread, last update" in text
+    # a log with no usable time says nothing of time left; a finished run has none left
+    (run / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "wall_s": "soon"}) + "\n")
+    (state,) = json.loads(runner.invoke(app, ["runs", str(tmp_path), "--json"]).stdout)["runs"]
+    assert state["epoch_s"] is None and state["hours_left"] is None
+    assert "| 1 / 100 | - | unfinished, last update" in runner.invoke(app, ["runs", str(tmp_path)]).output
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run / "summary.json").write_text(json.dumps({"complete": True}))  # stopped early, as planned
+    (state,) = json.loads(runner.invoke(app, ["runs", str(tmp_path), "--json"]).stdout)["runs"]
+    assert (state["complete"], state["epoch_s"], state["hours_left"]) == (True, 2000.0, None)
+
+
 def test_a_run_started_from_python_records_the_zoo_line_that_continues_it(tmp_path, data, monkeypatch):
     """Started from the Python API (a notebook or a script, whose argv is no zoo command), a run records
     the `zoo train` line of that call, quoted for a shell (its folder has a space): `zoo runs` gives the

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import os
 import shlex
+import statistics
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -98,7 +100,9 @@ def state(folder: Path) -> dict[str, Any]:
     tested = [r for r in rows if isinstance(r.get("test_top1"), int | float)]
     held = [r for r in rows if isinstance(r.get("val_top1"), int | float)]  # training images held out
     complete = bool(summary.get("complete"))
-    touched = [p.stat().st_mtime for p in (folder / METRICS, folder / CHECKPOINT) if p.is_file()]
+    touched = [
+        p.stat().st_mtime for p in (folder / METRICS, folder / CHECKPOINT, folder / RUN) if p.is_file()
+    ]
     return {
         "folder": str(folder),
         "arch": record.get("arch") or summary.get("arch"),
@@ -111,7 +115,49 @@ def state(folder: Path) -> dict[str, Any]:
         "val_epoch": held[-1]["epoch"] if held else None,
         "complete": complete,
         "last_update": _stamp(max(touched)) if touched else None,
+        **_time_left(rows, record.get("epochs"), complete),
         "continue_with": None if complete else continue_command(*_started(record, summary)),
+    }
+
+
+def epoch_seconds_now(rows: list[dict[str, Any]], last: int = 10) -> float | None:
+    """Seconds an epoch takes now: the median wall time of the last `last` epochs trained with the thread
+    count of the latest one (a stretch paused or shared with another job moves no median); None before
+    an epoch is logged. An epoch's time is its row's `wall_s` less the previous epoch's."""
+    timed = []
+    before: dict[str, Any] = {"epoch": 0, "wall_s": 0.0}
+    for row in rows:
+        gap = _number(row.get("wall_s")) - _number(before.get("wall_s"))
+        if row["epoch"] == before["epoch"] + 1 and math.isfinite(gap) and gap > 0:
+            timed.append((row.get("threads"), gap))
+        before = row
+    threads = rows[-1].get("threads") if rows else None
+    recent = [t for n, t in timed if n == threads][-last:]
+    return statistics.median(recent) if recent else None
+
+
+def _number(value: Any) -> float:
+    """A logged number as a float; NaN for anything else (a string, a bool, an int past a float's range)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return math.nan
+    try:
+        return float(value)
+    except OverflowError:
+        return math.nan
+
+
+def _time_left(rows: list[dict[str, Any]], planned: Any, complete: bool) -> dict[str, float | None]:
+    """The epoch time now and the hours the planned epochs still need at it (None where unknown)."""
+    per_epoch = epoch_seconds_now(rows)
+    left = None
+    if not complete and per_epoch and isinstance(planned, int) and not isinstance(planned, bool):
+        done = rows[-1]["epoch"] if rows else 0
+        left = round(max(_number(planned) - _number(done), 0.0) * per_epoch / 3600, 1)
+        left = left if math.isfinite(left) else None
+    return {
+        "epoch_s": round(per_epoch, 1) if per_epoch else None,
+        "threads": rows[-1].get("threads") if rows else None,
+        "hours_left": left,
     }
 
 
@@ -188,8 +234,17 @@ def run_command(folder: Path) -> str | None:
 
 
 def _started(record: dict[str, Any], summary: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
-    """The command, folder and $ZOO_DATA a run started with (run.json), else its last command (summary.json)."""
-    return record.get("command") or summary.get("command"), record.get("cwd"), record.get("data")
+    """The command, folder and $ZOO_DATA a run started with (run.json), else its last command (summary.json);
+    None for any that is not text (a record edited by hand)."""
+
+    def text(value: Any) -> str | None:
+        return value if isinstance(value, str) and value else None
+
+    return (
+        text(record.get("command")) or text(summary.get("command")),
+        text(record.get("cwd")),
+        text(record.get("data")),
+    )
 
 
 def _words(command: str) -> list[str]:
@@ -245,9 +300,7 @@ def tables(cache: Path) -> list[dict[str, Any]]:
                     "complete": complete,
                     "sha256": meta.get("sha256"),
                     "last_update": _stamp(meta_path.stat().st_mtime),
-                    "continue_with": None
-                    if complete
-                    else start_command(meta.get("command"), meta.get("cwd"), meta.get("data")),
+                    "continue_with": None if complete else start_command(*_started(meta, {})),
                 }
             )
     return found
@@ -255,6 +308,15 @@ def tables(cache: Path) -> list[dict[str, Any]]:
 
 def _stamp(mtime: float) -> str:
     return datetime.fromtimestamp(mtime, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _left(s: dict[str, Any]) -> str:
+    """ ", ~53 h left at 32 min an epoch on 1 thread", or nothing before an epoch is timed."""
+    if s.get("hours_left") is None:
+        return ""
+    threads = s.get("threads")
+    on = f" on {threads} thread{'s' if threads != 1 else ''}" if isinstance(threads, int) else ""
+    return f", ~{s['hours_left']:.1f} h left at {s['epoch_s'] / 60:.1f} min an epoch{on}"
 
 
 def markdown(states: list[dict[str, Any]], teacher_tables: list[dict[str, Any]] = ()) -> str:
@@ -271,7 +333,7 @@ def markdown(states: list[dict[str, Any]], teacher_tables: list[dict[str, Any]] 
         status = (
             "finished"
             if s["complete"]
-            else f"unfinished, last update {s['last_update']}"
+            else f"unfinished{_left(s)}, last update {s['last_update']}"
             if s["last_update"]
             else "not started"
         )
