@@ -356,6 +356,32 @@ def test_zoo_curves_puts_pilots_side_by_side_with_what_each_recipe_changes(tmp_p
     one_sentence(runner.invoke(app, ["curves", str(tmp_path / "nowhere")]), "is not a `zoo train` run folder")
 
 
+def test_the_long_runs_recipe_follows_the_committed_pilots_and_their_rule(monkeypatch):
+    """weights/pilots/resnet20-30ep.json is what `zoo curves` reads from the pilots' committed logs, and
+    cifar_distill is what docs/training.md's rule makes of its held-out figures at epoch 30: an option is
+    taken when it gains >= 0.6 points in both its pairs, dropped when it loses in both."""
+    from tests.conftest import REPO
+    from zoo import api
+
+    committed = json.loads((REPO / "weights" / "pilots" / "resnet20-30ep.json").read_text())
+    monkeypatch.chdir(REPO)  # its folders are the repository's
+    again = api.curves([r["folder"] for r in committed["runs"]])
+    assert {k: again[k] for k in committed} == committed
+    end = {r["run"].removeprefix("pilot-resnet20-"): r["final_val_top1"] for r in committed["runs"]}
+    assert committed["compared_on"] == "val" and all(r["complete"] for r in committed["runs"])
+
+    def verdict(pairs: list[float]) -> str:
+        return "taken" if min(pairs) >= 0.6 else "dropped" if max(pairs) < 0 else "open"
+
+    cutout = verdict([end["cutout"] - end["plain"], end["distill-cutout"] - end["distill"]])
+    distill = verdict([end["distill"] - end["plain"], end["distill-cutout"] - end["cutout"]])
+    for arch in ("resnet20", "resnet32"):
+        doc = load_recipe("cifar_distill").for_arch(arch).doc
+        assert (doc["augment"]["cutout"] > 0) == (cutout == "taken") and cutout != "open"
+        assert bool(doc["distill"]["teacher"]) == (distill == "taken") and distill != "open"
+        assert doc["train"]["epochs"] == 200 and not doc["train"].get("holdout")  # all 50,000 images
+
+
 def test_a_run_with_held_out_images_evaluates_them_and_zoo_curves_compares_on_them(tmp_path, data):
     """[train] holdout = 128 of 512 training images: 384 trained on, the held-out accuracy logged beside
     the test split's, and equal to the shipped weights' accuracy on those 128 images computed by hand."""
