@@ -551,7 +551,7 @@ def train(
         max_steps=max_steps,
         save_every=save_every,
         progress=progress,
-        command=command or zoo_command("train", train, called, ("arch",), ("progress", "command")),
+        command=command or zoo_command("train", train, called, ("arch",)),
     )
     summary = run(cfg)
     if publish and summary:
@@ -637,7 +637,7 @@ def teacher_table(
         stop_after=stop_after,
         started=invocation(
             _data_root(data),
-            command or zoo_command("teacher-table", teacher_table, called, (), ("log", "command")),
+            command or zoo_command("teacher-table", teacher_table, called),
         ),
     )
     return {"folder": str(folder), **json.loads((folder / "table.json").read_text())}
@@ -709,5 +709,5 @@ def degradation(
         train_limit=train_limit,
         test_limit=test_limit,
         progress=progress,
-        command=command or zoo_command("degradation", degradation, called, (), ("progress", "command")),
+        command=command or zoo_command("degradation", degradation, called),
     )

@@ -150,9 +150,8 @@ def _time_left(rows: list[dict[str, Any]], planned: Any, complete: bool) -> dict
     """The epoch time now and the hours the planned epochs still need at it (None where unknown)."""
     per_epoch = epoch_seconds_now(rows)
     left = None
-    if not complete and per_epoch and isinstance(planned, int) and not isinstance(planned, bool):
-        done = rows[-1]["epoch"] if rows else 0
-        left = round(max(_number(planned) - _number(done), 0.0) * per_epoch / 3600, 1)
+    if not complete and per_epoch:  # a planned count that is no number gives NaN: no estimate
+        left = round(max(_number(planned) - rows[-1]["epoch"], 0.0) * per_epoch / 3600, 1)
         left = left if math.isfinite(left) else None
     return {
         "epoch_s": round(per_epoch, 1) if per_epoch else None,
@@ -171,12 +170,13 @@ def zoo_command(
     fn: Callable[..., Any],
     arguments: dict[str, Any],
     positional: Sequence[str] = (),
-    leave_out: Sequence[str] = (),
+    leave_out: Sequence[str] = ("command", "progress", "log"),
 ) -> str:
     """The `zoo NAME ...` line that makes the call `fn(**arguments)` of the Python API, so a run started
     from Python records a command its user (or `zoo runs`) can give: the `positional` arguments in order,
     then every option whose value is not `fn`'s default, spelt as the CLI spells it (`--batch-size 64`, a
-    flag for True, `--depths 20,56` for a pair); quoted for a shell."""
+    flag for True, `--depths 20,56` for a pair), without the API's own parameters (`leave_out`: no option
+    spells them); quoted for a shell."""
     defaults = {k: p.default for k, p in inspect.signature(fn).parameters.items()}
     words = ["zoo", name, *(str(arguments[p]) for p in positional)]
     for key, value in arguments.items():
