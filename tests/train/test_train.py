@@ -233,10 +233,14 @@ def test_zoo_runs_says_how_far_each_run_got_and_its_command_continues_it_from_an
     assert len(rows) == 1 and "test_top1" not in rows[0]  # cifar_budget tests every 5 epochs and the last
     assert rows[0]["threads"] == 1  # OMP_NUM_THREADS, logged with the epoch it timed
     assert cut["test_top1"] is None and cut["test_epoch"] is None
+    assert cut["steps_saved_after"] == saved["partial"]["batches"]  # epoch 2's steps the resume skips
     assert cut["folder"] == str(tmp_path / "cut")
     assert cut["continue_with"] == f"cd {tmp_path} && zoo {' '.join(args)} --resume"
     table = runner.invoke(app, ["runs", str(tmp_path)]).output
-    assert "| resnet20 | cifar_budget | 1 / 2 | - | unfinished" in table and cut["continue_with"] in table
+    assert (
+        "| resnet20 | cifar_budget | 1 / 2 (+2 steps) | - | unfinished" in table
+        and cut["continue_with"] in table
+    )
 
     resumed = cut["continue_with"].replace(" && zoo ", f" && {sys.executable} -m zoo.cli ", 1)
     # continued on 2 threads, as a session does once the cores are free
@@ -247,6 +251,7 @@ def test_zoo_runs_says_how_far_each_run_got_and_its_command_continues_it_from_an
     finished = listed()
     summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
     assert (finished["epochs_done"], finished["complete"], finished["continue_with"]) == (2, True, None)
+    assert finished["steps_saved_after"] is None
     assert finished["test_top1"] == summary["top1"] and finished["test_epoch"] == 2 and summary["complete"]
     nothing = runner.invoke(app, ["runs", str(tmp_path / "cut" / "nowhere")])
     assert nothing.exit_code == 1 and "is not a folder" in nothing.output
@@ -317,6 +322,7 @@ def test_a_run_started_from_python_records_the_zoo_line_that_continues_it(tmp_pa
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     (finished,) = runs.find(tmp_path)
     assert (finished["epochs_done"], finished["complete"], finished["continue_with"]) == (2, True, None)
+    assert finished["steps_saved_after"] is None
     assert finished["folder"] == str(tmp_path / "cut here")
 
 

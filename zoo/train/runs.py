@@ -109,6 +109,9 @@ def state(folder: Path) -> dict[str, Any]:
         "recipe": record.get("recipe") or summary.get("recipe"),
         "epochs_done": rows[-1]["epoch"] if rows else 0,
         "epochs_planned": record.get("epochs") or (summary.get("epochs_done") if complete else None),
+        "steps_saved_after": None
+        if complete
+        else steps_saved_after(folder, rows[-1]["epoch"] if rows else 0),
         "test_top1": tested[-1]["test_top1"] if tested else None,
         "test_epoch": tested[-1]["epoch"] if tested else None,
         "val_top1": held[-1]["val_top1"] if held else None,
@@ -118,6 +121,24 @@ def state(folder: Path) -> dict[str, Any]:
         **_time_left(rows, record.get("epochs"), complete),
         "continue_with": None if complete else continue_command(*_started(record, summary)),
     }
+
+
+def steps_saved_after(folder: Path, epochs_done: int) -> int | None:
+    """The steps of the next epoch that the checkpoint holds beyond `epochs_done` (it is saved inside an
+    epoch every few minutes and where --max-steps stops), so the run continues from there; None when it
+    holds none or cannot be read (`--resume` says why)."""
+    if not (folder / CHECKPOINT).is_file():
+        return None
+    from zoo.train.trainer import read_train_checkpoint
+
+    try:
+        saved = read_train_checkpoint(folder / CHECKPOINT, "cpu")
+    except ZooError:
+        return None
+    partial = saved.get("partial")
+    batches = partial.get("batches") if isinstance(partial, dict) else None
+    inside = saved.get("epoch") == epochs_done - 1 and type(batches) is int and batches > 0
+    return batches if inside else None
 
 
 def epoch_seconds_now(rows: list[dict[str, Any]], last: int = 10) -> float | None:
@@ -337,9 +358,10 @@ def markdown(states: list[dict[str, Any]], teacher_tables: list[dict[str, Any]] 
             if s["last_update"]
             else "not started"
         )
+        steps = f" (+{s['steps_saved_after']} steps)" if s.get("steps_saved_after") else ""
         lines.append(
-            f"| `{s['folder']}` | {s['arch'] or '?'} | {s['recipe'] or '?'} | {s['epochs_done']} / {planned} "
-            f"| {top1} | {status} |"
+            f"| `{s['folder']}` | {s['arch'] or '?'} | {s['recipe'] or '?'} "
+            f"| {s['epochs_done']} / {planned}{steps} | {top1} | {status} |"
         )
     if teacher_tables:
         lines += [
