@@ -198,7 +198,22 @@ def test_info_says_whether_the_weights_are_here(zoo_cache):
     assert built_in.exit_code == 0 and "(present)" in built_in.output
     assert "with flip averaging" in built_in.output and "top1_flip" not in built_in.output
     remote = runner.invoke(app, ["info", "resnet50.tv_in1k"])
-    assert remote.exit_code == 0 and "not downloaded yet" in " ".join(remote.output.split())
+    assert remote.exit_code == 0 and "not downloaded yet" in remote.output
+
+
+def test_info_prints_each_fact_on_one_line_whole_urls_included():
+    """Printed to a pipe (80 columns), a long URL or path is not cut in two: it can be copied or grepped."""
+    import tomllib
+
+    manifest = tomllib.loads((Path(__file__).resolve().parents[2] / "weights" / "manifest.toml").read_text())
+    entry = manifest["weights"]["resnet110.akamaster"]
+    shown = runner.invoke(app, ["info", "resnet110.akamaster"])
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    assert any(line.startswith(f"weights: {entry['url']} ") for line in lines), shown.output
+    assert next(line for line in lines if line.startswith("here: ")).endswith("checks its hash")
+    metrics = next(line for line in lines if line.startswith("metrics: "))
+    assert "top-1 93.68 on" in metrics and "top-5" not in metrics  # akamaster published top-1 only
 
 
 def test_doctor_names_the_zoos_own_version():

@@ -88,13 +88,13 @@ def info_cmd(
         if m:
             flip = f" ({m['top1_flip']} with flip averaging)" if "top1_flip" in m else ""
             source = str(m.get("source", "")).replace("top1_flip: ", "")
-            lines.append(
-                f"metrics: top-1 {m.get('top1')}{flip}, top-5 {m.get('top5')} on {m.get('split')} ({source})"
-            )
+            top5 = f", top-5 {m['top5']}" if m.get("top5") is not None else ""  # unpublished for some
+            lines.append(f"metrics: top-1 {m.get('top1')}{flip}{top5} on {m.get('split')} ({source})")
         lines += [f"recipe: {w['recipe']}", f"command: {w['command']}"]
         if d := w.get("distillation"):
             lines.append(f"teacher: {_teacher(d)}")
-    rich_console.Console().print("\n".join(lines), highlight=False)
+    # soft_wrap: a long line (a URL, a path) stays one line, to copy or grep, wherever it is printed
+    rich_console.Console().print("\n".join(lines), highlight=False, soft_wrap=True)
 
 
 def _teacher(d: dict) -> str:
