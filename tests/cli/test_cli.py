@@ -265,3 +265,43 @@ def test_every_option_means_one_thing_in_every_command():
         if "--batch" in rows:
             assert "batch sizes" in rows["--batch"] and "MIN" not in rows["--batch"], name
     assert "--batch-range" in helps["export"] and "--artifacts" in helps["parity"] + helps["triton"]
+
+
+def test_predict_given_a_model_where_images_go_names_the_command_meant(tmp_path, monkeypatch, zoo_cache):
+    """`zoo predict resnet20.cifar10 photo.png`, as `zoo export NAME` is typed: one sentence giving the
+    command meant, and that command classifies the photo; a file that happens to bear a model's name is
+    an image, and an artifact folder in the first place is named as one."""
+    import shlex
+
+    from PIL import Image
+
+    from tests.helpers import one_sentence
+
+    monkeypatch.chdir(tmp_path)
+    Image.new("RGB", (32, 32), (200, 30, 30)).save("photo 1.png")
+    said = runner.invoke(app, ["predict", "resnet20.cifar10", "photo 1.png"])
+    one_sentence(said, "resnet20.cifar10 is a model, not an image")
+    meant = re.search(r"`zoo (predict --model [^`]+)`", said.output)
+    assert meant and shlex.split(meant.group(1)) == ["predict", "--model", "resnet20.cifar10", "photo 1.png"]
+    done = runner.invoke(app, [*shlex.split(meant.group(1)), "--json", "--topk", "1"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)[0]["top"][0]["label"] in {
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    }
+    Path("resnet20.cifar10").write_bytes(Path("photo 1.png").read_bytes())  # a file: an image, no hint
+    one_sentence(runner.invoke(app, ["predict", "resnet20.cifar10"]), "--model NAME", "--artifact DIR")
+    (tmp_path / "art").mkdir()
+    (tmp_path / "art" / "card.json").write_text("{}")
+    one_sentence(
+        runner.invoke(app, ["predict", "art", "photo 1.png"]), "art is an artifact folder", "--artifact art"
+    )
+    one_sentence(runner.invoke(app, ["predict", "--model", "x", "--artifact", "art", "y"]), "not both")

@@ -239,7 +239,9 @@ def predict_cmd(
     from zoo import api
 
     if (model is None) == (artifact is None):
-        raise ZooError("give exactly one of --model NAME or --artifact DIR.")
+        raise ZooError(
+            _which_model(images) if model is None else "give --model NAME or --artifact DIR, not both."
+        )
     results = api.predict(artifact or model, images, topk, backend, allow_unverified, log_for(False))
     if as_json:
         emit_json(results)
@@ -256,6 +258,27 @@ def predict_cmd(
                 f"error: {len(bad)} of {len(results)} images could not be classified (named above).", err=True
             )
         raise typer.Exit(1)
+
+
+def _which_model(images: list[str]) -> str:
+    """The sentence for a `zoo predict` given neither --model nor --artifact: when its first word is a
+    model name (and no file) or an artifact folder, as `zoo export NAME` would take it, the command meant."""
+    import shlex
+
+    from zoo.export.artifact import CARD
+    from zoo.models import registry
+
+    first, rest = images[0], shlex.join(images[1:]) or "IMAGES"
+    if (Path(first) / CARD).is_file():
+        return f"{first} is an artifact folder, not an image: `zoo predict --artifact {shlex.quote(first)} {rest}`."
+    if not Path(first).exists():
+        try:
+            registry.resolve(first)
+        except ZooError:
+            pass
+        else:
+            return f"{first} is a model, not an image: `zoo predict --model {shlex.quote(first)} {rest}`."
+    return "give the model to run: --model NAME (a tag or arch) or --artifact DIR (from `zoo export`)."
 
 
 def _top_line(top: list[dict]) -> str:
