@@ -567,11 +567,14 @@ def publish(
     name: str,
     weights_dir: str | os.PathLike | None = None,
     data: str | os.PathLike | None = None,
+    replace: bool = False,
 ) -> WeightSpec:
-    """`zoo publish`: ship a finished run as a tag, its metrics measured by `evaluate` (single, flip)."""
+    """`zoo publish`: ship a finished run as a tag, its metrics measured by `evaluate` (single, flip);
+    `replace`: in the place of the tag `name` of `weights_dir`, only if the run scores higher there."""
     from zoo.train.publish import publish_run
 
-    return publish_run(Path(run), name, Path(weights_dir) if weights_dir else None, _data_root(data))
+    weights = Path(weights_dir) if weights_dir else None
+    return publish_run(Path(run), name, weights, _data_root(data), replace)
 
 
 def bench_train(

@@ -707,6 +707,82 @@ def test_a_finished_run_is_published_with_metrics_measured_by_zoo_eval(tmp_path,
     registry.reload()
 
 
+def test_publish_replace_puts_a_run_in_a_tags_place_only_when_it_scores_higher(tmp_path, data, zoo_cache):
+    """`zoo publish RUN TAG --replace`, as a long run that beats a shipped tag is published: refused for
+    a run that scores no higher than the tag on the same images (the tag left byte for byte), and for a
+    tag outside the weights folder written to; a better run takes the tag's place (its default standing
+    kept, what it replaced recorded) and the zoo then loads the new weights under the old name."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from zoo.evaluate import evaluate
+    from zoo.models import registry
+    from zoo.models.weights import read_manifest
+
+    small = small_cifar(data, tmp_path / "data", train=512, test=500)
+    weak = tmp_path / "weak"
+    _train(weak, epochs=1, data=small)  # a smoke run: at chance on the test images
+    publish = ["publish", "--data", str(small)]
+    first = runner.invoke(app, [*publish, str(weak), "resnet20.mine", "--json"])
+    assert first.exit_code == 0, first.output
+    was = json.loads(first.stdout)
+    manifest = zoo_cache / "weights" / "manifest.toml"
+    files = {p: p.read_bytes() for p in (manifest, zoo_cache / "weights" / "resnet20.mine.safetensors")}
+
+    one_sentence(runner.invoke(app, [*publish, str(weak), "resnet20.mine"]), "already a tag", "--replace")
+    same = runner.invoke(app, [*publish, str(weak), "resnet20.mine", "--replace"])
+    one_sentence(same, "the tag stays as it is", f"{was['metrics']['top1']:.2f}%")
+    one_sentence(runner.invoke(app, [*publish, str(weak), "resnet20.cifar10", "--replace"]), "not a tag of")
+    assert {p: p.read_bytes() for p in files} == files
+
+    strong = tmp_path / "strong"  # the same run holding the shipped resnet20.cifar10's weights
+    shutil.copytree(weak, strong)
+    shipped = registry.create_model("resnet20.cifar10", pretrained=True).state_dict()
+    save_file({k: v.contiguous() for k, v in shipped.items()}, strong / "weights.safetensors")
+    (strong / "metrics.jsonl").write_text((weak / "metrics.jsonl").read_text() + "\n")  # told apart below
+    better = runner.invoke(app, [*publish, str(strong), "resnet20.mine", "--replace", "--json"])
+    assert better.exit_code == 0, better.output
+    now = json.loads(better.stdout)
+    measured = evaluate([str(strong)], data=str(small), split="test")
+    assert now["metrics"]["top1"] == round(measured["top1"], 2) > was["metrics"]["top1"] + 50
+    assert now["replaced"] == {
+        "top1": was["metrics"]["top1"],
+        "top1_flip": was["metrics"]["top1_flip"],
+        "sha256": was["sha256"],
+        "command": was["command"],
+    }
+    assert now["default"] == was["default"] and now["sha256"] != was["sha256"]
+    assert manifest.read_text().count('[weights."resnet20.mine"]') == 1
+    assert list(read_manifest(manifest)) == ["resnet20.mine"]
+    loaded = registry.create_model("resnet20.mine", pretrained=True).state_dict()  # checks the new hash
+    assert all(torch.equal(loaded[k], v) for k, v in load_file(strong / "weights.safetensors").items())
+    shipped_log = zoo_cache / "weights" / "resnet20.mine.metrics.jsonl"
+    assert shipped_log.read_text() == (strong / "metrics.jsonl").read_text()
+    assert not list((zoo_cache / "weights").glob(".*"))  # no temporary file left behind
+
+
+def test_a_manifest_entry_is_replaced_in_place_every_other_line_kept(tmp_path):
+    from zoo.models.weights import replaced_manifest_entry
+
+    manifest = tmp_path / "manifest.toml"
+    text = (
+        "# the zoo's weights\n[preprocess.cifar10]  # native 32x32\nresize = 32\n\n"
+        '[weights."resnet20.a"]\narch = "resnet20"\nchanges = [\n    "x",\n]\n\n'
+        '[weights."resnet20.a".metrics]\ntop1 = 90.0\n\n'
+        '# the next one, with its comment\n[weights."resnet32.b"]\narch = "resnet32"\n'
+    )
+    manifest.write_text(text)
+    new = replaced_manifest_entry(manifest, "resnet20.a", {"arch": "resnet20", "metrics": {"top1": 93.1}})
+    a_block = text[text.index('[weights."resnet20.a"]') : text.index("# the next one")]
+    assert new == text.replace(
+        a_block,
+        '[weights."resnet20.a"]\narch = "resnet20"\n\n[weights."resnet20.a".metrics]\ntop1 = 93.1\n\n',
+    )
+    with pytest.raises(ZooError, match="nothing of it to replace"):
+        replaced_manifest_entry(manifest, "resnet20.c", {"arch": "resnet20"})
+
+
 def test_a_run_cut_short_is_not_published(tmp_path, data):
     run = tmp_path / "run"
     assert not _train(run, "--max-steps", "5", epochs=2, data=data)["complete"]

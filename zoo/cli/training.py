@@ -103,24 +103,36 @@ def train_cmd(
 @command(
     "publish",
     short_help="Ship a finished run as a pretrained tag.",
-    epilog=examples("zoo publish ~/zoo-runs/resnet20 resnet20.mine --weights-dir weights"),
+    epilog=examples(
+        "zoo publish ~/zoo-runs/resnet20 resnet20.mine --weights-dir weights",
+        "zoo publish ~/zoo-runs/resnet20-cifar_distill resnet20.cifar10 --weights-dir weights --replace",
+    ),
 )
 def publish_cmd(
     run: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A finished `zoo train` run folder.")],
     name: Annotated[str, typer.Argument(metavar="TAG", help="The ARCH.TAG to publish it as.")],
     weights_dir: WeightsDirOpt = None,
     data: DataOpt = None,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="TAG exists in the weights folder: take its place if the run scores a higher top-1 on the "
+            "same test images (measured now, both), else leave it as it is.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Ship a finished run as a pretrained tag: metrics measured by `zoo eval` (single crop and flip)."""
     from zoo import api
 
-    spec = api.publish(run, name, weights_dir, data)
+    spec = api.publish(run, name, weights_dir, data, replace)
     if as_json:
         return emit_json(spec.to_dict())
     m = spec.metrics
     typer.echo(
         f"published {spec.name}: top-1 {m['top1']:.2f}% (flip {m.get('top1_flip', float('nan')):.2f}%) -> {spec.file}"
+        + (f", replacing top-1 {was['top1']:.2f}%" if (was := spec.extra.get("replaced")) else "")
     )
 
 

@@ -19,9 +19,11 @@ from zoo.models.weights import (
     builtin_presets,
     read_checkpoint,
     read_manifest,
+    replaced_manifest_entry,
     save_safetensors,
     sha256_file,
 )
+from zoo.utils.files import atomic_path
 from zoo.utils.lazy import lazy_import
 from zoo.utils.names import check_name, split_tag
 from zoo.utils.paths import user_weights_dir
@@ -41,13 +43,16 @@ def import_checkpoint(
     command: str = "",
     default: bool = False,
     extra: dict[str, Any] | None = None,
+    replace: bool = False,
 ) -> WeightSpec:
     """Check that `checkpoint` loads strictly into the architecture of `name` (arch.tag), write it as
-    safetensors into `out_dir` (default: the user's weights folder) and add its manifest entry there."""
+    safetensors into `out_dir` (default: the user's weights folder) and add its manifest entry there.
+    With `replace`, `name` is an entry of that manifest, and its weights file and entry are replaced
+    (whether the new weights deserve it is the caller's decision: `zoo publish --replace`)."""
     arch, tag = split_tag(name)
     if not tag:
         raise ZooError(f"name the new weights as ARCH.TAG (e.g. {arch}.mine), not {name!r}.")
-    if name in registry.pretrained_tags():
+    if name in registry.pretrained_tags() and not replace:
         raise ZooError(f"{name} already exists; choose another tag.")
     check_name(dataset, "dataset")
     labels = check_name(labels or dataset, "label set")
@@ -62,27 +67,30 @@ def import_checkpoint(
             raise ZooError(f"unknown preprocessing preset {preprocess!r}; known: {', '.join(presets)}.")
         preprocess = presets[preprocess]
     weights = out_dir / f"{name}.safetensors"
-    if weights.exists():
+    if replace and name not in read_manifest(manifest):
+        raise ZooError(f"{name} is not a tag of {manifest}: only a tag of the folder written to is replaced.")
+    if weights.exists() and not replace:
         raise ZooError(f"{weights} already exists; choose another tag or remove it.")
-    save_safetensors(model.state_dict(), weights, metadata={"name": name, "source": str(checkpoint)})
-    entry = {
-        "arch": arch,
-        "file": weights.name,
-        "sha256": sha256_file(weights),
-        "dataset": dataset,
-        "labels": labels,
-        "preprocess": preprocess,
-        "metrics": metrics or {},
-        "recipe": recipe,
-        "command": command or f"zoo import-weights {checkpoint} {name}",
-        "default": default,
-        **(extra or {}),
-    }
-    try:
-        append_manifest_entry(manifest, name, entry)
-    except BaseException:
-        weights.unlink(missing_ok=True)  # no weights file without its manifest entry
-        raise
+    with atomic_path(weights) as new:  # the file takes its place only once its entry is written
+        save_safetensors(model.state_dict(), new, metadata={"name": name, "source": str(checkpoint)})
+        entry = {
+            "arch": arch,
+            "file": weights.name,
+            "sha256": sha256_file(new),
+            "dataset": dataset,
+            "labels": labels,
+            "preprocess": preprocess,
+            "metrics": metrics or {},
+            "recipe": recipe,
+            "command": command or f"zoo import-weights {checkpoint} {name}",
+            "default": default,
+            **(extra or {}),
+        }
+        if replace:
+            with atomic_path(manifest) as tmp:
+                tmp.write_text(replaced_manifest_entry(manifest, name, entry))
+        else:
+            append_manifest_entry(manifest, name, entry)
     registry.reload()
     return read_manifest(manifest)[name]  # also when out_dir is not a manifest the registry reads
 

@@ -404,6 +404,44 @@ def append_manifest_entry(manifest: Path, name: str, entry: dict[str, Any]) -> N
         tmp.write_text(existing + "\n" + block)
 
 
+def replaced_manifest_entry(manifest: Path, name: str, entry: dict[str, Any]) -> str:
+    """The text of `manifest` with `entry` in the place of `[weights."name"]` and its sub-tables; every
+    other line as it was (comments included). Read back before it is returned: the other entries must come
+    out unchanged and this one as given, or the manifest is left to be edited by hand."""
+    text = manifest.read_text()
+    before = tomllib.loads(text)
+    own = (f'[weights."{name}"]', f'[weights."{name}".')
+    kept: list[str] = []
+    dropped: list[str] = []
+    at, inside = None, False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("["):  # a table header (tomli_w indents the items of multi-line arrays)
+            if inside and not line.startswith(own):  # the comments just above the next table are its own
+                tail = len(dropped)
+                while tail and (not dropped[tail - 1].strip() or dropped[tail - 1].startswith("#")):
+                    tail -= 1
+                kept += [x for x in dropped[tail:] if x.strip()]
+                dropped = []
+            inside = line.startswith(own)
+            if inside and at is None:
+                at = len(kept)
+        (dropped if inside else kept).append(line)
+    if at is None or name not in before.get("weights", {}):
+        raise ZooError(f"{name} is not an entry of {manifest}: there is nothing of it to replace there.")
+    block = tomli_w.dumps({"weights": {name: _without_none(entry)}})
+    new = "".join(kept[:at]) + block + ("\n" if at < len(kept) else "") + "".join(kept[at:])
+    after = tomllib.loads(new)
+    others = {k: v for k, v in before["weights"].items() if k != name}
+    if (
+        {k: v for k, v in after.items() if k != "weights"}
+        != {k: v for k, v in before.items() if k != "weights"}
+        or {k: v for k, v in after["weights"].items() if k != name} != others
+        or after["weights"][name] != tomllib.loads(block)["weights"][name]
+    ):
+        raise ZooError(f"{manifest} is laid out in a way the zoo cannot rewrite {name} in; edit it by hand.")
+    return new
+
+
 def _without_none(v: Any) -> Any:
     if isinstance(v, dict):
         return {k: _without_none(x) for k, x in v.items() if x is not None}

@@ -12,14 +12,20 @@ from zoo.errors import ZooError
 from zoo.evaluate import evaluate
 from zoo.models import registry
 from zoo.models.checkpoints import import_checkpoint
-from zoo.models.weights import WeightSpec
+from zoo.models.weights import MANIFEST, WeightSpec, read_manifest
 from zoo.train.recipe import RECIPES, recipe_file
 from zoo.train.runs import CURVES, METRICS, SUMMARY, WEIGHTS, check_summary, metrics, read_json, run_command
+from zoo.utils.files import atomic_path
 from zoo.utils.names import split_tag
+from zoo.utils.paths import user_weights_dir
 
 
-def publish_run(run: Path, name: str, weights_dir: Path | None = None, data: str | None = None) -> WeightSpec:
-    """Evaluate a finished run on the test split under `data` (None: $ZOO_DATA) and register it as `name`."""
+def publish_run(
+    run: Path, name: str, weights_dir: Path | None = None, data: str | None = None, replace: bool = False
+) -> WeightSpec:
+    """Evaluate a finished run on the test split under `data` (None: $ZOO_DATA) and register it as `name`.
+    With `replace`, `name` is a tag of `weights_dir` that the run takes the place of, only if it scores a
+    higher single-crop top-1 on the same test split (the entry records what it replaced)."""
     s = read_json(run / SUMMARY)
     if s is None:
         raise ZooError(f"{run} is not a finished `zoo train` run (no {SUMMARY}).")
@@ -36,8 +42,22 @@ def publish_run(run: Path, name: str, weights_dir: Path | None = None, data: str
             f"{run} was never tested (test_images {s['test_images']}): a tag's figures are measured on the "
             "test split; finish or rerun it with a test split."
         )
+    old = _replaced(name, weights_dir) if replace else None
+    if not replace and name in registry.pretrained_tags():
+        top1 = registry.pretrained_tags()[name].metrics.get("top1")
+        raise ZooError(
+            f"{name} is already a tag (top-1 {top1}); publish under another tag, or add --replace to put "
+            "this run in its place if it scores higher."
+        )
     # The manifest's numbers are measured by `zoo eval` on the saved file, not taken from the training log.
     result = evaluate([str(run)], data, split="test")
+    if old is not None:  # the tag it would replace, measured now on the same images by the same code
+        before = evaluate([name], data, split="test")["top1"]
+        if not result["top1"] > before:
+            raise ZooError(
+                f"{run} scores {result['top1']:.2f}% top-1 on these {result['n']:,} test images, {name} "
+                f"{before:.2f}%: the tag stays as it is (a tag is replaced only by a better one)."
+            )
     flip = evaluate([str(run)], data, split="test", protocol="flip")
 
     spec = import_checkpoint(
@@ -55,9 +75,8 @@ def publish_run(run: Path, name: str, weights_dir: Path | None = None, data: str
         },
         recipe=s.get("recipe_file") or _recipe_of_older_run(s["recipe"]),
         command=run_command(run),  # how the run was started, not the --resume that finished it
-        # the first tag of the zoo's own for this arch becomes what the bare name means (imported
-        # reference checkpoints are never marked default, so they step aside)
-        default=not any(t.default for t in registry.pretrained_tags().values() if t.arch == arch),
+        default=old.default if old else _first_of_its_arch(arch),
+        replace=old is not None,
         extra={
             "epochs": s["epochs_done"],
             "steps": s["steps"],
@@ -70,11 +89,16 @@ def publish_run(run: Path, name: str, weights_dir: Path | None = None, data: str
             "changes_from_paper": s["recipe_doc"].get("changes", []),
             # the teacher (tags and weights' sha256), its temperature and weight, the table and its hash
             **({"distillation": s["distillation"]} if s.get("distillation") else {}),
+            **({"replaced": _record_of(old)} if old else {}),
         },
     )
-    for log in (METRICS, CURVES):  # the training log ships beside the weights
+    for log in (METRICS, CURVES):  # the training log ships beside the weights (a replaced tag's goes)
+        shipped = spec.file.parent / f"{name}.{log}"
         if (run / log).is_file():
-            shutil.copyfile(run / log, spec.file.parent / f"{name}.{log}")
+            with atomic_path(shipped) as tmp:
+                shutil.copyfile(run / log, tmp)
+        else:
+            shipped.unlink(missing_ok=True)
     return spec
 
 
@@ -109,3 +133,31 @@ def _epoch_s_by_threads(run: Path, train_images: int) -> dict[str, list[dict[str
         for n, ts in sorted(by.items())
     ]
     return {"epoch_s_by_threads": rows} if rows else {}
+
+
+def _first_of_its_arch(arch: str) -> bool:
+    """The first tag of the zoo's own for an arch becomes what the bare name means (imported reference
+    checkpoints are never marked default, so they step aside); a replaced tag keeps its standing."""
+    return not any(t.default for t in registry.pretrained_tags().values() if t.arch == arch)
+
+
+def _replaced(name: str, weights_dir: Path | None) -> WeightSpec:
+    """The tag `name` as the manifest in `weights_dir` has it, which `zoo publish --replace` may replace:
+    the very tag the zoo loads under that name."""
+    manifest = (weights_dir or user_weights_dir()) / MANIFEST
+    spec = read_manifest(manifest).get(name) if manifest.is_file() else None
+    if spec is None:
+        raise ZooError(f"--replace: {name} is not a tag of {manifest}; publish it without --replace.")
+    loaded = registry.pretrained_tags().get(name)
+    if loaded is None or loaded.sha256 != spec.sha256:
+        raise ZooError(
+            f"--replace: {name} of {manifest} is not the {name} the zoo loads (give the --weights-dir "
+            "whose manifest it reads)."
+        )
+    return spec
+
+
+def _record_of(old: WeightSpec) -> dict:
+    """What a replaced tag was: its figures, its file's hash (the file stays in git history), its command."""
+    figures = {k: old.metrics[k] for k in ("top1", "top1_flip") if k in old.metrics}
+    return {**figures, "sha256": old.sha256, "command": old.command}
