@@ -537,6 +537,10 @@ def train(
 
     r = load_recipe(recipe).for_arch(arch).with_overrides(epochs, batch_size, lr)
     out = Path(out) if out else Path("runs") / f"{arch}-{r.name}"
+    if publish:  # refused now, not after hours of training
+        from zoo.train.publish import check_new_tag
+
+        check_new_tag(publish, arch)
     cfg = TrainConfig(
         arch,
         data,

@@ -198,6 +198,16 @@ def test_a_run_that_cannot_start_says_why(tmp_path, data):
     typo = runner.invoke(app, ["train", "resnet20", "--out", str(tmp_path), "--amp", "bf61"])
     assert typo.exit_code == 1 and "--amp 'bf61' is not one of auto, bf16, fp16, fp32" in typo.output
     assert not (tmp_path / "last.pt").exists()  # a misspelt precision is refused, not trained as fp32
+    # a tag that cannot be published new is refused before the hours of training, not after them
+    taken = runner.invoke(
+        app, ["train", "resnet20", "--out", str(tmp_path / "t"), "--publish", "resnet20.cifar10"]
+    )
+    one_sentence(taken, "resnet20.cifar10 is already a tag", "--replace")
+    other = runner.invoke(
+        app, ["train", "resnet20", "--out", str(tmp_path / "t"), "--publish", "resnet32.mine"]
+    )
+    one_sentence(other, "published as resnet20.TAG")
+    assert not (tmp_path / "t").exists()
 
 
 def test_zoo_runs_says_how_far_each_run_got_and_its_command_continues_it_from_anywhere(

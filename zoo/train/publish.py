@@ -37,18 +37,14 @@ def publish_run(
     arch, tag = split_tag(name)
     if not tag or arch != s["arch"]:
         raise ZooError(f"{run} trained {s['arch']}; publish it as {s['arch']}.TAG, not {name}.")
+    if not replace:
+        check_new_tag(name, arch)
     if s["test_images"] < 1:
         raise ZooError(
             f"{run} was never tested (test_images {s['test_images']}): a tag's figures are measured on the "
             "test split; finish or rerun it with a test split."
         )
     old = _replaced(name, weights_dir) if replace else None
-    if not replace and name in registry.pretrained_tags():
-        top1 = registry.pretrained_tags()[name].metrics.get("top1")
-        raise ZooError(
-            f"{name} is already a tag (top-1 {top1}); publish under another tag, or add --replace to put "
-            "this run in its place if it scores higher."
-        )
     # The manifest's numbers are measured by `zoo eval` on the saved file, not taken from the training log.
     result = evaluate([str(run)], data, split="test")
     if old is not None:  # the tag it would replace, measured now on the same images by the same code
@@ -133,6 +129,19 @@ def _epoch_s_by_threads(run: Path, train_images: int) -> dict[str, list[dict[str
         for n, ts in sorted(by.items())
     ]
     return {"epoch_s_by_threads": rows} if rows else {}
+
+
+def check_new_tag(name: str, arch: str) -> None:
+    """Refuse, before anything is measured or trained, a tag that cannot be published new for `arch`."""
+    tag_arch, tag = split_tag(name)
+    if not tag or tag_arch != arch:
+        raise ZooError(f"a run of {arch} is published as {arch}.TAG, not {name}.")
+    if name in registry.pretrained_tags():
+        top1 = registry.pretrained_tags()[name].metrics.get("top1")
+        raise ZooError(
+            f"{name} is already a tag (top-1 {top1}); publish under another tag, or, once the run is "
+            f"finished, with `zoo publish RUN {name} --replace` in its place if it scores higher."
+        )
 
 
 def _first_of_its_arch(arch: str) -> bool:
