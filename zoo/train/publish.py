@@ -139,8 +139,8 @@ def check_new_tag(name: str, arch: str) -> None:
     if name in registry.pretrained_tags():
         top1 = registry.pretrained_tags()[name].metrics.get("top1")
         raise ZooError(
-            f"{name} is already a tag (top-1 {top1}); publish under another tag, or, once the run is "
-            f"finished, with `zoo publish RUN {name} --replace` in its place if it scores higher."
+            f"{name} is already a tag (top-1 {top1}); publish under another tag, or put a finished run in "
+            f"its place with `zoo publish RUN {name} --replace` (done only if the run scores higher)."
         )
 
 
@@ -155,9 +155,16 @@ def _replaced(name: str, weights_dir: Path | None) -> WeightSpec:
     the very tag the zoo loads under that name."""
     manifest = (weights_dir or user_weights_dir()) / MANIFEST
     spec = read_manifest(manifest).get(name) if manifest.is_file() else None
-    if spec is None:
-        raise ZooError(f"--replace: {name} is not a tag of {manifest}; publish it without --replace.")
     loaded = registry.pretrained_tags().get(name)
+    if spec is None:
+        where = (
+            f"; it is in {loaded.file.parent / MANIFEST}: give --weights-dir {loaded.file.parent}"
+            if loaded is not None and loaded.file is not None
+            else "; publish it without --replace"
+            if loaded is None
+            else ""
+        )
+        raise ZooError(f"--replace: {name} is not a tag of {manifest}{where}.")
     if loaded is None or loaded.sha256 != spec.sha256:
         raise ZooError(
             f"--replace: {name} of {manifest} is not the {name} the zoo loads (give the --weights-dir "
