@@ -743,7 +743,11 @@ def test_publish_replace_puts_a_run_in_a_tags_place_only_when_it_scores_higher(t
     one_sentence(runner.invoke(app, [*publish, str(weak), "resnet20.mine"]), "already a tag", "--replace")
     same = runner.invoke(app, [*publish, str(weak), "resnet20.mine", "--replace"])
     one_sentence(same, "the tag stays as it is", f"{was['metrics']['top1']:.2f}%")
-    one_sentence(runner.invoke(app, [*publish, str(weak), "resnet20.cifar10", "--replace"]), "not a tag of")
+    one_sentence(
+        runner.invoke(app, [*publish, str(weak), "resnet20.cifar10", "--replace"]),
+        "not a tag of",
+        "give --weights-dir",
+    )
     assert {p: p.read_bytes() for p in files} == files
 
     strong = tmp_path / "strong"  # the same run holding the shipped resnet20.cifar10's weights
