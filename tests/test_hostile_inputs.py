@@ -648,6 +648,10 @@ def test_an_unforeseen_error_is_one_sentence_with_exit_2_and_the_traceback_only_
         ),
         (["bench-triton", "resnet20.cifar10", "--requests", "0"], "--requests must be at least 1, not 0"),
         (["info", "resnet20." + "x" * 300], "is not a model name"),
+        # no --model or --artifact, and a first word no file system takes: no model is guessed from it
+        (["predict", "a" * 5000], "--model NAME (a tag or arch) or --artifact DIR"),
+        (["predict", "a/" * 3000, "x.png"], "--model NAME (a tag or arch) or --artifact DIR"),
+        (["predict", "bad\x00name"], "--model NAME (a tag or arch) or --artifact DIR"),
     ],
 )
 def test_impossible_options_are_one_sentence(args, words):

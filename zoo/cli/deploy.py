@@ -267,11 +267,12 @@ def _which_model(images: list[str]) -> str:
 
     from zoo.export.artifact import CARD
     from zoo.models import registry
+    from zoo.utils.files import exists
 
     first, rest = images[0], shlex.join(images[1:]) or "IMAGES"
-    if (Path(first) / CARD).is_file():
+    if exists(Path(first) / CARD):
         return f"{first} is an artifact folder, not an image: `zoo predict --artifact {shlex.quote(first)} {rest}`."
-    if not Path(first).exists():
+    if not exists(first):
         try:
             registry.resolve(first)
         except ZooError:
