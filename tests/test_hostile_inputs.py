@@ -652,6 +652,20 @@ def test_an_unforeseen_error_is_one_sentence_with_exit_2_and_the_traceback_only_
         (["predict", "a" * 5000], "--model NAME (a tag or arch) or --artifact DIR"),
         (["predict", "a/" * 3000, "x.png"], "--model NAME (a tag or arch) or --artifact DIR"),
         (["predict", "bad\x00name"], "--model NAME (a tag or arch) or --artifact DIR"),
+        (["bench", "resnet20.cifar10", "--out", "a" * 5000], "cannot create the results folder aaa"),
+        (
+            [
+                "train",
+                "resnet20",
+                "--max-steps",
+                "1",
+                "--publish",
+                "resnet20.new",
+                "--weights-dir",
+                "a" * 5000,
+            ],
+            "cannot create the weights folder",
+        ),
     ],
 )
 def test_impossible_options_are_one_sentence(args, words):

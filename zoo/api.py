@@ -539,8 +539,11 @@ def train(
     out = Path(out) if out else Path("runs") / f"{arch}-{r.name}"
     if publish:  # refused now, not after hours of training
         from zoo.train.publish import check_new_tag
+        from zoo.utils.files import output_dir
 
         check_new_tag(publish, arch)
+        if weights_dir:
+            output_dir(Path(weights_dir), "weights folder")
     cfg = TrainConfig(
         arch,
         data,

@@ -15,7 +15,7 @@ from zoo.models.checkpoints import import_checkpoint
 from zoo.models.weights import MANIFEST, WeightSpec, read_manifest
 from zoo.train.recipe import RECIPES, recipe_file
 from zoo.train.runs import CURVES, METRICS, SUMMARY, WEIGHTS, check_summary, metrics, read_json, run_command
-from zoo.utils.files import atomic_path
+from zoo.utils.files import atomic_path, output_dir
 from zoo.utils.names import split_tag
 from zoo.utils.paths import user_weights_dir
 
@@ -44,6 +44,7 @@ def publish_run(
             f"{run} was never tested (test_images {s['test_images']}): a tag's figures are measured on the "
             "test split; finish or rerun it with a test split."
         )
+    weights_dir = output_dir(weights_dir or user_weights_dir(), "weights folder")  # before measuring
     old = _replaced(name, weights_dir) if replace else None
     # The manifest's numbers are measured by `zoo eval` on the saved file, not taken from the training log.
     result = evaluate([str(run)], data, split="test")
@@ -150,10 +151,10 @@ def _first_of_its_arch(arch: str) -> bool:
     return not any(t.default for t in registry.pretrained_tags().values() if t.arch == arch)
 
 
-def _replaced(name: str, weights_dir: Path | None) -> WeightSpec:
+def _replaced(name: str, weights_dir: Path) -> WeightSpec:
     """The tag `name` as the manifest in `weights_dir` has it, which `zoo publish --replace` may replace:
     the very tag the zoo loads under that name."""
-    manifest = (weights_dir or user_weights_dir()) / MANIFEST
+    manifest = weights_dir / MANIFEST
     spec = read_manifest(manifest).get(name) if manifest.is_file() else None
     loaded = registry.pretrained_tags().get(name)
     if spec is None:

@@ -112,10 +112,18 @@ def output_dir(path: Path, what: str = "output folder") -> Path:
     """`path` as a folder the zoo can write into (created when missing); one sentence when it is a file or
     cannot be made. Commands check it before their work, not after an hour of it."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
+    if exists(path) and not path.is_dir():
         raise ZooError(f"the {what} {path} is a file, not a folder; name a folder.")
     try:
         path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ZooError(f"cannot create the {what} {path}: {e.strerror or e}.") from None
+    except (OSError, ValueError) as e:  # too long a name, a NUL in it, no permission
+        raise ZooError(
+            f"cannot create the {what} {_shown(path)}: {getattr(e, 'strerror', None) or e}."
+        ) from None
     return path
+
+
+def _shown(path: Path, most: int = 200) -> str:
+    """A path for a sentence: a hostile one (thousands of characters) cut to its start and end."""
+    text = str(path)
+    return text if len(text) <= most else f"{text[: most // 2]}…{text[-most // 2 :]}"
