@@ -506,3 +506,28 @@ def test_importing_a_missing_or_corrupt_safetensors_is_one_sentence(tmp_path, zo
     one_sentence(
         runner.invoke(app, ["import-weights", str(bad), "resnet20.x"]), "not a readable safetensors file"
     )
+
+
+def test_a_manifest_entry_is_replaced_in_place_every_other_line_kept(tmp_path):
+    """`zoo publish --replace` rewrites one entry (its sub-tables too) where it stands; the comments above
+    the next entry and at the end of the file stay, and an entry that is not there is one sentence."""
+    from zoo.models.weights import replaced_manifest_entry
+
+    manifest = tmp_path / "manifest.toml"
+    text = (
+        "# the zoo's weights\n[preprocess.cifar10]  # native 32x32\nresize = 32\n\n"
+        '[weights."resnet20.a"]\narch = "resnet20"\nchanges = [\n    "x",\n]\n\n'
+        '[weights."resnet20.a".metrics]\ntop1 = 90.0\n\n'
+        '# the next one, with its comment\n[weights."resnet32.b"]\narch = "resnet32"\n\n# the end\n'
+    )
+    manifest.write_text(text)
+    new = replaced_manifest_entry(manifest, "resnet20.a", {"arch": "resnet20", "metrics": {"top1": 93.1}})
+    a_block = text[text.index('[weights."resnet20.a"]') : text.index("# the next one")]
+    assert new == text.replace(
+        a_block,
+        '[weights."resnet20.a"]\narch = "resnet20"\n\n[weights."resnet20.a".metrics]\ntop1 = 93.1\n\n',
+    )
+    last = replaced_manifest_entry(manifest, "resnet32.b", {"arch": "resnet32", "file": "b.safetensors"})
+    assert last == text.replace('arch = "resnet32"\n\n', 'arch = "resnet32"\nfile = "b.safetensors"\n\n')
+    with pytest.raises(ZooError, match="nothing of it to replace"):
+        replaced_manifest_entry(manifest, "resnet20.c", {"arch": "resnet20"})

@@ -776,27 +776,6 @@ def test_publish_replace_puts_a_run_in_a_tags_place_only_when_it_scores_higher(t
     assert not list((zoo_cache / "weights").glob(".*"))  # no temporary file left behind
 
 
-def test_a_manifest_entry_is_replaced_in_place_every_other_line_kept(tmp_path):
-    from zoo.models.weights import replaced_manifest_entry
-
-    manifest = tmp_path / "manifest.toml"
-    text = (
-        "# the zoo's weights\n[preprocess.cifar10]  # native 32x32\nresize = 32\n\n"
-        '[weights."resnet20.a"]\narch = "resnet20"\nchanges = [\n    "x",\n]\n\n'
-        '[weights."resnet20.a".metrics]\ntop1 = 90.0\n\n'
-        '# the next one, with its comment\n[weights."resnet32.b"]\narch = "resnet32"\n'
-    )
-    manifest.write_text(text)
-    new = replaced_manifest_entry(manifest, "resnet20.a", {"arch": "resnet20", "metrics": {"top1": 93.1}})
-    a_block = text[text.index('[weights."resnet20.a"]') : text.index("# the next one")]
-    assert new == text.replace(
-        a_block,
-        '[weights."resnet20.a"]\narch = "resnet20"\n\n[weights."resnet20.a".metrics]\ntop1 = 93.1\n\n',
-    )
-    with pytest.raises(ZooError, match="nothing of it to replace"):
-        replaced_manifest_entry(manifest, "resnet20.c", {"arch": "resnet20"})
-
-
 def test_a_run_cut_short_is_not_published(tmp_path, data):
     run = tmp_path / "run"
     assert not _train(run, "--max-steps", "5", epochs=2, data=data)["complete"]

@@ -414,18 +414,23 @@ def replaced_manifest_entry(manifest: Path, name: str, entry: dict[str, Any]) ->
     kept: list[str] = []
     dropped: list[str] = []
     at, inside = None, False
+
+    def keep_trailing_comments() -> None:  # those just above the next table (or the end) are not its
+        tail = len(dropped)
+        while tail and (not dropped[tail - 1].strip() or dropped[tail - 1].startswith("#")):
+            tail -= 1
+        kept.extend(x for x in dropped[tail:] if x.strip())
+        dropped.clear()
+
     for line in text.splitlines(keepends=True):
         if line.startswith("["):  # a table header (tomli_w indents the items of multi-line arrays)
-            if inside and not line.startswith(own):  # the comments just above the next table are its own
-                tail = len(dropped)
-                while tail and (not dropped[tail - 1].strip() or dropped[tail - 1].startswith("#")):
-                    tail -= 1
-                kept += [x for x in dropped[tail:] if x.strip()]
-                dropped = []
+            if inside and not line.startswith(own):
+                keep_trailing_comments()
             inside = line.startswith(own)
             if inside and at is None:
                 at = len(kept)
         (dropped if inside else kept).append(line)
+    keep_trailing_comments()
     if at is None or name not in before.get("weights", {}):
         raise ZooError(f"{name} is not an entry of {manifest}: there is nothing of it to replace there.")
     block = tomli_w.dumps({"weights": {name: _without_none(entry)}})
