@@ -672,6 +672,28 @@ def test_impossible_options_are_one_sentence(args, words):
     one_sentence(runner.invoke(app, args), words)
 
 
+LONG = "a" * 5000  # no file system takes a name this long (ENAMETOOLONG wherever a command first looks)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["eval", LONG],
+        ["eval", "resnet20.cifar10", "--data", LONG],
+        ["trust", LONG],
+        ["runs", LONG],
+        ["curves", LONG],
+        ["import-weights", LONG, "resnet20.x"],
+        ["predict", "--artifact", LONG, "x.png"],
+        ["train", "resnet20", "--recipe", LONG, "--max-steps", "1"],
+    ],
+)
+def test_a_path_longer_than_the_file_system_takes_is_the_users_mistake_in_one_sentence(args):
+    result = runner.invoke(app, args)
+    one_sentence(result, "is longer than this file system allows for a path", "aaa…aaa")
+    assert len(result.output) < 600  # the name cut to its ends, not 5,000 characters echoed back
+
+
 @pytest.mark.parametrize(
     "command", [["bench", "resnet20.cifar10"], ["train", "resnet20", "--max-steps", "1"]]
 )

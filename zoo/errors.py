@@ -3,6 +3,7 @@ names what was being read when something the zoo did not foresee went wrong, for
 
 from __future__ import annotations
 
+import errno
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,6 +43,20 @@ def reading(what: str) -> Iterator[None]:
         if not hasattr(e, "zoo_reading"):
             e.zoo_reading = what  # type: ignore[attr-defined]
         raise
+
+
+def shortened(text: str, most: int = 200) -> str:
+    """A name for a sentence: a hostile one (thousands of characters) cut to its start and its end."""
+    return text if len(text) <= most else f"{text[: most // 2]}…{text[-most // 2 :]}"
+
+
+def path_mistake(e: BaseException) -> str | None:
+    """The sentence for an OS error that is the user's path, not the zoo (a name longer than the file
+    system takes), wherever a command met it first; None for any other error."""
+    if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG:
+        name = shortened(str(e.filename)) if e.filename is not None else "a path given"
+        return f"{name} is longer than this file system allows for a path (File name too long); name a shorter one."
+    return None
 
 
 def unexpected(e: BaseException) -> str:

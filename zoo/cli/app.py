@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperArgument
 
-from zoo.errors import ZooError, unexpected
+from zoo.errors import ZooError, path_mistake, unexpected
 
 # typer prints an argument's Python type after its name ("MODEL <str>", "IMAGES <list[str]>"); the name and
 # the help say what it is, as they do for options (which show their metavar instead)
@@ -65,8 +65,9 @@ def _debugging() -> bool:
 def fail(e: BaseException) -> None:
     """The last word on an error: a ZooError's sentence (exit 1); anything else one sentence naming what
     was being read (exit 2), with the traceback only under --debug."""
-    if isinstance(e, ZooError):
-        typer.echo(f"error: {e}", err=True)
+    mistake = str(e) if isinstance(e, ZooError) else path_mistake(e)
+    if mistake:
+        typer.echo(f"error: {mistake}", err=True)
         raise typer.Exit(1)
     if _debugging():
         traceback.print_exception(e)

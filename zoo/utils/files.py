@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, shortened
 
 
 def _umask() -> int:
@@ -118,12 +118,6 @@ def output_dir(path: Path, what: str = "output folder") -> Path:
         path.mkdir(parents=True, exist_ok=True)
     except (OSError, ValueError) as e:  # too long a name, a NUL in it, no permission
         raise ZooError(
-            f"cannot create the {what} {_shown(path)}: {getattr(e, 'strerror', None) or e}."
+            f"cannot create the {what} {shortened(str(path))}: {getattr(e, 'strerror', None) or e}."
         ) from None
     return path
-
-
-def _shown(path: Path, most: int = 200) -> str:
-    """A path for a sentence: a hostile one (thousands of characters) cut to its start and end."""
-    text = str(path)
-    return text if len(text) <= most else f"{text[: most // 2]}…{text[-most // 2 :]}"
