@@ -47,8 +47,9 @@ def import_checkpoint(
 ) -> WeightSpec:
     """Check that `checkpoint` loads strictly into the architecture of `name` (arch.tag), write it as
     safetensors into `out_dir` (default: the user's weights folder) and add its manifest entry there.
-    With `replace`, `name` is an entry of that manifest, and its weights file and entry are replaced
-    (whether the new weights deserve it is the caller's decision: `zoo publish --replace`)."""
+    With `replace`, `name` is an entry of that manifest (`replaced_manifest_entry` refuses any other), and
+    its weights file and entry are replaced (whether the new weights deserve it is the caller's decision:
+    `zoo publish --replace`)."""
     arch, tag = split_tag(name)
     if not tag:
         raise ZooError(f"name the new weights as ARCH.TAG (e.g. {arch}.mine), not {name!r}.")
@@ -67,8 +68,6 @@ def import_checkpoint(
             raise ZooError(f"unknown preprocessing preset {preprocess!r}; known: {', '.join(presets)}.")
         preprocess = presets[preprocess]
     weights = out_dir / f"{name}.safetensors"
-    if replace and name not in read_manifest(manifest):
-        raise ZooError(f"{name} is not a tag of {manifest}: only a tag of the folder written to is replaced.")
     if weights.exists() and not replace:
         raise ZooError(f"{weights} already exists; choose another tag or remove it.")
     with atomic_path(weights) as new:  # the file takes its place only once its entry is written
