@@ -151,7 +151,7 @@ def classify(
             raise ZooError("choose a model first.")
         # An uploaded file is read by the CLI's own loader from its bytes (16-bit, alpha, CMYK, EXIF and
         # every refusal exactly as `zoo predict`); only pasted or webcam pictures arrive as pixels.
-        img = load_image(image if not isinstance(image, np.ndarray) else Image.fromarray(image))
+        img = _read(image)
         fmt = fmt or PYTORCH
         candidate = cache.get(tag, fmt)
         batch = preprocess(img, candidate.preprocess)[None]
@@ -283,14 +283,27 @@ def model_order(tags: list[str]) -> list[str]:
     return sorted(tags, key=lambda t: [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", t)])
 
 
-def preview(image: Any, folder: Path) -> str | None:
-    """The picture as the zoo read it (orientation applied), at most 320 px, as a file; None if unreadable."""
+def _read(image: Any) -> Image.Image:
+    """A file path, pasted pixels or an already decoded picture, as `zoo predict` reads it; ZooError if not."""
+    return load_image(image if not isinstance(image, np.ndarray) else Image.fromarray(image))
+
+
+def decoded(image: Any) -> Image.Image | None:
+    """An upload (file path) or pasted pixels read once, as `zoo predict` reads them; None if unreadable
+    (classify then reads it again only to say why)."""
     try:
         if image is None or (isinstance(image, str) and not image):
             return None
-        img = load_image(image if not isinstance(image, np.ndarray) else Image.fromarray(image))
+        return _read(image)
     except Exception:  # noqa: BLE001  (classify says why; the preview just stays empty)
         return None
+
+
+def preview(img: Image.Image | None, folder: Path) -> str | None:
+    """The picture as the zoo read it (orientation applied), at most 320 px, as a file; None if unreadable."""
+    if img is None:
+        return None
+    img = img.copy()
     img.thumbnail((320, 320))
     return crop_file(enlarged(img, 128), folder)
 
@@ -404,9 +417,10 @@ def build_demo(
             image = file if file is not None else pasted_
             if image is None:
                 return cleared("upload an image, paste one or click an example.")
-            cand, orig, status_, seen = classify(cache, image, tag, fmt_)
+            img = decoded(image)  # once: the preview and the model see the same decoded picture
+            cand, orig, status_, seen = classify(cache, image if img is None else img, tag, fmt_)
             return (
-                preview(image, shown),
+                preview(img, shown),
                 cand or None,
                 orig or None,
                 status_,
