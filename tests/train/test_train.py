@@ -780,7 +780,10 @@ def test_a_run_cut_short_is_not_published(tmp_path, data):
     run = tmp_path / "run"
     assert not _train(run, "--max-steps", "5", epochs=2, data=data)["complete"]
     result = runner.invoke(app, ["publish", str(run), "resnet20.half", "--weights-dir", str(tmp_path / "w")])
-    assert result.exit_code == 1 and "--resume" in result.output
+    # how far it got, and the very command `zoo runs` gives to finish it
+    (listed,) = json.loads(runner.invoke(app, ["runs", str(tmp_path), "--json"]).stdout)["runs"]
+    assert result.exit_code == 1 and f"has trained {listed['epochs_done']} of its 2 epochs" in result.output
+    assert f"`{listed['continue_with']}`" in " ".join(result.output.split())
 
 
 def test_bench_train_measures_img_per_s_and_where_an_epoch_goes(tmp_path, data, monkeypatch):

@@ -14,7 +14,17 @@ from zoo.models import registry
 from zoo.models.checkpoints import import_checkpoint
 from zoo.models.weights import MANIFEST, WeightSpec, read_manifest
 from zoo.train.recipe import RECIPES, recipe_file
-from zoo.train.runs import CURVES, METRICS, SUMMARY, WEIGHTS, check_summary, metrics, read_json, run_command
+from zoo.train.runs import (
+    CURVES,
+    METRICS,
+    SUMMARY,
+    WEIGHTS,
+    check_summary,
+    metrics,
+    read_json,
+    run_command,
+    state,
+)
 from zoo.utils.files import atomic_path, output_dir
 from zoo.utils.names import split_tag
 from zoo.utils.paths import user_weights_dir
@@ -27,12 +37,10 @@ def publish_run(
     With `replace`, `name` is a tag of `weights_dir` that the run takes the place of, only if it scores a
     higher single-crop top-1 on the same test split (the entry records what it replaced)."""
     s = read_json(run / SUMMARY)
-    if s is None:
+    if s is None and not (run / METRICS).is_file():
         raise ZooError(f"{run} is not a finished `zoo train` run (no {SUMMARY}).")
-    if not s.get("complete"):
-        raise ZooError(
-            f"{run} stopped before the end of its recipe; finish it with `zoo train ... --resume`."
-        )
+    if s is None or not s.get("complete"):
+        raise ZooError(_unfinished(run))
     check_summary(s, run / SUMMARY)
     arch, tag = split_tag(name)
     if not tag or arch != s["arch"]:
@@ -130,6 +138,14 @@ def _epoch_s_by_threads(run: Path, train_images: int) -> dict[str, list[dict[str
         for n, ts in sorted(by.items())
     ]
     return {"epoch_s_by_threads": rows} if rows else {}
+
+
+def _unfinished(run: Path) -> str:
+    """A run that has not reached the end of its recipe: how far it got, and the command that continues it."""
+    st = state(run)
+    planned = st["epochs_planned"] or "?"
+    go_on = st["continue_with"] or "zoo train ... --resume"
+    return f"{run} has trained {st['epochs_done']} of its {planned} epochs; finish it first: `{go_on}`."
 
 
 def check_new_tag(name: str, arch: str) -> None:
