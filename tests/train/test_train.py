@@ -844,6 +844,17 @@ def test_resume_of_a_truncated_checkpoint_is_one_sentence(tmp_path, data):
     one_sentence(result, "truncated")
 
 
+def test_resume_of_a_run_whose_log_ends_in_half_a_row_is_one_sentence(tmp_path, data):
+    """Half a row (a log appended in place when a disk filled or a kill came) is named, not a traceback."""
+    run = tmp_path / "run"
+    assert not _train(run, "--max-steps", "10", epochs=2, data=data)["complete"]  # 8 steps an epoch
+    log = run / "metrics.jsonl"
+    assert [json.loads(line)["epoch"] for line in log.read_text().splitlines()] == [1]
+    log.write_text(log.read_text() + '{"epoch": 2, "lo')
+    args = ["train", "resnet20", "--data", str(data), "--epochs", "2", "--out", str(run), *SMOKE, "--resume"]
+    one_sentence(runner.invoke(app, args), f"{log}, line 2, is not an epoch record")
+
+
 @pytest.mark.slow
 def test_resume_with_another_lr_or_batch_size_is_refused(tmp_path, data):
     run = tmp_path / "run"

@@ -714,18 +714,22 @@ def _save_checkpoint(path: Path, run: Run, epoch: int, partial: dict | None = No
 
 def _keep_rows_until(path: Path, epoch: int) -> None:
     """Drop metrics rows of epochs after `epoch` (logged by a run killed after its last checkpoint)."""
-    if not path.is_file():
+    rows = metrics(path.parent)  # a damaged log is one sentence naming its line, not a traceback
+    if not rows:
         return
-    rows = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = [line for line in rows if json.loads(line)["epoch"] <= epoch]
-    if len(kept) != len(rows):
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = [line for line, row in zip(lines, rows, strict=True) if row["epoch"] <= epoch]
+    if len(kept) != len(lines):
         with atomic_path(path) as tmp:
             tmp.write_text("".join(line + "\n" for line in kept))
 
 
 def _append_jsonl(path: Path, row: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
+    """Add a row as a whole new file renamed into place: a kill, a full disk or a reader at that moment
+    (`zoo runs` beside a live run) sees the log before or after the row, never half a line."""
+    before = path.read_text() if path.is_file() else ""
+    with atomic_path(path) as tmp:
+        tmp.write_text(before + json.dumps(row) + "\n")
 
 
 def _progress(enabled: bool):
