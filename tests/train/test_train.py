@@ -149,9 +149,17 @@ def test_a_killed_run_resumes_exactly(tmp_path, data):
             if proc.poll() is not None:
                 break
             time.sleep(0.1)
+        # while it trains, the folder is its alone: a second process is refused and named, `zoo runs` says so
+        one_sentence(runner.invoke(app, [*args, "--resume"]), f"being trained by process {proc.pid}")
+        (live,) = json.loads(runner.invoke(app, ["runs", str(out), "--json"]).stdout)["runs"]
+        assert live["training_now"]["pid"] == proc.pid
         proc.kill()
     finally:
         proc.wait()
+    (stopped,) = json.loads(runner.invoke(app, ["runs", str(out), "--json"]).stdout)["runs"]
+    assert stopped["training_now"] is None  # the kernel dropped the lock with the killed process
+    # training it afresh would overwrite it: refused until --resume (or another folder)
+    one_sentence(runner.invoke(app, args), f"{out} already holds a run (1 / 3 epochs)", "--resume")
     done_before = metrics.read_text().count("\n")
     assert done_before == 1, "the run was not interrupted inside its second epoch"
     saved = read_train_checkpoint(ckpt, "cpu")

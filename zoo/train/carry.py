@@ -4,7 +4,7 @@ on training, and copied back the same way on the next machine.
 
 An unfinished run needs its checkpoint, its log and its record (`last.pt`, `metrics.jsonl`, `run.json`); a
 finished one its log, record and summary (what `zoo curves` and `zoo runs` read). A live run replaces its
-checkpoint atomically and then appends a row to its log, so the checkpoint is copied first and the log cut
+checkpoint atomically and then adds a row to its log (also renamed into place), so the checkpoint is copied first and the log cut
 to the epochs that checkpoint holds: the copy resumes where the checkpoint ends and logs nothing twice. A
 copy never replaces one that is further along (more steps), so carrying back and forth is safe."""
 

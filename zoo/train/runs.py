@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError, reading
+from zoo.train.lock import holder
 from zoo.utils import files
 
 CHECKPOINT = "last.pt"  # weights, optimiser, EMA and counters: after an epoch, or saved inside one
@@ -120,6 +121,7 @@ def state(folder: Path) -> dict[str, Any]:
         "last_update": _stamp(max(touched)) if touched else None,
         **_time_left(rows, record.get("epochs"), complete),
         "continue_with": None if complete else continue_command(*_started(record, summary)),
+        "training_now": holder(folder),  # {"pid", "host", "since"} of the process training it, else None
     }
 
 
@@ -351,9 +353,12 @@ def markdown(states: list[dict[str, Any]], teacher_tables: list[dict[str, Any]] 
         top1 = f"{s['test_top1']:.2f}% (epoch {s['test_epoch']})" if s["test_top1"] is not None else "-"
         if s.get("val_top1") is not None:  # a run that holds images out is compared on them
             top1 = top1.replace(")", f"; held-out {s['val_top1']:.2f}%)", 1)
+        live = s.get("training_now")
         status = (
             "finished"
             if s["complete"]
+            else f"training now (process {live.get('pid')}){_left(s)}, last update {s['last_update']}"
+            if live
             else f"unfinished{_left(s)}, last update {s['last_update']}"
             if s["last_update"]
             else "not started"
@@ -378,7 +383,7 @@ def markdown(states: list[dict[str, Any]], teacher_tables: list[dict[str, Any]] 
                 + ("" if t["continue_with"] else " (continue with the `zoo teacher-table` that started it)")
             )
             lines.append(f"| `{t['folder']}` | {teacher} | {t['done']} / {t['images']} | {status} |")
-    every = [*states, *teacher_tables]
+    every = [*[s for s in states if not s.get("training_now")], *teacher_tables]  # not a live run's
     commands = list(dict.fromkeys(s["continue_with"] for s in every if s["continue_with"]))  # one each
     if commands:
         lines += ["", "Continue with:", "```", *commands, "```"]

@@ -27,6 +27,7 @@ from zoo.data.preprocess import preprocess
 from zoo.errors import ZooError, at_least_one, positive_number
 from zoo.models import registry
 from zoo.models.weights import save_safetensors
+from zoo.train.lock import busy, hold, holder, release
 from zoo.train.recipe import Recipe, lr_at, setting_differences
 from zoo.train.runs import (
     CHECKPOINT,
@@ -39,6 +40,7 @@ from zoo.train.runs import (
     metrics,
     own_command,
 )
+from zoo.train.runs import state as run_state
 from zoo.train.teacher import Teacher, TeacherTable, distill_loss, split_sha256, table_dir
 from zoo.utils.figures import pyplot, save
 from zoo.utils.files import atomic_path, output_dir
@@ -290,6 +292,7 @@ class Run:
     scaler: Any = None  # fp16 training: torch.amp.GradScaler
     distilled: dict | None = None  # what the summary records of the teacher and its table
     partial: dict | None = None  # restored from a checkpoint saved inside an epoch: where that epoch stood
+    lock: Any = None  # rank 0: the run folder's lock (zoo.train.lock), held until train() ends
 
     @property
     def recipe(self) -> Recipe:
@@ -310,22 +313,50 @@ class Run:
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train `cfg.arch` with `cfg.recipe`; returns the summary written to out/summary.json."""
+    if os.environ.get("RANK", "0") == "0":  # torchrun's rank 0 is the one that writes the folder
+        _check_folder(cfg)  # before any work
     run = _start(cfg)
-    progress = _progress(cfg.progress and run.rank == 0 and sys.stderr.isatty())
-    for epoch in range(run.epoch, run.epochs):
-        row = _train_epoch(run, epoch, progress)
-        if row is None:  # stopped by --max-steps inside an epoch: saved there, not logged
-            break
-        if run.rank == 0:
-            _end_epoch(run, epoch, row, progress)
-        if run.world > 1:  # rank 0 tested and stepped the plateau schedule: every process follows it
-            _share_schedule(run)
-    divergence = replica_divergence(run.model) if run.world > 1 else None
-    schedules = schedules_by_rank(run) if run.world > 1 else None
-    summary = _finish(run, divergence, schedules)
-    if run.world > 1:
-        torch.distributed.barrier()
-    return summary
+    try:
+        progress = _progress(cfg.progress and run.rank == 0 and sys.stderr.isatty())
+        for epoch in range(run.epoch, run.epochs):
+            row = _train_epoch(run, epoch, progress)
+            if row is None:  # stopped by --max-steps inside an epoch: saved there, not logged
+                break
+            if run.rank == 0:
+                _end_epoch(run, epoch, row, progress)
+            if run.world > 1:  # rank 0 tested and stepped the plateau schedule: every process follows it
+                _share_schedule(run)
+        divergence = replica_divergence(run.model) if run.world > 1 else None
+        schedules = schedules_by_rank(run) if run.world > 1 else None
+        summary = _finish(run, divergence, schedules)
+        if run.world > 1:
+            torch.distributed.barrier()
+        return summary
+    finally:
+        release(run.lock)
+
+
+def _check_folder(cfg: TrainConfig) -> None:
+    """Refuse a folder another process trains now (see zoo.train.lock), and training afresh into one that
+    holds a run, which would overwrite it (as `transformers`' Trainer refuses a non-empty output_dir)."""
+    if not cfg.out.is_dir():
+        return
+    who = holder(cfg.out)
+    if who is not None:
+        raise ZooError(busy(cfg.out, who))
+    if cfg.resume or not ((cfg.out / CHECKPOINT).is_file() or (cfg.out / SUMMARY).is_file()):
+        return
+    try:
+        st = run_state(cfg.out)
+        how = f"{st['epochs_done']} / {st['epochs_planned'] or '?'} epochs"
+    except ZooError:  # a damaged record: the checkpoint alone says there is a run
+        how, st = "a checkpoint", {"complete": False}
+    then = (
+        "it is finished: train into another --out, or delete the folder to train it again"
+        if st["complete"]
+        else "continue it with --resume, or train into another --out (or delete the folder to start again)"
+    )
+    raise ZooError(f"{cfg.out} already holds a run ({how}); {then}.")
 
 
 def _end_group() -> None:
@@ -387,19 +418,24 @@ def _start(cfg: TrainConfig) -> Run:
     if float(r.distill.weight) > 0:
         run.soft, run.distilled = _teacher(loaders[0], r, device)
     output_dir(cfg.out, "run folder")
-    if cfg.resume:
-        _restore(run, cfg.out / CHECKPOINT)
-    elif rank == 0:
-        (cfg.out / METRICS).unlink(missing_ok=True)
-    if rank == 0:
-        _record_run(run)
-    run.net = model
-    if world > 1:
-        run.net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    if cfg.compile:
-        run.net = torch.compile(run.net)
+    run.lock = hold(cfg.out) if rank == 0 else None  # this process's alone until train() ends
+    try:
+        if cfg.resume:
+            _restore(run, cfg.out / CHECKPOINT)
+        elif rank == 0:
+            (cfg.out / METRICS).unlink(missing_ok=True)
+        if rank == 0:
+            _record_run(run)
+        run.net = model
+        if world > 1:
+            run.net = nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        if cfg.compile:
+            run.net = torch.compile(run.net)
+    except BaseException:  # a refused resume (another recipe, a damaged checkpoint) frees the folder
+        release(run.lock)
+        raise
     return run
 
 
