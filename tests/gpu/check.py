@@ -19,6 +19,7 @@ import importlib.util
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -160,6 +161,7 @@ def main(argv: list[str]) -> int:
     out, cpu = Path(argv[0]).resolve(), "--cpu" in argv
     only = next((a.split("=", 1)[1].split(",") for a in argv if a.startswith("--steps=")), None)
     out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / "runs", ignore_errors=True)  # the train step's own smoke run: afresh on a rerun
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     import torch
 
