@@ -852,15 +852,21 @@ def test_resume_of_a_truncated_checkpoint_is_one_sentence(tmp_path, data):
     one_sentence(result, "truncated")
 
 
-def test_resume_of_a_run_whose_log_ends_in_half_a_row_is_one_sentence(tmp_path, data):
-    """Half a row (a log appended in place when a disk filled or a kill came) is named, not a traceback."""
+def test_a_resume_logs_an_epoch_a_kill_left_unlogged_and_names_half_a_row(tmp_path, data):
+    """An epoch's checkpoint holds its row: a kill between the checkpoint and the log (or a carry copied
+    then) loses no row. Half a row (a log appended in place when a disk filled) is named, not a traceback."""
     run = tmp_path / "run"
-    assert not _train(run, "--max-steps", "10", epochs=2, data=data)["complete"]  # 8 steps an epoch
+    assert not _train(run, "--max-steps", "8", epochs=2, data=data)["complete"]  # 8 steps: epoch 1, whole
     log = run / "metrics.jsonl"
-    assert [json.loads(line)["epoch"] for line in log.read_text().splitlines()] == [1]
-    log.write_text(log.read_text() + '{"epoch": 2, "lo')
+    (first,) = log.read_text().splitlines()
+    assert json.loads(first)["epoch"] == 1
     args = ["train", "resnet20", "--data", str(data), "--epochs", "2", "--out", str(run), *SMOKE, "--resume"]
+    log.write_text(first + '\n{"epoch": 2, "lo')
     one_sentence(runner.invoke(app, args), f"{log}, line 2, is not an epoch record")
+    log.write_text("")  # killed after the checkpoint, before its row reached the log
+    assert runner.invoke(app, args).exit_code == 0
+    rows = log.read_text().splitlines()
+    assert rows[0] == first and [json.loads(r)["epoch"] for r in rows] == [1, 2]
 
 
 @pytest.mark.slow

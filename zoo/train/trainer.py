@@ -503,7 +503,7 @@ def _restore(run: Run, ckpt: Path) -> None:
     run.plateau, run.warm = state["plateau"], state["warm"]
     run.partial = state.get("partial")  # saved inside epoch run.epoch: its batches done and running sums
     if run.rank == 0:
-        _keep_rows_until(run.cfg.out / METRICS, run.epoch)
+        _keep_rows_until(run.cfg.out / METRICS, run.epoch, state.get("row"))
 
 
 def _train_epoch(run: Run, epoch: int, progress) -> dict[str, Any] | None:
@@ -626,10 +626,10 @@ def _end_epoch(run: Run, epoch: int, row: dict[str, Any], progress) -> None:
             row |= {f"val_{k}": v for k, v in held.items()}
     if plateau:
         _plateau_step(run.plateau, row["test_loss"], r)
-    # The checkpoint first, then the metrics row: a kill between the two leaves an epoch that is
-    # checkpointed but not logged, and resuming logs nothing twice (rows past the checkpoint's epoch
-    # are dropped on resume).
-    _save_checkpoint(run.cfg.out / CHECKPOINT, run, epoch)
+    # The checkpoint (holding the row) first, then the row in the log: a kill between the two leaves an
+    # epoch that is checkpointed but not logged, which the resume logs from the checkpoint; it logs nothing
+    # twice (rows past the checkpoint's epoch are dropped on resume).
+    _save_checkpoint(run.cfg.out / CHECKPOINT, run, epoch, row=row)
     _append_jsonl(run.cfg.out / METRICS, row)
     _log(row, run.epochs, progress)
 
@@ -729,9 +729,12 @@ def _plateau_step(state: dict, value: float, r: Recipe) -> None:
             state["bad"] = 0
 
 
-def _save_checkpoint(path: Path, run: Run, epoch: int, partial: dict | None = None) -> None:
+def _save_checkpoint(
+    path: Path, run: Run, epoch: int, partial: dict | None = None, row: dict | None = None
+) -> None:
     """The run after epoch `epoch` (0-based; -1: none yet) and, when saved inside the next one, `partial`:
-    its batches done and running sums (what `_train_epoch` resumes from)."""
+    its batches done and running sums (what `_train_epoch` resumes from); at an epoch's end, `row`: its
+    metrics row, which a resume logs if a kill came between this save and the row."""
     state = {
         "model": run.model.state_dict(),
         "optimizer": run.opt.state_dict(),
@@ -743,21 +746,23 @@ def _save_checkpoint(path: Path, run: Run, epoch: int, partial: dict | None = No
         "warm": run.warm,
         "recipe": run.recipe.doc,
         "partial": partial,
+        "row": row,
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
 
-def _keep_rows_until(path: Path, epoch: int) -> None:
-    """Drop metrics rows of epochs after `epoch` (logged by a run killed after its last checkpoint)."""
+def _keep_rows_until(path: Path, epoch: int, last: dict | None = None) -> None:
+    """Drop metrics rows of epochs after `epoch` (logged by a run killed after its last checkpoint), and
+    log `last`, the checkpointed epoch's own row, if a kill came before it was logged."""
     rows = metrics(path.parent)  # a damaged log is one sentence naming its line, not a traceback
-    if not rows:
-        return
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text().splitlines() if line.strip()] if rows else []
     kept = [line for line, row in zip(lines, rows, strict=True) if row["epoch"] <= epoch]
     if len(kept) != len(lines):
         with atomic_path(path) as tmp:
             tmp.write_text("".join(line + "\n" for line in kept))
+    if isinstance(last, dict) and last.get("epoch") == epoch and epoch not in {r["epoch"] for r in rows}:
+        _append_jsonl(path, last)
 
 
 def _append_jsonl(path: Path, row: dict) -> None:
