@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -850,6 +851,33 @@ def test_resume_of_a_truncated_checkpoint_is_one_sentence(tmp_path, data):
         app, ["train", "resnet20", "--data", str(data), "--out", str(run), "--resume", *SMOKE_1EPOCH]
     )
     one_sentence(result, "truncated")
+
+
+def test_sigterm_saves_the_run_after_the_step_under_way_and_exits_143(tmp_path, data):
+    """A scheduler's SIGTERM (or Ctrl-C) inside an epoch: the run saves itself at once, not at its next
+    --save-every (10 minutes away here), exits 128 + 15 saying how to continue, and continues from there."""
+    from zoo.train.trainer import read_train_checkpoint
+
+    out, longer = tmp_path / "run", ["--train-limit", "2048"]  # 32 steps an epoch
+    args = ["train", "resnet20", "--data", str(data), "--epochs", "2", "--out", str(out), *SMOKE, *longer]
+    proc = subprocess.Popen([sys.executable, "-m", "zoo.cli", *args], stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(3000):  # until it trains its second epoch
+            if (out / "metrics.jsonl").is_file() or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        stderr = proc.communicate(timeout=300)[1]
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    saved = read_train_checkpoint(out / "last.pt", "cpu")
+    assert saved["epoch"] == 0 and 1 <= saved["partial"]["batches"] <= 32  # saved inside epoch 2
+    assert f"SIGTERM: the run saved itself after step {saved['step']} (epoch 2)" in stderr
+    (listed,) = json.loads(runner.invoke(app, ["runs", str(tmp_path), "--json"]).stdout)["runs"]
+    assert listed["training_now"] is None and f"`{listed['continue_with']}`" in stderr
+    resumed = _train(out, "--resume", *longer, epochs=2, data=data)
+    assert resumed["complete"] and resumed["steps"] == 64
 
 
 def test_a_resume_logs_an_epoch_a_kill_left_unlogged_and_names_half_a_row(tmp_path, data):

@@ -8,9 +8,12 @@ atomically every epoch and `resume=True` continues exactly; metrics go to JSON L
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
@@ -293,6 +296,8 @@ class Run:
     distilled: dict | None = None  # what the summary records of the teacher and its table
     partial: dict | None = None  # restored from a checkpoint saved inside an epoch: where that epoch stood
     lock: Any = None  # rank 0: the run folder's lock (zoo.train.lock), held until train() ends
+    stopped_by: Any = None  # the signal (signal.Signals) that asked the run to save itself and stop
+    epoch_now: int = 0  # the epoch being trained (0-based)
 
     @property
     def recipe(self) -> Recipe:
@@ -315,17 +320,21 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train `cfg.arch` with `cfg.recipe`; returns the summary written to out/summary.json."""
     if os.environ.get("RANK", "0") == "0":  # torchrun's rank 0 is the one that writes the folder
         _check_folder(cfg)  # before any work
-    run = _start(cfg)
+    run, progress = _start(cfg), None
     try:
         progress = _progress(cfg.progress and run.rank == 0 and sys.stderr.isatty())
-        for epoch in range(run.epoch, run.epochs):
-            row = _train_epoch(run, epoch, progress)
-            if row is None:  # stopped by --max-steps inside an epoch: saved there, not logged
-                break
-            if run.rank == 0:
-                _end_epoch(run, epoch, row, progress)
-            if run.world > 1:  # rank 0 tested and stepped the plateau schedule: every process follows it
-                _share_schedule(run)
+        row = None
+        with _stop_on_signals(run):
+            for epoch in range(run.epoch, run.epochs):
+                row = _train_epoch(run, epoch, progress)
+                if row is None:  # stopped by --max-steps or a signal inside an epoch: saved there
+                    break
+                if run.rank == 0:
+                    _end_epoch(run, epoch, row, progress)
+                if run.world > 1:  # rank 0 tested and stepped the plateau schedule: every process follows
+                    _share_schedule(run)
+        if run.stopped_by is not None and row is None:  # (a signal after the last step: it finishes)
+            _stopped(run)
         divergence = replica_divergence(run.model) if run.world > 1 else None
         schedules = schedules_by_rank(run) if run.world > 1 else None
         summary = _finish(run, divergence, schedules)
@@ -333,7 +342,52 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             torch.distributed.barrier()
         return summary
     finally:
+        if progress is not None:
+            progress.stop()  # the terminal as it was, however the run ends
         release(run.lock)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(run: Run):
+    """SIGTERM (a scheduler, a spot machine taken back, a session ending) or Ctrl-C: the run saves itself
+    after the step under way and exits, losing no step, where it would lose up to --save-every minutes.
+    A second signal acts at once, as it would without the zoo. Only where a run can be saved inside an
+    epoch (CIFAR, one process) and in the main thread, where Python takes signals."""
+    asked = (signal.SIGTERM, signal.SIGINT)
+    if not _resumable(run) or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {s: signal.getsignal(s) for s in asked}
+
+    def stop(signum, _frame) -> None:
+        run.stopped_by = signal.Signals(signum)
+        for s, handler in before.items():
+            signal.signal(s, handler)
+
+    for s in asked:
+        signal.signal(s, stop)
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+
+
+def _resumable(run: Run) -> bool:
+    """Whether the run can be saved inside an epoch: the CIFAR loader's batches can be drawn again."""
+    return isinstance(run.loaders[0], DeviceCifarLoader) and run.world == 1
+
+
+def _stopped(run: Run) -> None:
+    """After a signal: say where the run saved itself and how to continue it, then exit as signalled."""
+    go_on = run_state(run.cfg.out)["continue_with"] or f"zoo train ... --out {run.cfg.out} --resume"
+    print(
+        f"{run.stopped_by.name}: the run saved itself after step {run.step:,} (epoch {run.epoch_now + 1}); "
+        f"continue it with `{go_on}`.",
+        file=sys.stderr,
+        flush=True,
+    )
+    raise SystemExit(128 + int(run.stopped_by))
 
 
 def _check_folder(cfg: TrainConfig) -> None:
@@ -525,8 +579,8 @@ def _train_epoch(run: Run, epoch: int, progress) -> dict[str, Any] | None:
         p, run.partial = run.partial, None
         done, seen, t0 = int(p["batches"]), int(p["seen"]), t0 - float(p["elapsed_s"])
         loss_sum, correct = p["loss_sum"].to(device), p["correct"].to(device)
-    # saving inside an epoch needs batches that can be drawn again: the CIFAR loader's, one process
-    resumable = isinstance(loader, DeviceCifarLoader) and run.world == 1
+    resumable = _resumable(run)  # saving inside an epoch needs batches that can be drawn again
+    run.epoch_now = epoch
     saved = time.perf_counter()
     total, smoothing = run.total, float(r.regularise.label_smoothing)
     task = progress.add_task(f"epoch {epoch + 1}/{run.epochs}", total=len(loader)) if progress else None
@@ -566,6 +620,11 @@ def _train_epoch(run: Run, epoch: int, progress) -> dict[str, Any] | None:
             progress.update(
                 task, advance=1, description=f"epoch {epoch + 1}/{run.epochs} loss {loss.item():.3f}"
             )
+        if run.stopped_by is not None:  # a signal: saved after this step (its last one too), then out
+            if task is not None:
+                progress.remove_task(task)
+            _save_inside(run, epoch, b + 1, seen, t0, loss_sum, correct)
+            return None
         if resumable and b + 1 < len(loader) and time.perf_counter() - saved >= 60 * run.cfg.save_every:
             _save_inside(run, epoch, b + 1, seen, t0, loss_sum, correct)
             saved = time.perf_counter()
