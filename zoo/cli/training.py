@@ -47,7 +47,12 @@ def train_cmd(
         Path | None, typer.Option(metavar="DIR", help="Run folder (default: runs/ARCH-RECIPE).")
     ] = None,
     device: TrainDeviceOpt = "auto",
-    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Continue the run in --out from its last checkpoint (without it, a folder that holds a run is refused)."
+        ),
+    ] = False,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
     amp: AmpOpt = "auto",
     train_limit: TrainLimitOpt = None,
@@ -58,7 +63,8 @@ def train_cmd(
     save_every: Annotated[
         float,
         typer.Option(
-            metavar="MINUTES", help="Also checkpoint inside an epoch this often (a kill loses minutes)."
+            metavar="MINUTES",
+            help="Also checkpoint inside an epoch this often (a kill loses minutes; SIGTERM or Ctrl-C saves at once).",
         ),
     ] = 10.0,
     publish: Annotated[
