@@ -35,7 +35,8 @@ def expand(items: list[str]) -> list[tuple[str, str | None]]:
                 (item, "the pattern matches no file")
             ]
         else:
-            found.append((item, None if path.exists() else "no such file"))
+            gone = "no such file" + (": a link that leads nowhere" if path.is_symlink() else "")
+            found.append((item, None if path.exists() else gone))
     return found
 
 

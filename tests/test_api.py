@@ -123,10 +123,12 @@ def test_predict_names_missing_images_before_loading_any_model(tmp_path):
 
     code = (
         "import sys; from typer.testing import CliRunner; from zoo.cli import app; "
-        f"r = CliRunner().invoke(app, ['predict', '--model', 'resnet20.cifar10', {str(tmp_path / 'no.png')!r}]); "
-        "print(r.exit_code, 'torch' in sys.modules); print(r.output)"
+        f"r = CliRunner().invoke(app, ['predict', '--model', 'resnet20.cifar10', {str(tmp_path / 'no.png')!r}, "
+        f"{str(tmp_path / 'loop.png')!r}]); print(r.exit_code, 'torch' in sys.modules); print(r.output)"
     )
+    (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")  # a link to itself: no file behind it
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     first, *rest = out.stdout.splitlines()
     assert first == "1 False", out.stdout + out.stderr
-    assert "no such file" in "\n".join(rest)
+    assert f"{tmp_path / 'no.png'}: error: no such file\n" in "\n".join(rest) + "\n"
+    assert f"{tmp_path / 'loop.png'}: error: no such file: a link that leads nowhere" in "\n".join(rest)
