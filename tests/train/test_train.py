@@ -204,6 +204,11 @@ def test_a_run_that_cannot_start_says_why(tmp_path, data):
         app, ["train", "resnet20", "--data", str(data), "--out", str(tmp_path), "--resume", *SMOKE]
     )
     assert result.exit_code == 1 and "nothing to resume" in result.output
+    absent = tmp_path / "never-trained"
+    one_sentence(
+        runner.invoke(app, ["train", "resnet20", "--out", str(absent), "--resume"]), "nothing to resume"
+    )
+    assert not absent.exists()  # refused before any folder is made
     typo = runner.invoke(app, ["train", "resnet20", "--out", str(tmp_path), "--amp", "bf61"])
     assert typo.exit_code == 1 and "--amp 'bf61' is not one of auto, bf16, fp16, fp32" in typo.output
     assert not (tmp_path / "last.pt").exists()  # a misspelt precision is refused, not trained as fp32

@@ -393,6 +393,8 @@ def _stopped(run: Run) -> None:
 def _check_folder(cfg: TrainConfig) -> None:
     """Refuse a folder another process trains now (see zoo.train.lock), and training afresh into one that
     holds a run, which would overwrite it (as `transformers`' Trainer refuses a non-empty output_dir)."""
+    if cfg.resume and not (cfg.out / CHECKPOINT).is_file():  # said before data is read or a folder made
+        raise ZooError(f"nothing to resume: {cfg.out / CHECKPOINT} does not exist.")
     if not cfg.out.is_dir():
         return
     who = holder(cfg.out)
