@@ -700,3 +700,22 @@ def test_a_path_longer_than_the_file_system_takes_is_the_users_mistake_in_one_se
 def test_an_out_that_is_a_file_is_one_sentence(tmp_path, command):
     (tmp_path / "file").write_text("")
     one_sentence(runner.invoke(app, [*command, "--out", str(tmp_path / "file")]), "is a file, not a folder")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["bench", "resnet20.cifar10", "--data", "no-such-data"],
+        ["bench-train", "--archs", "resnet20", "--seconds", "1", "--data", "no-such-data"],
+        ["degradation", "--epochs", "1", "--data", "no-such-data"],
+        ["curves", str(Path(__file__).parents[1] / "weights" / "runs" / "pilot-resnet20-plain")],
+    ],
+)
+def test_an_out_inside_a_file_names_the_file_before_any_data_is_read(tmp_path, command):
+    # the folder cannot be made because a file stands where a folder above it should be: that file is
+    # named (not "File exists" or "unexpected"), before the data (absent here) is looked for
+    (tmp_path / "file").write_text("")
+    out = tmp_path / "file" / "results"
+    result = runner.invoke(app, [*command, "--out", str(out)])
+    one_sentence(result, f"{tmp_path / 'file'} is a file, not a folder")
+    assert (tmp_path / "file").read_text() == "" and not list(tmp_path.glob(".*"))

@@ -539,7 +539,6 @@ def train(
     out = Path(out) if out else Path("runs") / f"{arch}-{r.name}"
     if publish:  # refused now, not after hours of training
         from zoo.train.publish import check_new_tag
-        from zoo.utils.files import output_dir
 
         check_new_tag(publish, arch)
         if weights_dir:
@@ -606,6 +605,7 @@ def bench_train(
     if unknown:
         raise ZooError(f"unknown setting {unknown[0]!r}; choose from {', '.join(SETTINGS)}.")
     _check_seconds(seconds)
+    output_dir(Path(out), "results folder")  # before minutes of timing, not after
     report = run(list(archs), chosen, seconds, data)
     with atomic_path(Path(out) / "bench-train.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
@@ -709,6 +709,7 @@ def degradation(
     from zoo.train.runs import zoo_command
 
     r = load_recipe(recipe).general().with_overrides(epochs, batch_size)  # the same recipe for all four
+    output_dir(Path(out), "results folder")  # before four nets are trained, not after
     return run(
         tuple(depths),
         r,

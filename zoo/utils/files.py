@@ -35,7 +35,7 @@ def temp_dir(parent: Path, name: str) -> Path:
 def atomic_path(dest: Path) -> Iterator[Path]:
     """A temporary path beside `dest` that becomes `dest` only if the block succeeds; the file gets
     the permissions the umask gives any new file (mkstemp alone makes it 0600)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    output_dir(dest.parent, "folder")
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
@@ -116,8 +116,12 @@ def output_dir(path: Path, what: str = "output folder") -> Path:
         raise ZooError(f"the {what} {path} is a file, not a folder; name a folder.")
     try:
         path.mkdir(parents=True, exist_ok=True)
-    except (OSError, ValueError) as e:  # too long a name, a NUL in it, no permission
-        raise ZooError(
-            f"cannot create the {what} {shortened(str(path))}: {getattr(e, 'strerror', None) or e}."
-        ) from None
+    except (OSError, ValueError) as e:  # too long a name, a NUL in it, no permission, a file above it
+        above = next((p for p in path.parents if exists(p)), None)
+        why = (
+            f"{above} is a file, not a folder"
+            if above is not None and not above.is_dir()
+            else getattr(e, "strerror", None) or e
+        )
+        raise ZooError(f"cannot create the {what} {shortened(str(path))}: {why}.") from None
     return path
