@@ -5,6 +5,7 @@ further along is never replaced; a finished run carries its record, not its chec
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 
 import torch
@@ -57,8 +58,13 @@ def test_a_carried_run_continues_elsewhere_and_ends_as_the_run_itself(tmp_path, 
     shutil.copytree(there / "cut", at10)
     shutil.copytree(at10, old / "cut")  # the state of an earlier session's copy
 
-    for root in (here, there):  # the run continues where it runs, and its copy where it was carried
-        _zoo(*train, "--out", str(root / "cut"), "--resume")
+    # the run continues where it runs, and its copy where it was carried, by the command `zoo runs` lists
+    # for each: the copy's names the copy (its run.json still records the run's own folder)
+    for root in (here, there):
+        (listed,) = json.loads(_zoo("runs", str(root), "--json").stdout)["runs"]
+        words = shlex.split(listed["continue_with"].split(" && ", 1)[1])
+        assert words[:2] == ["zoo", "train"] and words[words.index("--out") + 1] == str(root / "cut")
+        _zoo(*words[1:])
     a, b = load_file(here / "cut" / "weights.safetensors"), load_file(there / "cut" / "weights.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert _rows(here / "cut") == _rows(there / "cut")
@@ -111,3 +117,27 @@ def test_carrying_into_the_folder_carried_from_or_into_a_file_is_one_sentence(tm
         result = runner.invoke(app, ["runs", str(tmp_path / "odd"), "--carry", str(tmp_path / "odd-carried")])
         one_sentence(result, f"{folder / 'last.pt'} ")
         assert not [p for p in (tmp_path / "odd-carried").rglob("*") if p.is_file()]
+
+
+def test_the_command_that_continues_a_run_names_the_folder_it_is_in_now(tmp_path):
+    from zoo.train.runs import continue_command
+
+    started = "zoo train resnet20 --out runs/a --max-steps 5"
+    here = f"cd {tmp_path} && zoo train resnet20"
+    # where it was started: the command as given, without what stopped it
+    assert (
+        continue_command(started, str(tmp_path), None, tmp_path / "runs" / "a")
+        == f"{here} --out runs/a --resume"
+    )
+    # moved or carried elsewhere: --out names the folder it is in now, not the one it left
+    moved = tmp_path / "moved" / "a"
+    assert continue_command(started, str(tmp_path), None, moved) == f"{here} --out {moved} --resume"
+    assert continue_command("zoo train resnet20 --out=runs/a", str(tmp_path), None, moved) == (
+        f"{here} --out {moved} --resume"
+    )
+    # started without --out (runs/ARCH-RECIPE under the folder it ran in): still there, nothing added
+    default = tmp_path / "runs" / "resnet20-cifar_zoo"
+    assert continue_command("zoo train resnet20", str(tmp_path), None, default) == f"{here} --resume"
+    assert (
+        continue_command("zoo train resnet20", str(tmp_path), None, moved) == f"{here} --out {moved} --resume"
+    )

@@ -324,6 +324,15 @@ def test_zoo_runs_says_how_long_a_run_still_needs_at_its_pace_now(tmp_path):
     (run / "summary.json").write_text(json.dumps({"complete": True}))  # stopped early, as planned
     (state,) = json.loads(runner.invoke(app, ["runs", str(tmp_path), "--json"]).stdout)["runs"]
     assert (state["complete"], state["epoch_s"], state["hours_left"]) == (True, 2000.0, None)
+    # a log whose epochs do not run 1, 2, 3, ... (edited, or two logs pasted together) counts nothing
+    (run / "summary.json").unlink()
+    for epochs, wrong in (
+        ([1, 2, 2], "line 3, logs epoch 2 where epoch 3 comes"),
+        ([-5], "line 1, logs epoch -5"),
+    ):
+        (run / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e}) + "\n" for e in epochs))
+        for command in (["runs", str(tmp_path)], ["curves", str(run)], ["publish", str(run), "resnet110.x"]):
+            one_sentence(runner.invoke(app, command), wrong)
 
 
 def test_a_run_started_from_python_records_the_zoo_line_that_continues_it(tmp_path, data, monkeypatch):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperArgument
+from typer.core import TyperArgument, TyperGroup
 
 from zoo.errors import ZooError, path_mistake, unexpected
 
@@ -30,7 +30,22 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+class _Zoo(TyperGroup):
+    """The `zoo` group, which says which arguments it was given while it runs (`zoo.utils.argv`): a long
+    job records its command as typed also when called in-process, where sys.argv is another program's."""
+
+    def main(self, args: Any = None, *a: Any, **k: Any) -> Any:
+        from zoo.utils.argv import GIVEN
+
+        token = GIVEN.set(None if args is None else tuple(args))
+        try:
+            return super().main(args, *a, **k)
+        finally:
+            GIVEN.reset(token)
+
+
 app = typer.Typer(
+    cls=_Zoo,
     help="resnet-zoo: the ResNets of He et al. 2015, exported through ONNX to TensorRT, with parity checks.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

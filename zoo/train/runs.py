@@ -12,7 +12,6 @@ import math
 import os
 import shlex
 import statistics
-import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,8 +43,8 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 
 def metrics(folder: Path) -> list[dict[str, Any]]:
-    """The run's log, one dict per finished epoch (empty when nothing was logged yet); rows without a
-    whole epoch number are refused in one sentence."""
+    """The run's log, one dict per finished epoch (empty when nothing was logged yet); a row without a
+    whole epoch number, or not the next epoch, is refused in one sentence."""
     path = folder / METRICS
     if not path.exists():
         return []
@@ -63,6 +62,11 @@ def metrics(folder: Path) -> list[dict[str, Any]]:
             or not isinstance(row.get("epoch"), int)
         ):
             raise ZooError(f"{path}, line {n}, is not an epoch record (a JSON object with an `epoch`).")
+        if row["epoch"] != len(rows) + 1:  # what every figure read from the log counts on
+            raise ZooError(
+                f"{path}, line {n}, logs epoch {row['epoch']} where epoch {len(rows) + 1} comes: a log's "
+                "epochs run 1, 2, 3, ... (the log is damaged)."
+            )
         rows.append(row)
     return rows
 
@@ -120,7 +124,7 @@ def state(folder: Path) -> dict[str, Any]:
         "complete": complete,
         "last_update": _stamp(max(touched)) if touched else None,
         **_time_left(rows, record.get("epochs"), complete),
-        "continue_with": None if complete else continue_command(*_started(record, summary)),
+        "continue_with": None if complete else continue_command(*_started(record, summary), folder=folder),
         "training_now": holder(folder),  # {"pid", "host", "since"} of the process training it, else None
     }
 
@@ -184,8 +188,11 @@ def _time_left(rows: list[dict[str, Any]], planned: Any, complete: bool) -> dict
 
 
 def own_command() -> str:
-    """This process's command as a user types it: `zoo` and its arguments, quoted for a shell."""
-    return shlex.join(["zoo", *sys.argv[1:]])
+    """This process's command as a user types it: `zoo` and its arguments, quoted for a shell (those the
+    `zoo` command was given, also when it runs in-process)."""
+    from zoo.utils.argv import zoo_arguments
+
+    return shlex.join(["zoo", *zoo_arguments()])
 
 
 def zoo_command(
@@ -241,14 +248,33 @@ def start_command(command: str | None, cwd: str | None = None, data: str | None 
     return f"cd {shlex.quote(cwd)} && {command}" if cwd else command
 
 
-def continue_command(command: str | None, cwd: str | None = None, data: str | None = None) -> str | None:
+def continue_command(
+    command: str | None, cwd: str | None = None, data: str | None = None, folder: Path | None = None
+) -> str | None:
     """The command that continues a run: `zoo train ...` resumes with --resume (and without the
     --max-steps that stopped it, which would stop it again); `zoo degradation` continues its unfinished
-    nets when given again."""
+    nets when given again. A `zoo train` run's `folder` that is not where it was started (a copy carried
+    elsewhere, a moved folder) is the one its command resumes: --out names it."""
+    if command and folder is not None and _words(command)[:2] == ["zoo", "train"]:
+        command = _resuming(command, cwd, folder)
     start = start_command(command, cwd, data)
     if start is None or _words(command)[:2] != ["zoo", "train"]:
         return start
     return f"{start} --resume"
+
+
+def _resuming(command: str, cwd: str | None, folder: Path) -> str:
+    """`command` with --out naming `folder` when the --out it was started with (relative to `cwd`) is
+    another folder; unchanged when it is that folder."""
+    words = _words(command)
+    given = [w.split("=", 1)[1] for w in words if w.startswith("--out=")]
+    given += [b for a, b in zip(words, words[1:], strict=False) if a == "--out"]
+    base = Path(cwd or os.getcwd())
+    started = base / Path(given[-1]).expanduser() if given else base / "runs" / folder.name  # the default
+    here = folder.resolve()
+    if started.resolve() == here:
+        return command
+    return shlex.join([*_without_option(words, "--out"), "--out", str(here)])
 
 
 def run_command(folder: Path) -> str | None:
