@@ -31,6 +31,14 @@ runner = CliRunner()
             "r.toml:3: [train] batch_sise is not a known key",
         ),
         ("[train]\nepochs = 1\nbatch_size = 8\n[optimiser]\nlr = 0.1\n", "unknown section [optimiser]"),
+        (
+            '[train]\nepochs = "many"\nbatch_size = 8\n[optimizer]\nlr = 0.1\n',
+            "r.toml:2: [train] epochs must be a whole number, not 'many'",
+        ),
+        (
+            "[train]\nepochs = 1\nbatch_size = 8\n[optimizer]\nlr = 0.1\nnesterov = 1\n",
+            "r.toml:6: [optimizer] nesterov must be true or false, not 1",
+        ),
     ],
 )
 def test_recipes_are_checked_against_the_schema_with_file_and_line(tmp_path, text, words):

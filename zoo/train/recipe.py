@@ -340,7 +340,8 @@ def _check_value(section: str, key: str, value: Any, fail) -> None:
     if isinstance(value, bool) and kind is not bool:
         fail(section, key, f"must be a number, not {value!r}")
     if not isinstance(value, kind):
-        names = "a number" if kind is NUMBER else f"a {getattr(kind, '__name__', kind)}"
+        words = {int: "a whole number", str: "a string", bool: "true or false", list: "a list"}
+        names = "a number" if kind is NUMBER else words.get(kind, f"a {getattr(kind, '__name__', kind)}")
         fail(section, key, f"must be {names}, not {value!r}")
     if (section, key) in POSITIVE and value <= 0:
         fail(section, key, f"must be positive, not {value}")
