@@ -912,13 +912,23 @@ def test_a_resume_logs_an_epoch_a_kill_left_unlogged_and_names_half_a_row(tmp_pa
 
 
 @pytest.mark.slow
-def test_resume_with_another_lr_or_batch_size_is_refused(tmp_path, data):
+def test_resume_with_another_network_images_lr_or_batch_size_is_refused(tmp_path, data):
     run = tmp_path / "run"
     args = ["train", "resnet20", "--data", str(data), "--out", str(run), *SMOKE_1EPOCH]
     assert runner.invoke(app, [*args, "--lr", "0.05"]).exit_code == 0
     one_sentence(runner.invoke(app, [*args, "--lr", "0.1", "--resume"]), "optimizer.lr: 0.05 -> 0.1")
     changed = [a if a != "64" else "32" for a in args]
     one_sentence(runner.invoke(app, [*changed, "--lr", "0.05", "--resume"]), "train.batch_size: 64 -> 32")
+    # another network (plain20's weights have resnet20's names, so they would load) or other images
+    other = [a if a != "resnet20" else "plain20" for a in args]
+    one_sentence(runner.invoke(app, [*other, "--lr", "0.05", "--resume"]), "arch: 'resnet20' -> 'plain20'")
+    fewer = [a if a != "256" else "128" for a in args]
+    one_sentence(runner.invoke(app, [*fewer, "--lr", "0.05", "--resume"]), "train_limit: 256 -> 128")
+    # a checkpoint written before it recorded what it trains: the folder's run.json names the network
+    state = torch.load(run / "last.pt", weights_only=True)
+    del state["trains"]
+    torch.save(state, run / "last.pt")
+    one_sentence(runner.invoke(app, [*other, "--lr", "0.05", "--resume"]), "arch: 'resnet20' -> 'plain20'")
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,7 @@ from zoo.train.runs import (
     invocation,
     metrics,
     own_command,
+    read_json,
 )
 from zoo.train.runs import state as run_state
 from zoo.train.teacher import Teacher, TeacherTable, distill_loss, split_sha256, table_dir
@@ -550,7 +551,9 @@ def _restore(run: Run, ckpt: Path) -> None:
     if not ckpt.is_file():
         raise ZooError(f"nothing to resume: {ckpt} does not exist.")
     state = read_train_checkpoint(ckpt, run.device)
-    _check_same_recipe(state.get("recipe") or {}, run.recipe.doc, ckpt)
+    _check_same_recipe(
+        state.get("recipe") or {}, run.recipe.doc, ckpt, _trains(run.cfg), _trained(state, ckpt)
+    )
     run.model.load_state_dict(state["model"])
     run.opt.load_state_dict(state["optimizer"])
     if run.ema is not None:
@@ -766,9 +769,30 @@ def read_train_checkpoint(path: Path, device) -> dict:
     return state
 
 
-def _check_same_recipe(saved: dict, now: dict, ckpt: Path) -> None:
-    """Resuming must continue the same run: any training setting that differs is refused, by name."""
-    diffs = [f"{key}: {a!r} -> {b!r}" for key, a, b in setting_differences(saved, now)]
+def _trains(cfg: TrainConfig) -> dict[str, Any]:
+    """What a run trains beyond its recipe: the network, and the images it sees (smoke runs' subsets)."""
+    return {"arch": cfg.arch, "train_limit": cfg.train_limit, "test_limit": cfg.test_limit}
+
+
+def _trained(state: dict, ckpt: Path) -> dict[str, Any]:
+    """`_trains` of the run a checkpoint continues; for a checkpoint older than that record, its arch from
+    the folder's run.json (plain20 and resnet20 share every weight's name: only the record tells them apart)."""
+    if isinstance(state.get("trains"), dict):
+        return state["trains"]
+    try:
+        record = read_json(ckpt.parent / RUN) or {}
+    except ZooError:
+        record = {}
+    return {"arch": record["arch"]} if isinstance(record.get("arch"), str) else {}
+
+
+def _check_same_recipe(saved: dict, now: dict, ckpt: Path, trains: dict, trained: dict) -> None:
+    """Resuming must continue the same run: the same network on the same images, and any training setting
+    that differs is refused, by name."""
+    diffs = [
+        f"{k}: {trained[k]!r} -> {trains[k]!r}" for k in trains if k in trained and trained[k] != trains[k]
+    ]
+    diffs += [f"{key}: {a!r} -> {b!r}" for key, a, b in setting_differences(saved, now)]
     if diffs:
         raise ZooError(
             f"--resume with other settings than the run in {ckpt.parent} ({'; '.join(diffs[:4])}): "
@@ -806,6 +830,7 @@ def _save_checkpoint(
         "plateau": run.plateau,
         "warm": run.warm,
         "recipe": run.recipe.doc,
+        "trains": _trains(run.cfg),
         "partial": partial,
         "row": row,
     }
