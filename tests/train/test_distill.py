@@ -54,12 +54,12 @@ def test_the_table_holds_the_teachers_logits_of_every_view_and_continues_where_i
 
     images, labels = small_split
     teacher = Teacher(["resnet20.cifar10"])
-    folder = build_table(teacher, images, labels, 1, True, tmp_path / "t", chunk=8, stop_after=8)
+    folder = build_table(teacher, images, labels, 1, True, tmp_path / "t", chunk=8, stop_after=5)
     meta = json.loads((folder / "table.json").read_text())
-    assert meta["done"] == 8 and not meta.get("complete")
+    assert meta["done"] == 5 and not meta.get("complete")  # where it was told, not the chunk's end
     with pytest.raises(ZooError, match="not complete"):
         TeacherTable.open(folder, meta["key"])
-    build_table(teacher, images, labels, 1, True, folder, chunk=8)  # continues from image 8
+    build_table(teacher, images, labels, 1, True, folder, chunk=8)  # continues from image 5
     meta = json.loads((folder / "table.json").read_text())
     assert meta["complete"] and meta["key"]["views"] == 18 and meta["key"]["images"] == 24
     table = np.load(folder / TABLE)
@@ -73,6 +73,15 @@ def test_the_table_holds_the_teachers_logits_of_every_view_and_continues_where_i
     np.testing.assert_allclose(
         opened.lookup(torch.from_numpy(rows), torch.from_numpy(ids)).numpy(), table[rows, ids]
     )
+    # a record damaged by hand or by a full disk: one sentence, from the builder and the reader alike
+    for damaged in ('{"done": "8"}', "[1, 2]", '{"done": 8, "key": "k"}', "{"):
+        (folder / "table.json").write_text(damaged)
+        for read in (
+            lambda: build_table(teacher, images, labels, 1, True, folder),
+            lambda: TeacherTable.open(folder, meta["key"]),
+        ):
+            with pytest.raises(ZooError, match="table.json"):
+                read()
 
 
 def test_a_table_is_refused_for_another_teacher_augmentation_or_split(small_split, tmp_path):

@@ -28,7 +28,7 @@ from zoo.data.preprocess import PreprocessSpec
 from zoo.errors import ZooError
 from zoo.models import registry
 from zoo.models.weights import sha256_file, weights_file
-from zoo.utils.files import atomic_path
+from zoo.utils.files import atomic_path, read_json
 from zoo.utils.lazy import installed, lazy_import
 from zoo.utils.paths import cache_dir
 from zoo.utils.quiet import quiet_exporter
@@ -191,7 +191,7 @@ def build_table(
     ids = torch.arange(v)
     forward = teacher.runner(torch.get_num_threads())
     while done < n and (stop_after is None or done < stop_after):
-        end = min(n, done + chunk)
+        end = min(n, done + chunk, n if stop_after is None else stop_after)  # stops where it was told
         x = torch.from_numpy(np.ascontiguousarray(images[done:end])).permute(0, 3, 1, 2)
         views = render(x.repeat_interleave(v, 0), ids.repeat(end - done), pad, hflip)
         out = torch.cat(
@@ -216,7 +216,18 @@ def build_table(
 
 def _read_meta(folder: Path) -> dict[str, Any] | None:
     path = Path(folder) / META
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    meta = read_json(path, 1 << 20, "teacher table record")
+    if (
+        not isinstance(meta, dict)
+        or not isinstance(meta.get("done"), int)
+        or not isinstance(meta.get("key"), dict)
+    ):
+        raise ZooError(
+            f"{path} is damaged (no `key` and `done`): delete its folder and build the table again."
+        )
+    return meta
 
 
 def _write_meta(folder: Path, meta: dict[str, Any]) -> None:
