@@ -709,7 +709,6 @@ def degradation(
     from zoo.train.runs import zoo_command
 
     r = load_recipe(recipe).general().with_overrides(epochs, batch_size)  # the same recipe for all four
-    output_dir(Path(out), "results folder")  # before four nets are trained, not after
     return run(
         tuple(depths),
         r,

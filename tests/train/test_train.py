@@ -637,7 +637,7 @@ def test_the_degradation_experiment_trains_four_nets_and_draws_figure_6(tmp_path
         "--data",
         str(data),
         "--depths",
-        "20,32",
+        "32,20",  # taken shallower first
         "--recipe",
         "cifar_budget",
         "--epochs",
@@ -656,6 +656,7 @@ def test_the_degradation_experiment_trains_four_nets_and_draws_figure_6(tmp_path
     assert result.exit_code == 0, result.output
     assert set(json.loads(result.stdout)) == {"plain20", "plain32", "resnet20", "resnet32"}
     doc = json.loads((tmp_path / "degradation.json").read_text())
+    assert doc["depths"] == [20, 32]
     # Figure 6 draws test error after every epoch, whatever the recipe's eval_every (cifar_budget: 5)
     assert all(r["test_epochs"] == r["epochs"] == [1, 2] for r in doc["runs"].values())
     assert (tmp_path / "degradation.png").read_bytes()[:4] == b"\x89PNG"
@@ -672,6 +673,20 @@ def test_the_degradation_experiment_trains_four_nets_and_draws_figure_6(tmp_path
     again = runner.invoke(app, args)  # after an interruption the same command continues; finished nets stay
     assert again.exit_code == 0, again.output
     assert stamps == {a: (tmp_path / a / "summary.json").stat().st_mtime_ns for a in doc["runs"]}
+
+
+@pytest.mark.parametrize(
+    "depths, words",
+    [
+        ("20,20", "two different depths"),
+        ("20,21", "unknown model 'plain21'"),  # found before plain20 and resnet20 are trained, not after
+        ("18,34", "plain18 is not a cifar10 architecture"),
+    ],
+)
+def test_degradation_checks_its_four_nets_before_training_any(tmp_path, depths, words):
+    out = tmp_path / "figure6"
+    one_sentence(runner.invoke(app, ["degradation", "--depths", depths, "--out", str(out)]), words)
+    assert not out.exists()
 
 
 def _figure6(train_errors: dict[str, float], test_errors: dict[str, float]) -> dict:

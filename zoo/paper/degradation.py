@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from zoo.errors import ZooError
 from zoo.train.recipe import Recipe
 from zoo.train.runs import CHECKPOINT, SUMMARY, metrics, read_json
-from zoo.train.trainer import TrainConfig, train
+from zoo.train.trainer import TrainConfig, check_trainable, train
 from zoo.utils.figures import pyplot, save
-from zoo.utils.files import atomic_path
+from zoo.utils.files import atomic_path, output_dir
 
 
 def degradation(
@@ -19,7 +20,18 @@ def degradation(
 ) -> dict:
     """Train plainD and resnetD for both depths; write out/degradation.json and out/degradation.png.
     Run again with the same arguments after an interruption: finished nets are kept, a net cut short
-    resumes from its checkpoint. The test split is evaluated after every epoch: Figure 6 draws its curve."""
+    resumes from its checkpoint. The test split is evaluated after every epoch: Figure 6 draws its curve.
+    The depths are taken shallower first; all four nets are checked before the first is trained."""
+    shallow, deep = sorted(depths)
+    if shallow == deep:
+        raise ZooError(
+            f"--depths {shallow},{deep}: the experiment compares two different depths, e.g. 20,56."
+        )
+    depths = (shallow, deep)
+    for family in ("plain", "resnet"):
+        for depth in depths:
+            check_trainable(f"{family}{depth}", recipe)
+    output_dir(out, "results folder")  # before four nets are trained, not after
     recipe = _figure6_recipe(recipe)
     runs: dict[str, dict[str, Any]] = {}
     for family in ("plain", "resnet"):

@@ -450,14 +450,20 @@ def schedules_by_rank(run: Run) -> list[dict[str, float]]:
     return [{"lr_scale": t[0].item(), "warm": bool(t[1].item())} for t in every]
 
 
+def check_trainable(name: str, r: Recipe) -> None:
+    """`name` is an architecture of the recipe's dataset; one sentence otherwise (an unknown name: with
+    close matches)."""
+    arch, _ = registry.resolve(name)
+    if registry.archs()[arch]["family"] != dataset(r.dataset)["family"]:
+        raise ZooError(f"{name} is not a {r.dataset} architecture; recipe {r.name} trains {r.dataset}.")
+
+
 def _start(cfg: TrainConfig) -> Run:
     """The model, optimiser, EMA and data of a run, fresh or restored from its checkpoint."""
     rank, _, world, device = _dist_and_device(cfg.device)
     r = cfg.recipe
     torch.manual_seed(int(r.train.seed))
-    arch, _ = registry.resolve(cfg.arch)  # an unknown name: one sentence with close matches
-    if registry.archs()[arch]["family"] != dataset(r.dataset)["family"]:
-        raise ZooError(f"{cfg.arch} is not a {r.dataset} architecture; recipe {r.name} trains {r.dataset}.")
+    check_trainable(cfg.arch, r)
     model = registry.create_model(cfg.arch, num_classes=num_classes(r.dataset), **r.model.options()).to(
         device
     )
