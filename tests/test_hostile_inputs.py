@@ -647,6 +647,13 @@ def test_an_unforeseen_error_is_one_sentence_with_exit_2_and_the_traceback_only_
             "--calib-size must be at least 1",
         ),
         (["bench-triton", "resnet20.cifar10", "--requests", "0"], "--requests must be at least 1, not 0"),
+        (["train", "resnet20", "--device", "tpu"], "--device must be auto, cpu, cuda or cuda:N, not 'tpu'"),
+        (["degradation", "--device", "cuda:x"], "--device must be auto, cpu, cuda or cuda:N, not 'cuda:x'"),
+        (
+            ["export", "resnet20.cifar10", "-f", "pt2", "--device", "tpu"],
+            "--device must be cpu, cuda or cuda:N",
+        ),
+        (["train", "resnet20", "--lr", "inf"], "--lr must be finite, not inf"),
         (["info", "resnet20." + "x" * 300], "is not a model name"),
         # no --model or --artifact, and a first word no file system takes: no model is guessed from it
         (["predict", "a" * 5000], "--model NAME (a tag or arch) or --artifact DIR"),

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import ZooError, at_least_one, positive_number
+from zoo.errors import ZooError, at_least_one, device_choice, positive_number
 from zoo.utils.files import exists, output_dir
 
 if TYPE_CHECKING:
@@ -223,6 +223,7 @@ def export(
     from zoo.serve.checked_export import export_and_check
 
     at_least_one(calib_size=calib_size)  # before any file is written or data looked for
+    device_choice(device, auto=False)
     data = _data_root(data)
     wanted = [f.strip() for f in ([formats] if isinstance(formats, str) else formats) if f.strip()]
     if trt:

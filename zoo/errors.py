@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import math
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -29,6 +30,14 @@ def positive_number(option: str, value: object, unit: str, most: float | None = 
         shown = f"{value:g}" if number else repr(value)
         bound = f" (at most {most:g})" if most is not None else ""
         raise ZooError(f"{option} must be a positive number of {unit}{bound}, not {shown}.")
+
+
+def device_choice(value: str, auto: bool = True) -> str:
+    """A --device value: cpu, cuda or cuda:N (and auto, where the command chooses); one sentence otherwise,
+    not PyTorch's list of twenty device types it was not built for."""
+    if value in ("cpu", "cuda") or (auto and value == "auto") or re.fullmatch(r"cuda:[0-9]+", value):
+        return value
+    raise ZooError(f"--device must be {'auto, ' if auto else ''}cpu, cuda or cuda:N, not {value!r}.")
 
 
 @contextmanager

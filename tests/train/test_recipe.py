@@ -36,6 +36,10 @@ runner = CliRunner()
             "r.toml:2: [train] epochs must be a whole number, not 'many'",
         ),
         (
+            "[train]\nepochs = 1\nbatch_size = 8\n[optimizer]\nlr = inf\n",
+            "r.toml:5: [optimizer] lr must be a finite number",
+        ),
+        (
             "[train]\nepochs = 1\nbatch_size = 8\n[optimizer]\nlr = 0.1\nnesterov = 1\n",
             "r.toml:6: [optimizer] nesterov must be true or false, not 1",
         ),

@@ -260,6 +260,7 @@ def test_zoo_runs_says_how_far_each_run_got_and_its_command_continues_it_from_an
     assert cut["steps_saved_after"] == saved["partial"]["batches"]  # epoch 2's steps the resume skips
     assert cut["folder"] == str(tmp_path / "cut")
     assert cut["continue_with"] == f"cd {tmp_path} && zoo {' '.join(args)} --resume"
+    assert f"continue with `{cut['continue_with']}`." in started.stdout.decode()  # what the stop said
     table = runner.invoke(app, ["runs", str(tmp_path)]).output
     assert (
         "| resnet20 | cifar_budget | 1 / 2 (+2 steps) | - | unfinished" in table

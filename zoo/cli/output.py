@@ -43,14 +43,19 @@ def say_trained(arch: str, out: Path, summary: dict) -> None:
             err=True,
         )
     if summary and not summary["complete"]:
+        from zoo.train.runs import state
+
+        go_on = state(out)["continue_with"]
+        how = f"`{go_on}`" if go_on else f"`zoo train {arch} --resume --out {out}` and the same options"
         typer.echo(
-            f"{arch}: stopped after {summary['steps']} of {summary['total_steps']} steps; "
-            f"continue with `zoo train {arch} --resume --out {out}` and the same options."
+            f"{arch}: stopped after {summary['steps']} of {summary['total_steps']} steps; continue with {how}."
         )
     elif summary:
+        epochs = summary["epochs_done"]
         typer.echo(
-            f"{arch}: top-1 {summary['top1']:.2f}% top-5 {summary['top5']:.2f}% after {summary['epochs_done']} epochs, "
-            f"{summary['wall_s'] / 60:.1f} min; weights in {out / 'weights.safetensors'}"
+            f"{arch}: top-1 {summary['top1']:.2f}% top-5 {summary['top5']:.2f}% after {epochs} "
+            f"epoch{'s' if epochs != 1 else ''}, {summary['wall_s'] / 60:.1f} min; weights in "
+            f"{out / 'weights.safetensors'}"
         )
 
 

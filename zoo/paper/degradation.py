@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, device_choice
 from zoo.train.recipe import Recipe
 from zoo.train.runs import CHECKPOINT, SUMMARY, metrics, read_json
 from zoo.train.trainer import TrainConfig, check_trainable, train
@@ -31,6 +31,7 @@ def degradation(
     for family in ("plain", "resnet"):
         for depth in depths:
             check_trainable(f"{family}{depth}", recipe)
+    device_choice(train_kwargs.get("device", "auto"))
     output_dir(out, "results folder")  # before four nets are trained, not after
     recipe = _figure6_recipe(recipe)
     runs: dict[str, dict[str, Any]] = {}

@@ -178,8 +178,8 @@ class Recipe:
             ("--eval-every", eval_every),
         )
         for flag, value in flags:
-            if value is not None and not value > 0:
-                raise ZooError(f"{flag} must be positive, not {value}.")
+            if value is not None and not (value > 0 and math.isfinite(value)):  # nan fails > 0
+                raise ZooError(f"{flag} must be {'finite' if value > 0 else 'positive'}, not {value}.")
         doc = copy.deepcopy(self.doc)
         if epochs is not None:
             was = (
@@ -343,6 +343,8 @@ def _check_value(section: str, key: str, value: Any, fail) -> None:
         words = {int: "a whole number", str: "a string", bool: "true or false", list: "a list"}
         names = "a number" if kind is NUMBER else words.get(kind, f"a {getattr(kind, '__name__', kind)}")
         fail(section, key, f"must be {names}, not {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):  # TOML has inf and nan
+        fail(section, key, f"must be a finite number, not {value}")
     if (section, key) in POSITIVE and value <= 0:
         fail(section, key, f"must be positive, not {value}")
     if (section, key) in NON_NEGATIVE and value < 0:

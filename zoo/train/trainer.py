@@ -27,7 +27,7 @@ from torch import nn
 from zoo.data.datasets import CIFAR10, check_fits, dataset, find_dataset, num_classes, preprocess_spec
 from zoo.data.loaders import DeviceCifarLoader, FolderDataset, ScaleAugment, holdout_split, render
 from zoo.data.preprocess import preprocess
-from zoo.errors import ZooError, at_least_one, positive_number
+from zoo.errors import ZooError, at_least_one, device_choice, positive_number
 from zoo.models import registry
 from zoo.models.weights import save_safetensors
 from zoo.train.lock import busy, hold, holder, release
@@ -74,6 +74,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.data = None if self.data is None else os.fspath(self.data)  # the API takes a Path too
+        device_choice(self.device)
         if self.amp not in AMP:
             raise ZooError(f"--amp {self.amp!r} is not one of {', '.join(AMP)}.")
         at_least_one(train_limit=self.train_limit, test_limit=self.test_limit, max_steps=self.max_steps)
