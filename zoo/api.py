@@ -673,7 +673,7 @@ def runs(
 
 def curves(folders: Sequence[str | os.PathLike], out: str | os.PathLike | None = None) -> dict[str, Any]:
     """`zoo curves`: several runs side by side (their curves, where each got, what its recipe changes over
-    the first); with `out`, OUT.json and OUT.png written. Returns the comparison and the files written."""
+    the first); with `out`, OUT/curves.json and OUT/curves.png written. Returns the comparison and the files written."""
     from zoo.train import curves as pilots
 
     result = pilots.compare([Path(f) for f in folders])

@@ -381,10 +381,9 @@ def test_zoo_curves_puts_pilots_side_by_side_with_what_each_recipe_changes(tmp_p
     assert (b["epochs_done"], b["epochs_planned"], b["complete"]) == (1, 2, False)
     assert b["final_test_top1"] is None and b["final_train_top1"] is None and b["test_top1"] == []
     assert b["differs"] == {"augment.cutout": [0, 16]}  # nothing else: same epochs, same everything
-    assert json.loads(out.with_suffix(".json").read_text()) == {
-        k: v for k, v in doc.items() if k != "written"
-    }
-    assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    assert doc["written"] == [str(out / "curves.json"), str(out / "curves.png")]  # --out DIR, as every --out
+    assert json.loads((out / "curves.json").read_text()) == {k: v for k, v in doc.items() if k != "written"}
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
     table = runner.invoke(app, ["curves", str(tmp_path / "plain"), str(tmp_path / "cutout")]).output
     assert (
         f"| plain | resnet20 | cifar_budget | 2 / 2 | {logged[-1]['train_top1']:.2f} | - | {plain['top1']:.2f} (final)"
@@ -397,13 +396,13 @@ def test_zoo_curves_puts_pilots_side_by_side_with_what_each_recipe_changes(tmp_p
 
 
 def test_the_long_runs_recipe_follows_the_committed_pilots_and_their_rule(monkeypatch):
-    """weights/pilots/resnet20-30ep.json is what `zoo curves` reads from the pilots' committed logs, and
+    """weights/pilots/resnet20-30ep/curves.json is what `zoo curves` reads from the pilots' committed logs, and
     cifar_distill is what docs/training.md's rule makes of its held-out figures at epoch 30: an option is
     taken when it gains >= 0.6 points in both its pairs, dropped when it loses in both."""
     from tests.conftest import REPO
     from zoo import api
 
-    committed = json.loads((REPO / "weights" / "pilots" / "resnet20-30ep.json").read_text())
+    committed = json.loads((REPO / "weights" / "pilots" / "resnet20-30ep" / "curves.json").read_text())
     monkeypatch.chdir(REPO)  # its folders are the repository's
     again = api.curves([r["folder"] for r in committed["runs"]])
     assert {k: again[k] for k in committed} == committed

@@ -188,7 +188,7 @@ def runs_cmd(
     "curves",
     short_help="Several training runs side by side: curves and end points.",
     epilog=examples(
-        "zoo curves ~/zoo-runs/pilot-resnet20-* --out weights/pilots/resnet20-30ep   # JSON + PNG"
+        "zoo curves ~/zoo-runs/pilot-resnet20-* --out weights/pilots/resnet20-30ep   # curves.json + .png"
     ),
 )
 def curves_cmd(
@@ -196,7 +196,7 @@ def curves_cmd(
         list[Path], typer.Argument(metavar="RUN_DIR", help="`zoo train` run folders, the first the baseline.")
     ],
     out: Annotated[
-        Path | None, typer.Option(metavar="PREFIX", help="Write PREFIX.json and PREFIX.png.")
+        Path | None, typer.Option(metavar="DIR", help="Write DIR/curves.json and DIR/curves.png.")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:

@@ -14,7 +14,7 @@ from zoo.errors import ZooError, reading
 from zoo.train.recipe import setting_differences
 from zoo.train.runs import CHECKPOINT, METRICS, RUN, SUMMARY, metrics, read_json, state
 from zoo.utils.figures import pyplot, save
-from zoo.utils.files import atomic_path
+from zoo.utils.files import atomic_path, output_dir
 
 
 def recipe_doc(folder: Path) -> dict[str, Any] | None:
@@ -87,13 +87,15 @@ def _holds_out(run: dict[str, Any], doc: dict[str, Any] | None) -> bool:
     return isinstance(train, dict) and bool(train.get("holdout"))
 
 
-def write(result: dict[str, Any], prefix: Path) -> list[Path]:
-    """PREFIX.json always; PREFIX.png when matplotlib is installed. Each written whole or not at all."""
-    paths = [prefix.with_name(prefix.name + ".json")]
+def write(result: dict[str, Any], out: Path) -> list[Path]:
+    """OUT/curves.json always; OUT/curves.png when matplotlib is installed. Each written whole or not at
+    all."""
+    output_dir(out, "results folder")
+    paths = [out / "curves.json"]
     with atomic_path(paths[0]) as tmp:
         tmp.write_text(json.dumps(result, indent=2) + "\n")
-    if plot(result, prefix.with_name(prefix.name + ".png")):
-        paths.append(prefix.with_name(prefix.name + ".png"))
+    if plot(result, out / "curves.png"):
+        paths.append(out / "curves.png")
     return paths
 
 
