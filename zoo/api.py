@@ -659,11 +659,12 @@ def runs(
 ) -> dict[str, list[dict[str, Any]]]:
     """`zoo runs`: every training run under `root`, and every teacher table in the zoo's cache, each with
     its state and the command that continues it. `carry`: a folder into which the files that continue
-    each run are copied (to take them to another machine), except over a copy that is further along."""
+    each run are copied (to take them to another machine), except over a copy that is further along. A run
+    folder whose records are damaged is listed as such (`damaged`: why); carrying one is refused."""
     from zoo.train import runs as found
     from zoo.utils.paths import cache_dir
 
-    report = {"runs": found.find(Path(root)), "teacher_tables": found.tables(cache_dir())}
+    report = {"runs": found.find(Path(root), listing=True), "teacher_tables": found.tables(cache_dir())}
     if carry is not None:
         from zoo.train.carry import carry as carry_runs
 

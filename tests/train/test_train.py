@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from tests.conftest import REPO
 from tests.helpers import one_sentence, small_cifar
 from zoo import ZooError
 from zoo.cli import app
@@ -332,8 +334,18 @@ def test_zoo_runs_says_how_long_a_run_still_needs_at_its_pace_now(tmp_path):
         ([-5], "line 1, logs epoch -5"),
     ):
         (run / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e}) + "\n" for e in epochs))
-        for command in (["runs", str(tmp_path)], ["curves", str(run)], ["publish", str(run), "resnet110.x"]):
+        for command in (["curves", str(run)], ["publish", str(run), "resnet110.x"]):
             one_sentence(runner.invoke(app, command), wrong)
+        # `zoo runs` lists it as damaged, beside the runs it can read, with the same fields as they have
+        shutil.copytree(REPO / "weights" / "runs" / "pilot-resnet20-plain", tmp_path / "pilot")
+        listed = runner.invoke(app, ["runs", str(tmp_path), "--json"])
+        assert listed.exit_code == 0, listed.output
+        pilot, broken = json.loads(listed.stdout)["runs"]
+        assert pilot["damaged"] is None and pilot["complete"] and wrong in broken["damaged"]
+        assert set(broken) == set(pilot) and broken["continue_with"] is None
+        table = runner.invoke(app, ["runs", str(tmp_path)]).output
+        assert "| 30 / 30 |" in table and f"| `{run}` | ? | ? | - | - | damaged: " in table and wrong in table
+        shutil.rmtree(tmp_path / "pilot")
 
 
 def test_a_run_started_from_python_records_the_zoo_line_that_continues_it(tmp_path, data, monkeypatch):
@@ -399,7 +411,6 @@ def test_the_long_runs_recipe_follows_the_committed_pilots_and_their_rule(monkey
     """weights/pilots/resnet20-30ep/curves.json is what `zoo curves` reads from the pilots' committed logs, and
     cifar_distill is what docs/training.md's rule makes of its held-out figures at epoch 30: an option is
     taken when it gains >= 0.6 points in both its pairs, dropped when it loses in both."""
-    from tests.conftest import REPO
     from zoo import api
 
     committed = json.loads((REPO / "weights" / "pilots" / "resnet20-30ep" / "curves.json").read_text())

@@ -317,8 +317,9 @@ def _without_option(words: list[str], option: str) -> list[str]:
     return kept
 
 
-def find(root: Path) -> list[dict[str, Any]]:
-    """Every run folder under `root` (itself included), sorted by path."""
+def find(root: Path, listing: bool = False) -> list[dict[str, Any]]:
+    """Every run folder under `root` (itself included), sorted by path. A folder whose records are damaged
+    is one sentence; `listing` (`zoo runs`), a row that says so instead, so the other runs stay in view."""
     if not root.is_dir():
         raise ZooError(
             f"{root} is not a folder: `zoo runs` reads ./runs unless given one, e.g. `zoo runs ~/zoo-runs`."
@@ -327,8 +328,26 @@ def find(root: Path) -> list[dict[str, Any]]:
     states = []
     for folder in sorted(folders):
         with reading(f"the run folder {folder}"):
-            states.append(state(folder))
+            try:
+                states.append(state(folder) | {"damaged": None})
+            except ZooError as e:
+                if not listing:
+                    raise
+                states.append(damaged(folder, str(e)))
     return states
+
+
+def damaged(folder: Path, why: str) -> dict[str, Any]:
+    """`state`'s row for a folder whose records cannot be read: nothing known but the folder and why."""
+    keys = ("arch", "recipe", "epochs_done", "epochs_planned", "steps_saved_after", "test_top1", "test_epoch")
+    keys += ("val_top1", "val_epoch", "last_update", "epoch_s", "threads", "hours_left", "continue_with")
+    return {
+        "folder": str(folder),
+        **dict.fromkeys(keys),
+        "complete": False,
+        "training_now": holder(folder),
+        "damaged": why,
+    }
 
 
 def tables(cache: Path) -> list[dict[str, Any]]:
@@ -375,6 +394,9 @@ def markdown(states: list[dict[str, Any]], teacher_tables: list[dict[str, Any]] 
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for s in states:
+        if s.get("damaged"):
+            lines.append(f"| `{s['folder']}` | ? | ? | - | - | damaged: {s['damaged']} |")
+            continue
         planned = s["epochs_planned"] if s["epochs_planned"] is not None else "?"
         top1 = f"{s['test_top1']:.2f}% (epoch {s['test_epoch']})" if s["test_top1"] is not None else "-"
         if s.get("val_top1") is not None:  # a run that holds images out is compared on them
