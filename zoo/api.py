@@ -224,6 +224,7 @@ def export(
 
     at_least_one(calib_size=calib_size)  # before any file is written or data looked for
     device_choice(device, auto=False)
+    output_dir(Path(artifacts), "artifacts folder", create=False)  # made by the first artifact written
     data = _data_root(data)
     wanted = [f.strip() for f in ([formats] if isinstance(formats, str) else formats) if f.strip()]
     if trt:

@@ -464,7 +464,10 @@ def test_cli_without_tensorrt_keeps_the_onnx_artifacts_and_says_what_is_missing(
         (["{tag}", "--formats", "onnx-int8", "--calib-data", "/nonexistent"], "does not exist"),
         (["{tag}", "--batch-range", "8:4:2"], "MIN <= OPT <= MAX"),
         (["{tag}", "--opset", "99"], "opset 99 is not supported"),
-        (["{tag}", "--artifacts", "/etc/passwd/sub"], "cannot write"),
+        (
+            ["{tag}", "--artifacts", "/etc/passwd/sub"],
+            "artifacts folder /etc/passwd/sub: /etc/passwd is a file",
+        ),
     ],
     ids=["unknown-model", "no-weights", "missing-calib", "bad-batch", "bad-opset", "unwritable-out"],
 )

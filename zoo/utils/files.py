@@ -108,12 +108,20 @@ def read_json(path: Path, limit: int, what: str = "file") -> Any:
         raise ZooError(f"the {what} {path} is not valid JSON ({e.msg}, line {e.lineno}).") from None
 
 
-def output_dir(path: Path, what: str = "output folder") -> Path:
-    """`path` as a folder the zoo can write into (created when missing); one sentence when it is a file or
-    cannot be made. Commands check it before their work, not after an hour of it."""
+def output_dir(path: Path, what: str = "output folder", create: bool = True) -> Path:
+    """`path` as a folder the zoo can write into (created when missing, unless not `create`); one sentence
+    when it is a file, a file stands above it, or it cannot be made. Commands check it before their work,
+    not after an hour of it."""
     path = Path(path)
     if exists(path) and not path.is_dir():
         raise ZooError(f"the {what} {path} is a file, not a folder; name a folder.")
+    if not create:
+        above = next((p for p in path.parents if exists(p)), None)
+        if above is not None and not above.is_dir():
+            raise ZooError(
+                f"cannot create the {what} {shortened(str(path))}: {above} is a file, not a folder."
+            )
+        return path
     try:
         path.mkdir(parents=True, exist_ok=True)
     except (OSError, ValueError) as e:  # too long a name, a NUL in it, no permission, a file above it
