@@ -115,21 +115,14 @@ def output_dir(path: Path, what: str = "output folder", create: bool = True) -> 
     path = Path(path)
     if exists(path) and not path.is_dir():
         raise ZooError(f"the {what} {path} is a file, not a folder; name a folder.")
-    if not create:
-        above = next((p for p in path.parents if exists(p)), None)
-        if above is not None and not above.is_dir():
+    above = next((p for p in path.parents if exists(p)), None)  # the nearest thing that is there
+    if above is not None and not above.is_dir():
+        raise ZooError(f"cannot create the {what} {shortened(str(path))}: {above} is a file, not a folder.")
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except (OSError, ValueError) as e:  # too long a name, a NUL in it, no permission
             raise ZooError(
-                f"cannot create the {what} {shortened(str(path))}: {above} is a file, not a folder."
-            )
-        return path
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except (OSError, ValueError) as e:  # too long a name, a NUL in it, no permission, a file above it
-        above = next((p for p in path.parents if exists(p)), None)
-        why = (
-            f"{above} is a file, not a folder"
-            if above is not None and not above.is_dir()
-            else getattr(e, "strerror", None) or e
-        )
-        raise ZooError(f"cannot create the {what} {shortened(str(path))}: {why}.") from None
+                f"cannot create the {what} {shortened(str(path))}: {getattr(e, 'strerror', None) or e}."
+            ) from None
     return path
