@@ -613,7 +613,7 @@ def test_a_bad_status_line_is_one_sentence(hostile_server, tmp_path):
 # --- 5. the last resort: one sentence, the traceback only when asked -------------------------------------
 
 
-def test_an_unforeseen_error_is_one_sentence_with_exit_2_and_the_traceback_only_under_debug(monkeypatch):
+def test_an_unforeseen_error_is_one_sentence_with_exit_3_and_the_traceback_only_under_debug(monkeypatch):
     from zoo import api
     from zoo.errors import reading
 
@@ -623,11 +623,13 @@ def test_an_unforeseen_error_is_one_sentence_with_exit_2_and_the_traceback_only_
 
     monkeypatch.setattr(api, "doctor", broken)
     r = runner.invoke(app, ["doctor"])
-    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert r.exit_code == 3 and "Traceback" not in r.output
     assert r.output.count("\n") == 1 and "unexpected KeyError while reading the doctor's notes" in r.output
     assert "--debug" in r.output
     r = runner.invoke(app, ["--debug", "doctor"])
-    assert r.exit_code == 2 and "Traceback" in r.output and "KeyError: 'pulse'" in r.output
+    assert r.exit_code == 3 and "Traceback" in r.output and "KeyError: 'pulse'" in r.output
+    r = runner.invoke(app, ["doctor", "--pulse"])  # a mistyped option is click's usage error, exit 2
+    assert r.exit_code == 2 and "No such option: --pulse" in r.output and "unexpected" not in r.output
     monkeypatch.delenv("ZOO_DEBUG", raising=False)
 
 

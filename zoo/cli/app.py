@@ -79,7 +79,8 @@ def _debugging() -> bool:
 
 def fail(e: BaseException) -> None:
     """The last word on an error: a ZooError's sentence (exit 1); anything else one sentence naming what
-    was being read (exit 2), with the traceback only under --debug."""
+    was being read (exit 3: click keeps 2 for a mistyped option or argument), with the traceback only
+    under --debug."""
     mistake = str(e) if isinstance(e, ZooError) else path_mistake(e)
     if mistake:
         typer.echo(f"error: {mistake}", err=True)
@@ -87,12 +88,12 @@ def fail(e: BaseException) -> None:
     if _debugging():
         traceback.print_exception(e)
     typer.echo(f"error: {unexpected(e)}", err=True)
-    raise typer.Exit(2)
+    raise typer.Exit(3)
 
 
 def command(*args: Any, **kwargs: Any) -> Callable:
     """app.command, with a user's mistake (ZooError) shown as one sentence and exit code 1, and anything
-    unforeseen as one sentence and exit code 2."""
+    unforeseen as one sentence and exit code 3."""
 
     def wrap(fn: Callable) -> Callable:
         @functools.wraps(fn)
