@@ -46,7 +46,7 @@ def load_model(source: str) -> tuple[torch.nn.Module, PreprocessSpec, str, str]:
         )
 
     model = registry.create_model(arch, num_classes=num_classes(dataset))
-    registry.load_state(model, read_checkpoint(weights), str(weights), arch)
+    registry.load_state(model, read_checkpoint(weights), f"the weights in {weights}", arch)
     return model.eval(), preprocess_spec(dataset), str(path), dataset
 
 

@@ -59,7 +59,7 @@ def import_checkpoint(
     labels = check_name(labels or dataset, "label set")
     state = read_checkpoint(Path(checkpoint))
     model = registry.create_model(arch, num_classes=len(load_labels(labels)))
-    registry.load_state(model, state, str(checkpoint), arch)
+    registry.load_state(model, state, f"the weights in {checkpoint}", arch)
     out_dir = Path(out_dir) if out_dir else user_weights_dir()
     manifest = out_dir / MANIFEST
     if isinstance(preprocess, str):  # a preset of the built-in manifest, copied so the entry stands alone
