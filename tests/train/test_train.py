@@ -691,7 +691,7 @@ def test_the_degradation_experiment_trains_four_nets_and_draws_figure_6(tmp_path
     [
         ("20,20", "two different depths"),
         ("20,21", "unknown model 'plain21'"),  # found before plain20 and resnet20 are trained, not after
-        ("18,34", "plain18 is not a cifar10 architecture"),
+        ("18,34", "plain18 is one of the imagenet nets, and recipe cifar_paper trains cifar10"),
     ],
 )
 def test_degradation_checks_its_four_nets_before_training_any(tmp_path, depths, words):

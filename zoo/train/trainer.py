@@ -455,8 +455,9 @@ def check_trainable(name: str, r: Recipe) -> None:
     """`name` is an architecture of the recipe's dataset; one sentence otherwise (an unknown name: with
     close matches)."""
     arch, _ = registry.resolve(name)
-    if registry.archs()[arch]["family"] != dataset(r.dataset)["family"]:
-        raise ZooError(f"{name} is not a {r.dataset} architecture; recipe {r.name} trains {r.dataset}.")
+    family = registry.archs()[arch]["family"]
+    if family != dataset(r.dataset)["family"]:
+        raise ZooError(f"{name} is one of the {family} nets, and recipe {r.name} trains {r.dataset}.")
 
 
 def _start(cfg: TrainConfig) -> Run:
