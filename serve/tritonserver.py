@@ -10,7 +10,6 @@ import importlib.util
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 from zoo.errors import ZooError
+from zoo.utils.ports import free_port
 
 MISSING = (
     "no Triton Inference Server here: install the bundled CPU server with "
@@ -61,12 +61,6 @@ def _install_stub(root: Path) -> None:
             raise ZooError(
                 f"cannot set up the bundled Triton server's Python backend in {dest.parent}: {e}."
             ) from None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class TritonServer:

@@ -656,6 +656,14 @@ def test_an_unforeseen_error_is_one_sentence_with_exit_3_and_the_traceback_only_
             "--device must be cpu, cuda or cuda:N",
         ),
         (["train", "resnet20", "--lr", "inf"], "--lr must be finite, not inf"),
+        (["serve", "--port", "99999"], "--port must be a whole number from 1 to 65535, not 99999"),
+        (
+            ["serve", "--triton", "repo", "--port", "-1"],
+            "--port must be a whole number from 1 to 65535, not -1",
+        ),
+        (["serve", "--host", "999.1.1.1"], "cannot listen on --host '999.1.1.1': name or service not known"),
+        (["serve", "--host", "a..b"], "cannot listen on --host 'a..b': not a host name"),
+        (["serve", "--host", "192.0.2.1"], "cannot listen on 192.0.2.1:7860: 192.0.2.1 is not an address"),
         (["info", "resnet20." + "x" * 300], "is not a model name"),
         # no --model or --artifact, and a first word no file system takes: no model is guessed from it
         (["predict", "a" * 5000], "--model NAME (a tag or arch) or --artifact DIR"),
@@ -679,6 +687,19 @@ def test_an_unforeseen_error_is_one_sentence_with_exit_3_and_the_traceback_only_
 )
 def test_impossible_options_are_one_sentence(args, words):
     one_sentence(runner.invoke(app, args), words)
+
+
+def test_serve_on_a_port_another_server_holds_is_one_sentence_before_the_demo_is_built():
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = str(held.getsockname()[1])
+        for args in (["serve", "--port", port], ["serve", "--triton", "repo", "--port", port]):
+            one_sentence(
+                runner.invoke(app, args), f"cannot listen on 127.0.0.1:{port}: another server listens"
+            )
 
 
 LONG = "a" * 5000  # no file system takes a name this long (ENAMETOOLONG wherever a command first looks)

@@ -7,7 +7,6 @@ import concurrent.futures
 import json
 import re
 import shutil
-import socket
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ pytest.importorskip("gradio", reason="the web demo needs gradio: pip install 're
 
 from zoo.cli import app  # noqa: E402
 from zoo.serve.demo import MAX_UPLOAD, RuntimeCache, badge, build_demo, classify, drawn_images, launch  # noqa: E402
+from zoo.utils.ports import free_port  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -121,16 +121,10 @@ def test_drawn_examples_exist_without_data(tmp_path):
     assert len(paths) == 3 and all(Image.open(p).size == (256, 256) for p in paths)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(artifacts, cifar_tag):
     demo = build_demo([cifar_tag], artifacts, concurrency=2)
-    port = _free_port()
+    port = free_port()
     launch(
         demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, show_error=True
     )
@@ -380,7 +374,7 @@ def test_headless_chromium_follows_the_users_inputs_and_clears_stale_answers(
     from zoo.serve.demo import example_images, examples_dir
 
     demo = build_demo([OTHER_TAG, cifar_tag], artifacts)  # listed in depth order: resnet20 first
-    port = _free_port()
+    port = free_port()
     launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     shots = []
 

@@ -457,6 +457,9 @@ def serve_cmd(
 ) -> None:
     """Start the web demo (an artifact's top-5 next to its PyTorch original's), or with --triton a Triton
     Inference Server on loopback for a repository written by `zoo triton`."""
+    from zoo.utils.ports import check_listen
+
+    check_listen("127.0.0.1" if triton is not None else host, port)  # Triton listens on loopback
     if triton is not None:
         from zoo.serve.tritonserver import serve_until_interrupted
 
