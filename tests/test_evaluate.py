@@ -192,3 +192,14 @@ def test_an_ensemble_averages_the_softmax_of_different_models(cifar_tag, cifar_d
 @pytest.mark.parametrize("limit", ["-5", "0"])
 def test_eval_limit_must_be_positive(limit, cifar_tag, cifar_dir):
     one_sentence(runner.invoke(app, ["eval", cifar_tag, "--limit", limit]), "--limit must be at least 1")
+
+
+def test_an_ensemble_of_two_datasets_is_refused_before_any_weights_are_fetched(zoo_cache, cifar_tag):
+    """Breakage: resnet50's torchvision weights were downloaded (or their download failed) before the
+    ensemble was found to mix CIFAR-10 and ImageNet."""
+    one_sentence(
+        runner.invoke(app, ["eval", cifar_tag, "resnet50", "--limit", "10"]),
+        "an ensemble needs models of one dataset, not cifar10, imagenet1k",
+    )
+    assert not list(Path(zoo_cache).rglob("*.pth"))
+    one_sentence(runner.invoke(app, ["eval", "plain20"]), "plain20 has no pretrained weights yet")

@@ -25,13 +25,15 @@ PROTOCOLS = ("single", "flip", "10crop", "multiscale")
 SCALES = (224, 256, 384, 480, 640)
 
 
-def load_model(source: str) -> tuple[torch.nn.Module, PreprocessSpec, str, str]:
-    """(model in eval mode, its preprocessing, a name, its dataset) from a tag, a run folder or a file."""
+def _source(source: str) -> tuple[str, Path | None, str]:
+    """(architecture, weights file or None for a tag, dataset) of a tag, a run folder or a file: read from
+    the manifest or the run's records, without loading (or downloading) any weights."""
     path = Path(source)
     if not path.exists():
-        _, spec = registry.resolve(source)
-        model = registry.create_model(source, pretrained=True)
-        return model, spec.preprocess, spec.name, spec.dataset
+        arch, spec = registry.resolve(source)
+        if spec is None:
+            raise ZooError(f"{arch} has no pretrained weights yet; train it with `zoo train {arch}`.")
+        return source, None, spec.dataset
     weights = path / WEIGHTS if path.is_dir() else path
     if not weights.is_file():
         raise ZooError(f"{path} holds no {WEIGHTS} (a `zoo train` run folder or a checkpoint file).")
@@ -39,15 +41,22 @@ def load_model(source: str) -> tuple[torch.nn.Module, PreprocessSpec, str, str]:
     if not meta and weights.suffix == ".safetensors":
         with safetensors.safe_open(str(weights), "pt") as f:
             meta = dict(f.metadata() or {})
-    arch, dataset = meta.get("arch"), meta.get("dataset", "cifar10")
-    if not arch:
+    if not meta.get("arch"):
         raise ZooError(
             f"cannot tell the architecture of {weights}; import it with `zoo import-weights` first."
         )
+    return meta["arch"], weights, meta.get("dataset", "cifar10")
 
+
+def load_model(source: str) -> tuple[torch.nn.Module, PreprocessSpec, str, str]:
+    """(model in eval mode, its preprocessing, a name, its dataset) from a tag, a run folder or a file."""
+    arch, weights, dataset = _source(source)
+    if weights is None:
+        spec = registry.resolve(source)[1]
+        return registry.create_model(source, pretrained=True), spec.preprocess, spec.name, dataset
     model = registry.create_model(arch, num_classes=num_classes(dataset))
     registry.load_state(model, read_checkpoint(weights), f"the weights in {weights}", arch)
-    return model.eval(), preprocess_spec(dataset), str(path), dataset
+    return model.eval(), preprocess_spec(dataset), str(Path(source)), dataset
 
 
 def _views(img: Image.Image, spec: PreprocessSpec, protocol: str) -> list[np.ndarray]:
@@ -79,12 +88,12 @@ def evaluate(
     """top-1/top-5 (%) and n of one model, or the softmax-averaged ensemble of several."""
     if protocol not in PROTOCOLS:
         raise ZooError(f"protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}.")
-    loaded = [load_model(s) for s in sources]
-    datasets = {d for *_, d in loaded}
+    at_least_one(limit=limit)
+    datasets = {_source(s)[2] for s in sources}  # before any weights are loaded or downloaded
     if len(datasets) > 1:
         raise ZooError(f"an ensemble needs models of one dataset, not {', '.join(sorted(datasets))}.")
-    at_least_one(limit=limit)
     dataset = find_dataset(datasets.pop(), data, split)
+    loaded = [load_model(s) for s in sources]
     for model, spec, name, _ in loaded:
         check_fits(dataset, model.fc.out_features, spec.shorter_side, name, data)
     n = min(len(dataset), limit or len(dataset))
