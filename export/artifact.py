@@ -3,6 +3,7 @@ renamed into place, so no half-written artifact is ever visible; a card whose ke
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -51,7 +52,7 @@ def read_card(directory: Path) -> dict[str, Any]:
     not one."""
     card_path = Path(directory) / CARD
     if not card_path.exists():
-        raise ZooError(f"{directory} is not an artifact directory (no {CARD}); create one with `zoo export`.")
+        raise ZooError(f"{directory} is not an artifact directory (no {CARD}); {_what_is_below(directory)}.")
     card = read_json(card_path, MAX_CARD_BYTES, "card")
     if not isinstance(card, dict):
         raise ZooError(f"{card_path} is not a card (a JSON object); export the artifact again.")
@@ -67,6 +68,23 @@ def read_card(directory: Path) -> dict[str, Any]:
     if not (Path(directory) / card["file"]).is_file():
         raise ZooError(f"{directory} is missing its model file {card['file']!r}; export it again.")
     return card
+
+
+def _what_is_below(folder: Path) -> str:
+    """For a folder that is not an artifact: the artifacts it holds (ARTIFACTS/TAG/FORMAT, one or two
+    levels down), else how to make one."""
+    folder, below = Path(folder), []
+    try:
+        below = artifact_dirs(folder) if folder.is_dir() else []
+        if not below and folder.is_dir():  # the first 100 folders: a dataset's class folders are not read
+            tags = itertools.islice((d for d in sorted(folder.iterdir()) if d.is_dir()), 100)
+            below = [d for tag in tags for d in artifact_dirs(tag)]
+    except OSError:  # a folder this user cannot read: nothing to name
+        pass
+    if not below:
+        return "create one with `zoo export`"
+    names = ", ".join(str(d) for d in below[:3]) + (f" and {len(below) - 3} more" if len(below) > 3 else "")
+    return f"it holds {len(below)} artifact{'s' * (len(below) > 1)}, name one: {names}"
 
 
 def _problem(card: dict[str, Any]) -> str | None:

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from tests.helpers import one_sentence
 from zoo import ZooError
 from zoo.cli import app
 from zoo.export.pipeline import ExportOptions
@@ -364,7 +365,15 @@ def test_bench_writes_json_csv_and_a_plot_with_the_hardware_record(artifacts, ci
 def test_bad_input_to_the_serving_commands(tmp_path, cifar_tag):
     assert runner.invoke(app, ["predict", "x.png"]).exit_code == 1
     r = runner.invoke(app, ["predict", "--artifact", str(tmp_path), "x.png"])
-    assert r.exit_code == 1 and "not an artifact directory" in r.output
+    assert r.exit_code == 1 and "not an artifact directory" in r.output and "zoo export" in r.output
+    for fmt in ("onnx", "onnx-fp16"):  # the tag's folder, or the artifacts folder: the artifacts are named
+        (tmp_path / "arts" / cifar_tag / fmt).mkdir(parents=True)
+        (tmp_path / "arts" / cifar_tag / fmt / "card.json").write_text("{}")
+    for given in (tmp_path / "arts" / cifar_tag, tmp_path / "arts"):
+        one_sentence(
+            runner.invoke(app, ["predict", "--artifact", str(given), "x.png"]),
+            f"it holds 2 artifacts, name one: {tmp_path / 'arts' / cifar_tag / 'onnx'}, ",
+        )
     r = runner.invoke(app, ["parity", cifar_tag, "--artifacts", str(tmp_path)])
     assert r.exit_code == 1 and "no artifacts" in r.output
     r = runner.invoke(app, ["bench", cifar_tag, "--batch", "1,x"])
