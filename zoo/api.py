@@ -258,12 +258,14 @@ def parity(
     limit: int | None = None,
     bars: dict[str, float | None] | None = None,
     backend: str | None = None,
+    formats: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """`zoo parity`: top-1/top-5 agreement and accuracy of the artifact folders `dirs` (default: every one
-    under ARTIFACTS/TAG) against their PyTorch original. `bars` holds any of fp32_bar, fp16_bar, int8_bar,
-    int8_max_drop; each card keeps the verdict under the zoo's own bars, and the result under the
-    given ones as `verdict_given_bars`."""
+    """`zoo parity`: top-1/top-5 agreement and accuracy of the artifact folders `dirs`, or of the `formats`
+    under ARTIFACTS/TAG (default: every artifact there) against their PyTorch original. `bars` holds any of
+    fp32_bar, fp16_bar, int8_bar, int8_max_drop; each card keeps the verdict under the zoo's own bars, and
+    the result under the given ones as `verdict_given_bars`."""
     from zoo.export.artifact import artifact_dirs
+    from zoo.export.formats import get
     from zoo.serve.bars import bars_with
     from zoo.serve.parity import check_artifacts
     from zoo.serve.runtimes import check_backend
@@ -271,9 +273,18 @@ def parity(
     data = _data_root(data)
     check_backend(backend)  # before looking for artifacts
     spec = weights(model)
-    dirs = list(dirs or artifact_dirs(Path(artifacts) / spec.name))
+    if dirs and formats:
+        raise ZooError("name the artifacts by their folders or by --formats, not both.")
+    folder = Path(artifacts) / spec.name
+    dirs = list(dirs or [folder / get(f).name for f in dict.fromkeys(formats or [])] or artifact_dirs(folder))
     if not dirs:
         raise ZooError(f"no artifacts of {spec.name} under {artifacts}; run `zoo export {spec.name}` first.")
+    for d in [] if not formats else dirs:
+        if not (Path(d) / "card.json").is_file():
+            raise ZooError(
+                f"no {Path(d).name} artifact of {spec.name} under {artifacts}; "
+                f"export it with `zoo export {spec.name} -f {Path(d).name}`."
+            )
     return check_artifacts(spec.name, dirs, data, limit, bars_with(**(bars or {})), backend)
 
 

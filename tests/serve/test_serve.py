@@ -299,10 +299,11 @@ def test_zoo_parity_writes_each_result_into_the_card_and_fails_on_a_bar(artifact
     assert fp32["top1_agreement"] >= 99.9 and fp32["images"] == 1000 and fp32["verdict"]["passed"]
     card = json.loads((arts["onnx-int8-cpu"].path / "card.json").read_text())
     assert card["parity"]["top1_agreement"] == report[str(arts["onnx-int8-cpu"].path)]["top1_agreement"]
-    strict = runner.invoke(
-        app, ["parity", cifar_tag, str(arts["onnx-int8-cpu"].path), "--limit", "500", "--int8-bar", "99.99"]
-    )
-    assert strict.exit_code == 1 and "top-1 agreement" in strict.output
+    strict = ["parity", cifar_tag, "-f", "onnx-int8-cpu", "--artifacts", str(out), "--int8-bar", "99.99"]
+    strict = runner.invoke(app, [*strict, "--limit", "500", "--json"])  # -f: that artifact alone
+    assert strict.exit_code == 1 and list(json.loads(strict.stdout)) == [str(arts["onnx-int8-cpu"].path)]
+    given = json.loads(strict.stdout)[str(arts["onnx-int8-cpu"].path)]["verdict_given_bars"]
+    assert not given["passed"] and "top-1 agreement" in given["failures"][0]
 
 
 def test_bench_writes_json_csv_and_a_plot_with_the_hardware_record(artifacts, cifar_tag, tmp_path):
@@ -376,6 +377,13 @@ def test_bad_input_to_the_serving_commands(tmp_path, cifar_tag):
         )
     r = runner.invoke(app, ["parity", cifar_tag, "--artifacts", str(tmp_path)])
     assert r.exit_code == 1 and "no artifacts" in r.output
+    r = runner.invoke(
+        app, ["parity", cifar_tag, "-f", "onnx,onnx-int8", "--artifacts", str(tmp_path / "arts")]
+    )
+    one_sentence(r, f"no onnx-int8 artifact of {cifar_tag} under {tmp_path / 'arts'}; export it with")
+    one_sentence(
+        runner.invoke(app, ["parity", cifar_tag, "x", "-f", "onnx"]), "by their folders or by --formats"
+    )
     r = runner.invoke(app, ["bench", cifar_tag, "--batch", "1,x"])
     assert r.exit_code == 1 and "comma-separated" in r.output
     r = runner.invoke(app, ["bench", cifar_tag, "--repeats", "0"])

@@ -144,7 +144,8 @@ def _bar(precision: str, key: str) -> str:
     short_help="Check exported artifacts against their PyTorch original.",
     epilog=examples(
         "zoo parity resnet20.cifar10                        # every artifact of the tag",
-        "zoo parity resnet20.cifar10 artifacts/resnet20.cifar10/onnx-int8 --limit 1000",
+        "zoo parity resnet20.cifar10 -f onnx-int8,onnx-int8-cpu --limit 1000",
+        "zoo parity resnet20.cifar10 artifacts/resnet20.cifar10/onnx-int8",
         "zoo parity resnet20.cifar10 --backend openvino",
     ),
 )
@@ -155,6 +156,15 @@ def parity_cmd(
     dirs: Annotated[
         list[Path] | None,
         typer.Argument(metavar="ARTIFACT_DIR", help="Artifact folders (default: all under --artifacts/TAG)."),
+    ] = None,
+    formats: Annotated[
+        str | None,
+        typer.Option(
+            "--formats",
+            "-f",
+            metavar="FORMATS",
+            help="Comma-separated: only these artifacts under --artifacts/TAG (default: all of them).",
+        ),
     ] = None,
     artifacts: ArtifactsOpt = Path("artifacts"),
     data: DataOpt = None,
@@ -181,7 +191,7 @@ def parity_cmd(
     from zoo import api
 
     bars = {"fp32_bar": fp32_bar, "fp16_bar": fp16_bar, "int8_bar": int8_bar, "int8_max_drop": int8_max_drop}
-    results = api.parity(model, dirs, artifacts, data, limit, bars, backend)
+    results = api.parity(model, dirs, artifacts, data, limit, bars, backend, split_list(formats or ""))
     if as_json:
         emit_json(results)
     else:
