@@ -52,6 +52,48 @@ def test_every_command_calls_one_function_of_the_api():
     assert calls["export"] == {"export"} and calls["parity"] >= {"parity"} and calls["predict"] == {"predict"}
 
 
+def _documented() -> list[tuple[str, list[str]]]:
+    """Each `api.NAME(ARGS)` of the function column of docs/python.md's table, ARGS split at top-level
+    commas."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "python.md").read_text()
+    rows = []
+    for line in doc.splitlines():
+        cells = line.split(" | ")
+        if len(cells) < 3 or not cells[1].startswith("`api."):
+            continue
+        name, _, args = cells[1].split("`")[1].removeprefix("api.").removesuffix(")").partition("(")
+        shown, depth, item = [], 0, ""
+        for ch in args + ",":
+            depth += (ch in "([{") - (ch in ")]}")
+            if ch == "," and depth == 0:
+                shown, item = [*shown, item.strip()], ""
+            else:
+                item += ch
+        rows.append((name, [s for s in shown if s]))
+    return rows
+
+
+def test_the_documented_signatures_are_the_functions_own():
+    """docs/python.md shows each function's first parameters, in order, with their defaults (`...`: the
+    rest, or a default not shown); a parameter renamed, reordered or given another default fails here."""
+    import inspect
+
+    rows = _documented()
+    assert len(rows) >= 20
+    for name, shown in rows:
+        params = list(inspect.signature(getattr(api, name)).parameters.values())
+        for i, item in enumerate(shown):
+            if item == "...":  # the rest of the parameters
+                break
+            given, _, default = item.partition("=")
+            assert params[i].name == given.lstrip("*"), (name, item, [p.name for p in params])
+            assert given.startswith("**") == (params[i].kind is inspect.Parameter.VAR_KEYWORD), (name, item)
+            if default and default != "...":
+                assert params[i].default == ast.literal_eval(default), (name, item, params[i].default)
+            elif not default:
+                assert params[i].default is inspect.Parameter.empty, (name, item)
+
+
 def test_the_preprocessing_contract_is_the_tags_transform(tmp_path, cifar_dir, cifar_tag):
     """weights.preprocess(image) against the arithmetic written out: a 32x32 CIFAR image is not resized or
     cropped, only scaled to [0, 1] and normalised by the tag's mean and std, channels first."""
