@@ -26,6 +26,13 @@ DEFAULT_OPSET = 20
 MAX_OPSET = 23
 
 
+def check_opset(opset: int) -> None:
+    if not 7 <= opset <= MAX_OPSET:
+        raise ZooError(
+            f"opset {opset} is not supported; choose one from 7 to {MAX_OPSET} (default {DEFAULT_OPSET})."
+        )
+
+
 def export_onnx(
     model,
     example: np.ndarray,
@@ -36,10 +43,7 @@ def export_onnx(
 ) -> Path:
     """Export `model` (eval mode) to `path`. `example` is a real NCHW batch of at least 2 images: a batch of
     1 would be specialised by torch.export and lose the dynamic batch dimension."""
-    if not 7 <= opset <= MAX_OPSET:
-        raise ZooError(
-            f"opset {opset} is not supported; choose one from 7 to {MAX_OPSET} (default {DEFAULT_OPSET})."
-        )
+    check_opset(opset)
     if example.shape[0] < 2:
         raise ZooError("the example batch for ONNX export needs at least 2 images.")
     x = torch.from_numpy(np.ascontiguousarray(example))

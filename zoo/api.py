@@ -218,11 +218,13 @@ def export(
     (None: the whole split; 0: none). `trt` (fp32, fp16, int8) adds that TensorRT engine. `batch` is the
     dynamic batch range MIN:OPT:MAX."""
     from zoo.export.formats import TRT_PRESET, plan
+    from zoo.export.onnx import check_opset
     from zoo.export.pipeline import ExportOptions
     from zoo.export.tensorrt import parse_profile
     from zoo.serve.checked_export import export_and_check
 
     at_least_one(calib_size=calib_size)  # before any file is written or data looked for
+    check_opset(opset)
     device_choice(device, auto=False)
     output_dir(Path(artifacts), "artifacts folder", create=False)  # made by the first artifact written
     data = _data_root(data)
