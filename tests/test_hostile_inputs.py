@@ -732,6 +732,15 @@ def test_an_out_that_is_a_file_is_one_sentence(tmp_path, command):
     one_sentence(runner.invoke(app, [*command, "--out", str(tmp_path / "file")]), "is a file, not a folder")
 
 
+def test_a_triton_repo_that_is_a_file_is_named_before_anything_is_exported(tmp_path):
+    (tmp_path / "file").write_text("")
+    args = ["triton", "resnet20.cifar10", "--artifacts", str(tmp_path / "arts"), "--data", "no-such-data"]
+    one_sentence(
+        runner.invoke(app, [*args, "--repo", str(tmp_path / "file")]), "file is a file, not a folder"
+    )
+    assert not (tmp_path / "arts").exists()
+
+
 @pytest.mark.parametrize(
     "command",
     [

@@ -468,6 +468,7 @@ def triton(
 
     format = format or TRITON_DEFAULT.get(device, TRITON_DEFAULT["cpu"])
     check_servable(format, get(format).file, device)  # before exporting anything
+    output_dir(Path(repo), "repository folder", create=False)
     artifact = exported(model, format, artifacts, data, allow_unverified, log)
     return write_repository(artifact, Path(repo), device, dynamic_batching)
 
