@@ -20,6 +20,7 @@ from zoo.cli.options import (
     TagArg,
     TritonFormatOpt,
     examples,
+    formats_option,
 )
 from zoo.cli.output import (
     PARITY_COLUMNS,
@@ -58,12 +59,7 @@ def export_cmd(
     model: ModelArg,
     formats: Annotated[
         str | None,
-        typer.Option(
-            "--formats",
-            "-f",
-            metavar="FORMATS",
-            help=f"Comma-separated: {', '.join(_formats())} (default: onnx).",
-        ),
+        formats_option(f"Comma-separated: {', '.join(_formats())} (default: onnx)."),
     ] = None,
     trt: Annotated[
         str | None,
@@ -159,12 +155,7 @@ def parity_cmd(
     ] = None,
     formats: Annotated[
         str | None,
-        typer.Option(
-            "--formats",
-            "-f",
-            metavar="FORMATS",
-            help="Comma-separated: only these artifacts under --artifacts/TAG (default: all of them).",
-        ),
+        formats_option("Comma-separated: only these artifacts under --artifacts/TAG (default: all of them)."),
     ] = None,
     artifacts: ArtifactsOpt = Path("artifacts"),
     data: DataOpt = None,
@@ -345,12 +336,7 @@ def bench_cmd(
     model: TagArg,
     formats: Annotated[
         str,
-        typer.Option(
-            "--formats",
-            "-f",
-            metavar="FORMATS",
-            help=f"Comma-separated: {', '.join(_targets())}; or all (every one this machine runs).",
-        ),
+        formats_option(f"Comma-separated: {', '.join(_targets())}; or all (every one this machine runs)."),
     ] = "pytorch,onnx,onnx-fp16,onnx-int8,onnx-int8-cpu",
     batch: Annotated[
         str, typer.Option(metavar="SIZES", help="Comma-separated batch sizes to time.")

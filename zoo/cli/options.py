@@ -48,6 +48,13 @@ AllowOpt = Annotated[
         help="Use artifacts whose last parity check failed or that were never checked (with a warning).",
     ),
 ]
+
+
+def formats_option(help: str) -> typer.Option:
+    """-f/--formats, a comma-separated list of formats: one declaration, each command its own help."""
+    return typer.Option("--formats", "-f", metavar="FORMATS", help=help)
+
+
 TritonFormatOpt = Annotated[
     str | None,
     typer.Option(
