@@ -127,11 +127,27 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any):
     return registry.create_model(name, pretrained=pretrained, **kwargs)
 
 
-def describe(name: str) -> dict[str, Any]:
-    """`zoo info`: structure, cost, weights, preprocessing and metrics of an architecture or tag."""
+def describe(name: str | os.PathLike) -> dict[str, Any]:
+    """`zoo info`: structure, cost, weights, preprocessing and metrics of an architecture or tag; for an
+    artifact folder its card and its standing here (`passed`, `failed` or `not validated`, with the reason
+    and a note when its verdict was measured on another class of CPU) under each runtime it was checked
+    with (`own`: its own runtime)."""
     from zoo.models import registry
 
-    return registry.describe(name)
+    if isinstance(name, os.PathLike) or exists(name) or os.sep in str(name):
+        from zoo.export.artifact import read_card
+        from zoo.serve.verdicts import card_key, standing
+
+        card = read_card(Path(name))
+        checked = [None] + sorted(k.removeprefix("parity_") for k in card if k.startswith("parity_"))
+        return {
+            "artifact": str(name),
+            "card": card,
+            "standing": {
+                b or "own": vars(standing(card, b)) for b in checked if b is None or card[card_key(b)]
+            },
+        }
+    return registry.describe(str(name))
 
 
 def weights(name: str) -> WeightSpec:

@@ -550,3 +550,32 @@ def test_probabilities_shown_to_users_are_the_softmax():
     for row, top in zip(expected, top_k(logits, [str(i) for i in range(10)], 10), strict=True):
         assert [t["index"] for t in top] == list(np.argsort(-row))
         assert [t["prob"] for t in top] == pytest.approx(sorted(row, reverse=True), abs=1e-12)
+
+
+def test_zoo_info_on_an_artifact_shows_its_card_and_its_standing_here(artifacts, tmp_path, monkeypatch):
+    _, arts = artifacts
+    path = arts["onnx-int8-cpu"].path
+    card = json.loads((path / "card.json").read_text())
+    r = runner.invoke(app, ["info", str(path)])
+    assert r.exit_code == 0, r.output
+    assert f"✅ passed; top-1 agreement {card['parity']['top1_agreement']:.2f}% on 1,000 images" in r.output
+    assert card["int8"]["arithmetic"] in r.output and "note:" not in r.output  # measured on this CPU
+    doc = json.loads(runner.invoke(app, ["info", str(path), "--json"]).stdout)
+    assert doc["card"] == card and doc["standing"] == {
+        "own": {"status": "passed", "reason": "", "host_note": ""}
+    }
+    # on a CPU of the other int8 class the verdict stands, with the note predict and serve print
+    other = "avx2" if card["parity"]["measured_on"]["int8_class"] == "vnni" else "avx2,avx512f,avx512_vnni"
+    monkeypatch.setenv("ZOO_CPU_FEATURES", other)
+    assert (
+        "note: its int8 verdict was measured on a CPU of class"
+        in runner.invoke(app, ["info", str(path)]).output
+    )
+    copy = tmp_path / "never-checked"
+    shutil.copytree(path, copy)
+    (copy / "card.json").write_text(json.dumps({k: v for k, v in card.items() if k != "parity"}))
+    r = runner.invoke(app, ["info", str(copy)])
+    assert (
+        r.exit_code == 0
+        and "parity: · not validated: it has never been checked against its original" in r.output
+    )

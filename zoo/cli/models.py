@@ -56,18 +56,27 @@ def list_cmd(
 @command(
     "info",
     short_help="One architecture or tag: structure, weights, metrics.",
-    epilog=examples("zoo info resnet50", "zoo info resnet20.cifar10 --json"),
+    epilog=examples(
+        "zoo info resnet50",
+        "zoo info resnet20.cifar10 --json",
+        "zoo info artifacts/resnet20.cifar10/onnx-int8-cpu   # an artifact: its card and verdict here",
+    ),
 )
 def info_cmd(
-    name: Annotated[str, typer.Argument(metavar="NAME", help="An architecture or ARCH.TAG.")],
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="An architecture, ARCH.TAG, or an artifact folder.")
+    ],
     as_json: JsonOpt = False,
 ) -> None:
-    """Describe an architecture or pretrained tag: structure, cost, weights, preprocessing, metrics."""
+    """Describe an architecture or pretrained tag (structure, cost, weights, preprocessing, metrics), or an
+    artifact folder (format, source, calibration, and its parity verdict on this machine)."""
     from zoo import api
 
     info = api.describe(name)
     if as_json:
         return emit_json(info)
+    if "card" in info:
+        return rich_console.Console().print("\n".join(_artifact(info)), highlight=False, soft_wrap=True)
     w = info["weights"]
     lines = [
         f"[bold]{info['name']}[/bold]  {info['family']} {'ResNet' if info['residual'] else 'plain net'}, "
@@ -95,6 +104,48 @@ def info_cmd(
             lines.append(f"teacher: {_teacher(d)}")
     # soft_wrap: a long line (a URL, a path) stays one line, to copy or grep, wherever it is printed
     rich_console.Console().print("\n".join(lines), highlight=False, soft_wrap=True)
+
+
+def _artifact(info: dict) -> list[str]:
+    """An artifact folder in a few lines: what it is, what it came from, and its verdict here."""
+    from zoo.serve.verdicts import MARKS, card_key
+
+    c = info["card"]
+    batch, shape = c.get("batch") or {}, (c.get("input") or {}).get("shape")
+    lines = [
+        f"[bold]{info['artifact']}[/bold]  {c['format']} ({c['precision']}), {c['file']} "
+        f"{c.get('size_bytes', 0) / 1e6:.2f} MB (sha256 {c['sha256'][:8]}…), exported {c.get('created', '?')}",
+        f"from: {c['source']} (weights sha256 {str(c.get('weights_sha256'))[:8]}…), {c.get('dataset')}"
+        + (f", input {shape}" if shape else "")
+        + (f", batch {batch['min']}:{batch['opt']}:{batch['max']}" if batch else "")
+        + (f", opset {c['opset']}" if c.get("opset") else ""),
+    ]
+    if arithmetic := (c.get("int8") or {}).get("arithmetic"):
+        lines.append(f"arithmetic: {arithmetic}")
+    if cal := c.get("calibration"):
+        lines.append(
+            f"calibration: {cal.get('images', cal.get('size'))} images of {cal.get('source')}, {cal.get('method')}"
+        )
+
+    def kind(where: dict) -> str:  # the CPU class an int8 or bf16 verdict holds on
+        cls = where.get(f"{c['precision']}_class")
+        return f" ({cls})" if c["precision"] in ("int8", "bf16") and cls else ""
+
+    for backend, s in info["standing"].items():
+        r = c.get(card_key(None if backend == "own" else backend)) or {}
+        on = "" if backend == "own" else f" with {backend}"
+        line = f"parity{on}: {MARKS[s['status']]} {s['status']}" + (f": {s['reason']}" if s["reason"] else "")
+        if "top1_agreement" in r:
+            where = r.get("measured_on") or {}
+            line += (
+                f"; top-1 agreement {r['top1_agreement']:.2f}% on {r.get('images', 0):,} images of {r.get('data')}, "
+                f"top-1 {r.get('top1', 0):.2f} (original {r.get('reference_top1', 0):.2f}), measured on "
+                f"{where.get('cpu', '?')}{kind(where)}, {where.get('runtime', '?')} "
+                f"{where.get('runtime_version', '')}".rstrip()
+            )
+        lines += [line] + ([f"note: {s['host_note']}"] if s["host_note"] else [])
+    versions = ", ".join(f"{k} {v}" for k, v in (c.get("versions") or {}).items() if v)
+    return lines + ([f"versions: {versions}"] if versions else [])
 
 
 def _teacher(d: dict) -> str:
