@@ -241,6 +241,47 @@ def test_predict_takes_files_folders_and_globs_and_reports_bad_images_by_name(
     assert correct >= 6  # a trained CIFAR-10 model on real test images
 
 
+def test_predict_reads_an_image_from_a_url_or_standard_input_as_from_its_file(
+    artifacts, cifar_pngs, monkeypatch
+):
+    """A URL (a loopback server here) and `-` give the file's very answer; a missing page, a refused
+    connection and a server slower than the deadline are errors of that image alone, in one sentence."""
+    import functools
+    import http.server
+    import threading
+
+    import zoo.serve.predict as predict_module
+
+    _, arts = artifacts
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(cifar_pngs))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    image = sorted(cifar_pngs.glob("*.png"))[3]
+    try:
+        base = ["predict", "--artifact", str(arts["onnx"].path), "--json"]
+        from_file = json.loads(runner.invoke(app, [*base, str(image)]).stdout)[0]["top"]
+        r = runner.invoke(
+            app, [*base, f"{url}/{image.name}", f"{url}/missing.png", "http://127.0.0.1:9/x.png"]
+        )
+        rows = json.loads(r.stdout)
+        assert r.exit_code == 1 and rows[0]["top"] == from_file
+        assert (
+            rows[1]["error"].startswith(f"cannot read {url}/missing.png (") and "refused" in rows[2]["error"]
+        )
+        r = runner.invoke(app, [*base, "-"], input=image.read_bytes())
+        assert r.exit_code == 0 and json.loads(r.stdout) == [{"image": "-", "top": from_file}]
+        r = runner.invoke(app, [*base, "-"], input=b"not an image")
+        assert json.loads(r.stdout)[0]["error"] == "standard input is not an image that Pillow can read."
+        monkeypatch.setattr(predict_module, "URL_DEADLINE_S", 0.0)  # every transfer is too slow
+        error = json.loads(runner.invoke(app, [*base, f"{url}/{image.name}"]).stdout)[0]["error"]
+        assert error.startswith(f"reading {url}/{image.name} took longer than 0 s")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_predict_prints_each_image_on_one_line_without_empty_percentages(cifar_pngs, cifar_tag):
     """The text form lists the labels that have a probability worth printing (>= 0.05%, so never '0.0%')
     and says how many of the top-k were left out; the JSON keeps all k."""

@@ -217,11 +217,16 @@ def parity_cmd(
     epilog=examples(
         "zoo predict photos/ --model resnet50",
         "zoo predict 'shots/*.jpg' --artifact artifacts/resnet50.tv2_in1k/onnx-fp16 --topk 3",
+        "zoo predict https://example.com/cat.jpg --model resnet50",
+        "cat photo.png | zoo predict - --artifact artifacts/resnet20.cifar10/onnx-int8-cpu",
     ),
 )
 def predict_cmd(
     images: Annotated[
-        list[str], typer.Argument(metavar="IMAGES", help="Image files, folders or glob patterns.")
+        list[str],
+        typer.Argument(
+            metavar="IMAGES", help="Image files, folders, glob patterns, http(s) URLs, or - (standard input)."
+        ),
     ],
     model: Annotated[
         str | None, typer.Option(metavar="MODEL", help="A pretrained tag or arch (PyTorch eager).")

@@ -118,13 +118,16 @@ def _problem(s: PreprocessSpec) -> str | None:
     )
 
 
-def load_image(source: str | os.PathLike | bytes | Image.Image, max_pixels: int = MAX_PIXELS) -> Image.Image:
+def load_image(
+    source: str | os.PathLike | bytes | Image.Image, max_pixels: int = MAX_PIXELS, name: str | None = None
+) -> Image.Image:
     """Open any image a user can hand in as 8-bit RGB, upright (EXIF orientation applied).
 
     Grayscale, palette, CMYK, 16-bit and float images are converted; transparency is composited on white.
-    A non-image, an empty or truncated file, or one larger than `max_pixels` raises ZooError.
+    A non-image, an empty or truncated file, or one larger than `max_pixels` raises ZooError, naming the
+    image by `name` (default: its path, or "the image").
     """
-    name = "the image" if isinstance(source, bytes | Image.Image) else str(source)
+    name = name or ("the image" if isinstance(source, bytes | Image.Image) else str(source))
     if isinstance(source, Image.Image):
         img = source
     else:

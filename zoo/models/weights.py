@@ -7,13 +7,9 @@ load checks the file's sha256; a mismatch is an error that leaves the file as it
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
 import re
-import time
 import tomllib
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +17,7 @@ from typing import Any
 from zoo.data.labels import load_labels
 from zoo.data.preprocess import PreprocessSpec
 from zoo.errors import ZooError, reading
+from zoo.utils import urls
 from zoo.utils.files import atomic_path, read_text
 from zoo.utils.lazy import lazy_import
 from zoo.utils.names import check_name, split_tag
@@ -239,10 +236,7 @@ def mirrored(url: str) -> str:
 
 
 MAX_DOWNLOAD_BYTES = 2 << 30  # the largest file the zoo fetches (CIFAR-10 is 170 MB, ResNet-152 241 MB)
-DOWNLOAD_DEADLINE_S = (
-    3600.0  # for the whole transfer: a server that trickles bytes never trips a read timeout
-)
-READ_TIMEOUT_S = 60.0
+DOWNLOAD_DEADLINE_S = 3600.0  # for the whole transfer (zoo.utils.urls)
 
 
 def download(
@@ -260,30 +254,14 @@ def download(
     algorithm, expected = _expected(sha256, sha256_prefix, md5)
     if not expected:
         raise ZooError(f"no hash to check {url} against: the zoo downloads only files whose hash it knows.")
-    start = time.monotonic()
     with atomic_path(dest) as tmp:
-        h, size = hashlib.new(algorithm), 0
+        h = hashlib.new(algorithm)
         try:
-            with urllib.request.urlopen(url, timeout=READ_TIMEOUT_S) as resp, open(tmp, "wb") as out:
-                announced = resp.headers.get("Content-Length")
-                if announced and announced.isdigit() and int(announced) > max_bytes:
-                    raise ZooError(
-                        f"{url} announces {int(announced):,} bytes, more than the {max_bytes:,} expected."
-                    )
-                while chunk := resp.read1(1 << 20):  # what has arrived: a trickle cannot block the deadline
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise ZooError(
-                            f"{url} sent more than the {max_bytes:,} bytes expected; it was discarded."
-                        )
-                    if time.monotonic() - start > deadline_s:
-                        raise ZooError(
-                            f"the download of {url} took longer than {deadline_s:.0f} s ({size:,} bytes so far); "
-                            "it was discarded: try again, or set ZOO_MIRROR to a faster copy."
-                        )
+            with open(tmp, "wb") as out:
+                for chunk in urls.stream(url, max_bytes, deadline_s):
                     h.update(chunk)
                     out.write(chunk)
-        except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as e:
+        except urls.NETWORK_ERRORS as e:
             reason = getattr(e, "reason", None) or f"{type(e).__name__}: {e}"
             raise ZooError(
                 f"cannot download {url} ({reason}); check the connection, or place the file at {dest} yourself."
