@@ -62,6 +62,28 @@ def recorded(card: dict[str, Any]) -> bool:
     return isinstance(entry, dict) and entry.get("contract_sha256") == contract_sha256(card)
 
 
+def entries() -> list[dict[str, Any]]:
+    """Every artifact the index holds, oldest first (a damaged entry is listed as such, never hidden)."""
+    found = []
+    for path in sorted(index_dir().glob("*.json")) if index_dir().is_dir() else []:
+        try:
+            entry = json.loads(path.read_text())
+        except (OSError, ValueError):
+            entry = None
+        found.append(entry if isinstance(entry, dict) else {"sha256": path.stem, "why": "damaged entry"})
+    return sorted(found, key=lambda e: str(e.get("recorded", "")))
+
+
+def forget(card: dict[str, Any]) -> bool:
+    """Take this model file out of the index (it opens again only once exported here or trusted anew);
+    False when the index did not hold it."""
+    path = index_dir() / f"{card['sha256']}.json"
+    if not path.is_file():
+        return False
+    path.unlink()
+    return True
+
+
 def runs_native_code(fmt: str) -> bool:
     return Path(FORMATS[fmt].file).suffix != ".onnx"
 

@@ -138,6 +138,16 @@ def test_a_pt2_from_elsewhere_is_refused_before_it_is_loaded_until_trusted(zoo_c
     assert trust.recorded(read_card(art)) and (zoo_cache / "trusted").is_dir()
     with pytest.raises(ZooError, match="cannot load"):  # now the loader itself is reached (and fails)
         open_runtime(art)
+    listed = json.loads(runner.invoke(app, ["trust", "--list", "--json"]).stdout)["entries"]
+    assert [(e["sha256"], e["why"]) for e in listed] == [
+        (read_card(art)["sha256"], f"trusted by hand: zoo trust {art}")
+    ]
+    r = runner.invoke(app, ["trust", "--revoke", str(art)])
+    assert r.exit_code == 0 and "revoked" in r.output and not trust.recorded(read_card(art))
+    with pytest.raises(ZooError, match="neither exported it nor was told to trust it"):  # refused again
+        open_runtime(art)
+    one_sentence(runner.invoke(app, ["trust", "--revoke", str(art)]), "is not in this zoo's trusted index")
+    one_sentence(runner.invoke(app, ["trust"]), "name an artifact folder")
 
 
 def test_a_trusted_native_artifact_whose_card_changed_is_refused_again(zoo_cache, tmp_path):

@@ -61,6 +61,8 @@ __all__ = [
     "train",
     "triton",
     "trust",
+    "trusted",
+    "untrust",
     "weights",
 ]
 
@@ -363,6 +365,27 @@ def trust(artifact: str | os.PathLike) -> dict[str, Any]:
         "needed": True,
         "index": str(index.index_dir()),
     }
+
+
+def trusted() -> dict[str, Any]:
+    """`zoo trust --list`: the artifacts this user's zoo opens although they run native code (exported
+    here, or trusted by hand), by their model file's sha256."""
+    from zoo.export import trust as index
+
+    return {"index": str(index.index_dir()), "entries": index.entries()}
+
+
+def untrust(artifact: str | os.PathLike) -> dict[str, Any]:
+    """`zoo trust --revoke`: take an artifact's model file out of the index, so that it opens only once
+    exported here again or trusted anew. One sentence when the index does not hold it."""
+    from zoo.export import trust as index
+    from zoo.export.artifact import read_card
+
+    path = Path(artifact)
+    card = read_card(path)
+    if not index.forget(card):
+        raise ZooError(f"{path} is not in this zoo's trusted index ({index.index_dir()}): nothing to revoke.")
+    return {"artifact": str(path), "format": card["format"], "sha256": card["sha256"], "revoked": True}
 
 
 def predict(

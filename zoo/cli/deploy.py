@@ -300,25 +300,45 @@ def _top_line(top: list[dict]) -> str:
 @command(
     "trust",
     short_help="Allow an engine or .pt2 exported elsewhere to be opened.",
-    epilog=examples("zoo trust artifacts/resnet50.tv2_in1k/pt2"),
+    epilog=examples(
+        "zoo trust artifacts/resnet50.tv2_in1k/pt2",
+        "zoo trust --list                                   # what this zoo opens, and why",
+        "zoo trust --revoke artifacts/resnet50.tv2_in1k/pt2",
+    ),
 )
 def trust_cmd(
     artifact: Annotated[
-        Path,
+        Path | None,
         typer.Argument(
             metavar="ARTIFACT_DIR", help="An artifact folder (an engine or a .pt2) from elsewhere."
         ),
-    ],
+    ] = None,
+    list_: Annotated[
+        bool, typer.Option("--list", help="List the artifacts trusted here (exported here or by hand).")
+    ] = False,
+    revoke: Annotated[
+        bool, typer.Option("--revoke", help="Take ARTIFACT_DIR out of the trusted index.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Allow an engine or .pt2 artifact that this machine did not export to be opened: loading one runs the
     native code inside it, so the zoo opens only those it exported itself or that you trust here, once,
-    by their sha256 (an ONNX artifact needs no trust: the labels and preprocessing inside it are checked)."""
+    by their sha256 (an ONNX artifact needs no trust: the labels and preprocessing inside it are checked).
+    --list shows the index, --revoke takes an artifact out of it."""
     from zoo import api
 
-    result = api.trust(artifact)
+    if list_ == (artifact is not None) or (revoke and artifact is None):
+        raise ZooError("name an artifact folder (to trust it, or --revoke it), or give --list alone.")
+    if list_:
+        return _show_trusted(api.trusted(), as_json)
+    result = api.untrust(artifact) if revoke else api.trust(artifact)
     if as_json:
         emit_json(result)
+    elif revoke:
+        typer.echo(
+            f"revoked {result['artifact']} ({result['format']}, sha256 {result['sha256'][:16]}...): it opens "
+            "again only once exported here or trusted anew."
+        )
     elif result["trusted"]:
         typer.echo(
             f"trusted {result['artifact']} ({result['format']} of {result['source']}, sha256 "
@@ -326,6 +346,27 @@ def trust_cmd(
         )
     else:
         typer.echo(f"{result['artifact']} is {result['format']}: it runs no native code and needs no trust.")
+
+
+def _show_trusted(doc: dict, as_json: bool) -> None:
+    if as_json:
+        return emit_json(doc)
+    if not doc["entries"]:
+        return typer.echo(f"no artifact is trusted here yet (index: {doc['index']}).")
+    table(
+        f"trusted here ({doc['index']})",
+        ["sha256", "format", "source", "why", "recorded"],
+        [
+            [
+                str(e.get("sha256", ""))[:16],
+                e.get("format", "-"),
+                e.get("source", "-"),
+                e.get("why", "-"),
+                e.get("recorded", "-"),
+            ]
+            for e in doc["entries"]
+        ],
+    )
 
 
 @command(
