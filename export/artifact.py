@@ -206,7 +206,7 @@ def build_artifact(
             **extra,
         }
         write_card(tmp, full)
-        trust.record(full, "exported")  # this zoo built it: the index outside the folder says so
+        trust.record(full, "exported", directory)  # this zoo built it: the index outside the folder says so
         swap_dir_into_place(tmp, directory)
         return Artifact(directory, full)
     finally:

@@ -21,7 +21,7 @@ from typing import Any
 
 from zoo.errors import ZooError
 from zoo.export.formats import FORMATS
-from zoo.utils.files import atomic_path
+from zoo.utils.files import atomic_path, read_json
 from zoo.utils.paths import cache_dir
 
 # The fields of a card that decide what its model answers and how it is run.
@@ -38,8 +38,9 @@ def contract_sha256(card: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def record(card: dict[str, Any], why: str) -> None:
-    """Put an artifact in the user's index: exported here (`why` = "exported") or trusted by hand."""
+def record(card: dict[str, Any], why: str, directory: Path | None = None) -> None:
+    """Put an artifact in the user's index: exported here (`why` = "exported") or trusted by hand, with the
+    folder it was recorded for (so that `zoo trust --prune` can tell when it is gone)."""
     entry = {
         "sha256": card["sha256"],
         "contract_sha256": contract_sha256(card),
@@ -47,6 +48,7 @@ def record(card: dict[str, Any], why: str) -> None:
         "source": card["source"],
         "why": why,
         "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "folder": str(Path(directory).resolve()) if directory is not None else None,
     }
     with atomic_path(index_dir() / f"{card['sha256']}.json") as tmp:
         tmp.write_text(json.dumps(entry, indent=2) + "\n")
@@ -63,15 +65,38 @@ def recorded(card: dict[str, Any]) -> bool:
 
 
 def entries() -> list[dict[str, Any]]:
-    """Every artifact the index holds, oldest first (a damaged entry is listed as such, never hidden)."""
+    """Every artifact the index holds, oldest first, each with `present`: whether the folder it was recorded
+    for still holds that model file (None when the entry names no folder). A damaged entry is listed as
+    such, never hidden."""
     found = []
     for path in sorted(index_dir().glob("*.json")) if index_dir().is_dir() else []:
         try:
             entry = json.loads(path.read_text())
         except (OSError, ValueError):
             entry = None
-        found.append(entry if isinstance(entry, dict) else {"sha256": path.stem, "why": "damaged entry"})
+        if not isinstance(entry, dict):
+            entry = {"sha256": path.stem, "why": "damaged entry"}
+        found.append({**entry, "present": _present(entry)})
     return sorted(found, key=lambda e: str(e.get("recorded", "")))
+
+
+def _present(entry: dict[str, Any]) -> bool | None:
+    if not isinstance(entry.get("folder"), str):
+        return None
+    try:
+        card = read_json(Path(entry["folder"]) / "card.json", 1 << 20, "card")
+    except (OSError, ValueError, ZooError):  # gone, unreadable, or no card at all
+        return False
+    return isinstance(card, dict) and card.get("sha256") == entry.get("sha256")
+
+
+def prune() -> list[dict[str, Any]]:
+    """Take out of the index the entries whose folder no longer holds their model file (deleted, or
+    exported again since), and damaged entries; entries that name no folder stay. Returns those removed."""
+    gone = [e for e in entries() if e["present"] is False or e.get("why") == "damaged entry"]
+    for e in gone:
+        (index_dir() / f"{e['sha256']}.json").unlink(missing_ok=True)
+    return gone
 
 
 def forget(card: dict[str, Any]) -> bool:

@@ -150,6 +150,29 @@ def test_a_pt2_from_elsewhere_is_refused_before_it_is_loaded_until_trusted(zoo_c
     one_sentence(runner.invoke(app, ["trust"]), "name an artifact folder")
 
 
+def test_trust_prune_drops_the_entries_whose_folder_is_gone_and_keeps_the_others(zoo_cache, tmp_path):
+    kept, moved = tmp_path / "kept", tmp_path / "moved"
+    card = _fake_pt2(kept)
+    moved.mkdir()
+    (moved / "model.pt2").write_bytes(b"PK\x05\x06" + b"\1" * 18)  # another model file
+    other = _card(moved, format="pt2", file="model.pt2", aoti=card["aoti"], source="resnet32.cifar10")
+    for folder in (kept, moved):
+        assert runner.invoke(app, ["trust", str(folder)]).exit_code == 0
+    nameless = {**card, "sha256": "f" * 64}  # an entry from before entries named their folder
+    trust.record(nameless, "test")
+    listed = json.loads(runner.invoke(app, ["trust", "--list", "--json"]).stdout)["entries"]
+    assert sorted((e["source"], str(e["present"])) for e in listed) == [
+        ("resnet20.cifar10", "None"),
+        ("resnet20.cifar10", "True"),
+        ("resnet32.cifar10", "True"),
+    ]
+    moved.rename(tmp_path / "elsewhere")
+    assert "(gone)" in runner.invoke(app, ["trust", "--list"]).output
+    doc = json.loads(runner.invoke(app, ["trust", "--list", "--prune", "--json"]).stdout)
+    assert [e["sha256"] for e in doc["pruned"]] == [other["sha256"]] and len(doc["entries"]) == 2
+    assert trust.recorded(card) and trust.recorded(nameless) and not trust.recorded(other)
+
+
 def test_a_trusted_native_artifact_whose_card_changed_is_refused_again(zoo_cache, tmp_path):
     art = tmp_path / "pt2"
     card = _fake_pt2(art)

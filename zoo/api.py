@@ -355,7 +355,7 @@ def trust(artifact: str | os.PathLike) -> dict[str, Any]:
     if not index.runs_native_code(card["format"]):
         index.admit(path, card)  # ONNX needs no trust: its own metadata is checked on every open
         return {"artifact": str(path), "format": card["format"], "trusted": False, "needed": False}
-    index.record(card, f"trusted by hand: zoo trust {path}")
+    index.record(card, f"trusted by hand: zoo trust {path}", path)
     return {
         "artifact": str(path),
         "format": card["format"],
@@ -367,12 +367,14 @@ def trust(artifact: str | os.PathLike) -> dict[str, Any]:
     }
 
 
-def trusted() -> dict[str, Any]:
+def trusted(prune: bool = False) -> dict[str, Any]:
     """`zoo trust --list`: the artifacts this user's zoo opens although they run native code (exported
-    here, or trusted by hand), by their model file's sha256."""
+    here, or trusted by hand), by their model file's sha256, each with whether its folder still holds it.
+    `prune`: first take out the entries whose folder no longer does (`pruned`: those removed)."""
     from zoo.export import trust as index
 
-    return {"index": str(index.index_dir()), "entries": index.entries()}
+    pruned = index.prune() if prune else []
+    return {"index": str(index.index_dir()), "entries": index.entries(), "pruned": pruned}
 
 
 def untrust(artifact: str | os.PathLike) -> dict[str, Any]:

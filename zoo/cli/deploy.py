@@ -319,6 +319,14 @@ def trust_cmd(
     revoke: Annotated[
         bool, typer.Option("--revoke", help="Take ARTIFACT_DIR out of the trusted index.")
     ] = False,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            "--prune",
+            help="With --list: first drop the entries whose folder no longer holds their model file (a copy "
+            "elsewhere is then refused until trusted again).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Allow an engine or .pt2 artifact that this machine did not export to be opened: loading one runs the
@@ -327,10 +335,10 @@ def trust_cmd(
     --list shows the index, --revoke takes an artifact out of it."""
     from zoo import api
 
-    if list_ == (artifact is not None) or (revoke and artifact is None):
-        raise ZooError("name an artifact folder (to trust it, or --revoke it), or give --list alone.")
+    if list_ == (artifact is not None) or (revoke and artifact is None) or (prune and not list_):
+        raise ZooError("name an artifact folder (to trust it, or --revoke it), or give --list (--prune).")
     if list_:
-        return _show_trusted(api.trusted(), as_json)
+        return _show_trusted(api.trusted(prune), as_json)
     result = api.untrust(artifact) if revoke else api.trust(artifact)
     if as_json:
         emit_json(result)
@@ -351,11 +359,15 @@ def trust_cmd(
 def _show_trusted(doc: dict, as_json: bool) -> None:
     if as_json:
         return emit_json(doc)
+    if doc["pruned"]:
+        n = len(doc["pruned"])
+        typer.echo(f"pruned {n} entr{'ies' if n > 1 else 'y'} whose folder no longer holds its model file.")
     if not doc["entries"]:
         return typer.echo(f"no artifact is trusted here yet (index: {doc['index']}).")
+    where = {True: "", False: " (gone)", None: ""}
     table(
         f"trusted here ({doc['index']})",
-        ["sha256", "format", "source", "why", "recorded"],
+        ["sha256", "format", "source", "why", "recorded", "folder"],
         [
             [
                 str(e.get("sha256", ""))[:16],
@@ -363,10 +375,13 @@ def _show_trusted(doc: dict, as_json: bool) -> None:
                 e.get("source", "-"),
                 e.get("why", "-"),
                 e.get("recorded", "-"),
+                (e.get("folder") or "-") + where[e["present"]],
             ]
             for e in doc["entries"]
         ],
     )
+    if any(e["present"] is False for e in doc["entries"]):
+        typer.echo("`zoo trust --list --prune` drops the entries marked (gone).")
 
 
 @command(
