@@ -136,7 +136,8 @@ def describe(name: str | os.PathLike) -> dict[str, Any]:
     with (`own`: its own runtime)."""
     from zoo.models import registry
 
-    if isinstance(name, os.PathLike) or exists(name) or os.sep in str(name):
+    text = str(name)  # a folder named like a model (./resnet20) is an artifact only when it holds a card
+    if isinstance(name, os.PathLike) or os.sep in text or (exists(text) and exists(Path(text) / "card.json")):
         from zoo.export.artifact import read_card
         from zoo.serve.verdicts import card_key, standing
 
