@@ -33,7 +33,7 @@ def _source(source: str) -> tuple[str, Path | None, str]:
         arch, spec = registry.resolve(source)
         if spec is None:
             raise ZooError(f"{arch} has no pretrained weights yet; train it with `zoo train {arch}`.")
-        return source, None, spec.dataset
+        return arch, None, spec.dataset
     weights = path / WEIGHTS if path.is_dir() else path
     if not weights.is_file():
         raise ZooError(f"{path} holds no {WEIGHTS} (a `zoo train` run folder or a checkpoint file).")
