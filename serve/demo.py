@@ -12,6 +12,7 @@ import functools
 import hashlib
 import io
 import re
+import sys
 import tempfile
 import threading
 import time
@@ -244,7 +245,8 @@ def example_images(tag: str, folder: Path, n: int = 8) -> list[tuple[str, str]]:
                 img.save(path)
             out.append((str(path), names[label]))
         return out
-    except ZooError:
+    except ZooError as e:  # said once, on standard error as the fetch's own note: the demo runs on
+        print(f"note: the demo's examples are drawn pictures: {e}", file=sys.stderr)
         return [(str(p), f"drawn picture {i}") for i, p in enumerate(drawn_images(folder, n))]
 
 

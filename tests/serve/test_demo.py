@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 pytest.importorskip("gradio", reason="the web demo needs gradio: pip install 'resnet-zoo[app]'")
 
+from zoo import ZooError  # noqa: E402
 from zoo.cli import app  # noqa: E402
 from zoo.serve.demo import MAX_UPLOAD, RuntimeCache, badge, build_demo, classify, drawn_images, launch  # noqa: E402
 from zoo.utils.ports import free_port  # noqa: E402
@@ -114,6 +115,21 @@ def test_every_kind_of_bad_or_odd_input_gets_a_visible_message_or_a_result(artif
         cand, _, status, crop = classify(cache, path, cifar_tag, "onnx-int8-cpu")
         assert len(cand) == 5 and crop.mode == "RGB", (name, status)
     assert classify(cache, str(odd["gray"]), "", "onnx")[2].startswith("⚠️")
+
+
+def test_without_test_images_the_examples_are_drawn_and_the_demo_says_why(tmp_path, monkeypatch, capsys):
+    import zoo.serve.demo as demo
+
+    def absent(*_a, **_k):
+        raise ZooError("no labelled cifar10 images: cannot download it (no connection)")
+
+    monkeypatch.setattr(demo, "find_dataset", absent)
+    examples = demo.example_images("resnet20.cifar10", tmp_path, 3)
+    assert [caption for _, caption in examples] == [f"drawn picture {i}" for i in range(3)]
+    assert capsys.readouterr().err == (
+        "note: the demo's examples are drawn pictures: no labelled cifar10 images: cannot download it "
+        "(no connection)\n"
+    )
 
 
 def test_drawn_examples_exist_without_data(tmp_path):
