@@ -68,6 +68,10 @@ def entries() -> list[dict[str, Any]]:
     """Every artifact the index holds, oldest first, each with `present`: whether the folder it was recorded
     for still holds that model file (None when the entry names no folder). A damaged entry is listed as
     such, never hidden."""
+    return [entry for _, entry in _indexed()]
+
+
+def _indexed() -> list[tuple[Path, dict[str, Any]]]:
     found = []
     for path in sorted(index_dir().glob("*.json")) if index_dir().is_dir() else []:
         try:
@@ -76,8 +80,8 @@ def entries() -> list[dict[str, Any]]:
             entry = None
         if not isinstance(entry, dict):
             entry = {"sha256": path.stem, "why": "damaged entry"}
-        found.append({**entry, "present": _present(entry)})
-    return sorted(found, key=lambda e: str(e.get("recorded", "")))
+        found.append((path, {**entry, "present": _present(entry)}))
+    return sorted(found, key=lambda pe: str(pe[1].get("recorded", "")))
 
 
 def _present(entry: dict[str, Any]) -> bool | None:
@@ -93,10 +97,10 @@ def _present(entry: dict[str, Any]) -> bool | None:
 def prune() -> list[dict[str, Any]]:
     """Take out of the index the entries whose folder no longer holds their model file (deleted, or
     exported again since), and damaged entries; entries that name no folder stay. Returns those removed."""
-    gone = [e for e in entries() if e["present"] is False or e.get("why") == "damaged entry"]
-    for e in gone:
-        (index_dir() / f"{e['sha256']}.json").unlink(missing_ok=True)
-    return gone
+    gone = [(p, e) for p, e in _indexed() if e["present"] is False or e.get("why") == "damaged entry"]
+    for path, _ in gone:
+        path.unlink(missing_ok=True)
+    return [e for _, e in gone]
 
 
 def forget(card: dict[str, Any]) -> bool:

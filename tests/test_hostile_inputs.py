@@ -160,16 +160,24 @@ def test_trust_prune_drops_the_entries_whose_folder_is_gone_and_keeps_the_others
         assert runner.invoke(app, ["trust", str(folder)]).exit_code == 0
     nameless = {**card, "sha256": "f" * 64}  # an entry from before entries named their folder
     trust.record(nameless, "test")
+    (trust.index_dir() / "damaged.json").write_text("{not json")  # listed and pruned, never a traceback
+    (trust.index_dir() / "odd.json").write_text(
+        json.dumps({"sha256": "e" * 64, "folder": "a\0b", "format": {}})
+    )
     listed = json.loads(runner.invoke(app, ["trust", "--list", "--json"]).stdout)["entries"]
-    assert sorted((e["source"], str(e["present"])) for e in listed) == [
+    assert sorted((str(e.get("source")), str(e["present"])) for e in listed) == [
+        ("None", "False"),  # the entry whose folder no file system takes
+        ("None", "None"),  # the damaged one
         ("resnet20.cifar10", "None"),
         ("resnet20.cifar10", "True"),
         ("resnet32.cifar10", "True"),
     ]
     moved.rename(tmp_path / "elsewhere")
-    assert "(gone)" in runner.invoke(app, ["trust", "--list"]).output
+    r = runner.invoke(app, ["trust", "--list"])
+    assert r.exit_code == 0 and "(gone)" in r.output and "damaged entry" in r.output
     doc = json.loads(runner.invoke(app, ["trust", "--list", "--prune", "--json"]).stdout)
-    assert [e["sha256"] for e in doc["pruned"]] == [other["sha256"]] and len(doc["entries"]) == 2
+    assert sorted(e["sha256"] for e in doc["pruned"]) == sorted(["damaged", "e" * 64, other["sha256"]])
+    assert len(doc["entries"]) == 2
     assert trust.recorded(card) and trust.recorded(nameless) and not trust.recorded(other)
 
 

@@ -369,14 +369,9 @@ def _show_trusted(doc: dict, as_json: bool) -> None:
         f"trusted here ({doc['index']})",
         ["sha256", "format", "source", "why", "recorded", "folder"],
         [
-            [
-                str(e.get("sha256", ""))[:16],
-                e.get("format", "-"),
-                e.get("source", "-"),
-                e.get("why", "-"),
-                e.get("recorded", "-"),
-                (e.get("folder") or "-") + where[e["present"]],
-            ]
+            [str(e.get("sha256", ""))[:16]]
+            + [str(e.get(k) or "-") for k in ("format", "source", "why", "recorded", "folder")[:-1]]
+            + [str(e.get("folder") or "-") + where[e["present"]]]
             for e in doc["entries"]
         ],
     )

@@ -73,7 +73,7 @@ def read_bytes(path: Path, limit: int, what: str = "file") -> bytes:
     try:
         st = path.stat()
     except (OSError, ValueError) as e:  # ValueError: a NUL in the name
-        raise ZooError(f"cannot read the {what} {path}: {e.strerror or e}.") from None
+        raise ZooError(f"cannot read the {what} {path}: {getattr(e, 'strerror', None) or e}.") from None
     if stat.S_ISDIR(st.st_mode):
         raise ZooError(f"the {what} {path} is a folder, not a file.")
     if not stat.S_ISREG(st.st_mode):
