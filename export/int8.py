@@ -49,11 +49,17 @@ def weight_bits_for(flavour: str, int8_class: str) -> int:
     return 7 if flavour == "cpu" and int8_class != "vnni" else 8
 
 
-def arithmetic(int8: dict) -> str:
-    """How an INT8 graph is computed on the CPU, from its card's `int8` record."""
-    if int8.get("flavour") == "trt":
+def arithmetic(int8: dict, fused: bool | None = None) -> str:
+    """How an INT8 graph is computed on the CPU, from its card's `int8` record: as the zoo runs its flavour
+    (None: the TensorRT flavour exact, the CPU flavour fused), or as asked (`--backend onnxruntime-exact`
+    / `onnxruntime-fused`; the latter is what a plain ONNX Runtime session computes)."""
+    if fused is None:
+        fused = int8.get("flavour") != "trt"
+    if not fused:
         return EXACT
     bits = int8.get("weight_bits", 8)
+    if int8.get("flavour") == "trt":  # int8 activations: ORT fuses what it can, as it does by default
+        return f"ONNX Runtime's fused int8 kernels on the TensorRT flavour's graph, {bits}-bit weights"
     return f"ONNX Runtime's fused u8s8 kernels, {bits}-bit weights (built for {int8.get('built_for', '?')})"
 
 

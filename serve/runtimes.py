@@ -247,14 +247,22 @@ class TorchRuntime(Runtime):
             self.torch.cuda.synchronize(self.device)
 
 
+GPU_PROVIDERS = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+# --backend values that run an ONNX artifact on the CPU in a chosen INT8 arithmetic: fused or not
+CPU_ARITHMETIC = {"onnxruntime-exact": False, "onnxruntime-fused": True}
+
+
 @register
 class OnnxRuntime(Runtime):
     backend = "onnxruntime"
     distribution = "onnxruntime"
     module = "onnxruntime"
     runs = ".onnx"
-    options = ("cuda", "tensorrt")
-    option_help = "ONNX Runtime's cuda or tensorrt provider"
+    options = ("cuda", "tensorrt", *CPU_ARITHMETIC)
+    option_help = (
+        "ONNX Runtime's cuda or tensorrt provider, or its CPU with INT8 in exact int8 arithmetic "
+        "(onnxruntime-exact) or its fused int8 kernels (onnxruntime-fused: what a plain session computes)"
+    )
     _handles = ("session",)
 
     @classmethod
@@ -272,7 +280,12 @@ class OnnxRuntime(Runtime):
         providers = ort_providers(backend, card, path)
         spinning = not o.get("shared", False)
         return cls(
-            path / card["file"], providers=providers, threads=o.get("threads"), spinning=spinning, **common
+            path / card["file"],
+            providers=providers,
+            threads=o.get("threads"),
+            spinning=spinning,
+            fused=CPU_ARITHMETIC.get(backend or ""),
+            **common,
         )
 
     def __init__(
@@ -281,13 +294,14 @@ class OnnxRuntime(Runtime):
         providers: list[str] | None = None,
         threads: int | None = None,
         spinning: bool = True,
+        fused: bool | None = None,
         **kw: Any,
     ) -> None:
-
+        """`fused`: how an INT8 graph is computed on the CPU (None: its flavour's way, export/int8.py)."""
         int8 = (kw.get("card") or {}).get("int8")
         on_cpu = not providers
         # the TensorRT flavour on the CPU: exact int8, what TensorRT computes (export/int8.py)
-        exact = bool(int8) and on_cpu and int8_arithmetic(int8) == EXACT
+        exact = bool(int8) and on_cpu and int8_arithmetic(int8, fused) == EXACT
         self.session = ort_session(path, threads, providers, spinning, exact_int8=exact, gpu=not on_cpu)
         check_provider(providers, self.session.get_providers())
         if not on_cpu and self.session.get_providers()[0] == "TensorrtExecutionProvider":
@@ -297,7 +311,7 @@ class OnnxRuntime(Runtime):
         device = "cpu" if provider == "CPUExecutionProvider" else "cuda"
         super().__init__(device=device, **kw)
         if int8 and on_cpu:
-            self.arithmetic = int8_arithmetic(int8)
+            self.arithmetic = int8_arithmetic(int8, fused)
         elif not on_cpu:
             self.arithmetic = f"{self.precision} on ONNX Runtime's {provider}"
 
@@ -541,9 +555,6 @@ def ort_providers(backend: str | None, card: dict[str, Any], artifact: Path) -> 
         "trt_profile_max_shapes": f"{name}:{batch['max']}x{chw}",
     }
     return [("TensorrtExecutionProvider", options), "CUDAExecutionProvider", "CPUExecutionProvider"]
-
-
-GPU_PROVIDERS = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
 
 def require_backend(backend: str | None) -> None:

@@ -414,7 +414,10 @@ def predict(
         if all(error for _, error in found):  # nothing to classify: said before any model is loaded
             return [{"image": path, "error": error} for path, error in found]
         with open_(runtime, backend=backend) as rt:
-            return run(rt, [str(i) for i in images], topk)
+            return predict(rt, images, topk, log=log)
+    if topk > len(runtime.labels):
+        n = len(runtime.labels)
+        log(f"note: {runtime.name} knows {n} classes, so each image gets all {n} of them (--topk {topk}).")
     return run(runtime, [str(i) for i in images], topk)
 
 

@@ -101,3 +101,56 @@ def test_ort_with_the_tensorrt_provider_runs_batches_in_chunks_of_its_profile():
     rt.batch_limit = 64
     assert rt.run(np.zeros((250, 3, 32, 32), np.float32)).shape == (250, 10)
     assert rt.seen == [64, 64, 64, 58]
+
+
+def test_an_int8_artifact_runs_in_the_arithmetic_asked_and_is_judged_apart(tmp_path, cifar_tag, cifar_dir):
+    """The TensorRT flavour of INT8 runs on the CPU in exact int8 arithmetic (its own way); with --backend
+    onnxruntime-fused it computes what a plain ONNX Runtime session computes (an InferenceSession with
+    default options is the reference, not the zoo's session), with onnxruntime-exact what ORT computes with
+    no graph optimisation at all (each Q/DQ node on its own, in float). A verdict under either goes to the
+    card apart from the artifact's own, and is what predict then asks for."""
+    import json
+
+    import onnxruntime as ort
+
+    from zoo.export.int8 import EXACT
+    from zoo.serve.runtimes import open_runtime
+
+    made = CliRunner().invoke(
+        app,
+        ["export", cifar_tag, "-f", "onnx-int8", "--artifacts", str(tmp_path), "--calib-size", "64"]
+        + ["--parity-images", "0"],
+    )
+    assert made.exit_code == 0, made.output
+    artifact = tmp_path / cifar_tag / "onnx-int8"
+    x = np.random.default_rng(0).standard_normal((16, 3, 32, 32)).astype(np.float32)
+    model = str(next(artifact.glob("*.onnx")))
+    plain = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    unoptimised = ort.SessionOptions()
+    unoptimised.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    by_node = ort.InferenceSession(model, unoptimised, providers=["CPUExecutionProvider"])
+    by_node = by_node.run(None, {"input": x})[0]
+    with open_runtime(artifact, backend="onnxruntime-fused") as fused:
+        np.testing.assert_allclose(fused.run(x), plain, atol=1e-5)
+        assert fused.arithmetic != EXACT and "fused" in fused.arithmetic
+        with pytest.raises(RuntimeError):  # Q/DQ fusion is on, as in a plain session
+            fused.session.get_session_options().get_session_config_entry("session.disable_quant_qdq")
+    with open_runtime(artifact, backend="onnxruntime-exact") as exact, open_runtime(artifact) as own:
+        got = exact.run(x)
+        np.testing.assert_array_equal(got, own.run(x))
+        assert exact.arithmetic == own.arithmetic == EXACT
+    # float sums in another order may put a value one quantization step apart, rarely more
+    assert np.median(np.abs(got - by_node)) < 1e-4 and (got.argmax(1) == by_node.argmax(1)).mean() >= 0.9
+
+    before = json.loads((artifact / "card.json").read_text())
+    said = CliRunner().invoke(
+        app, ["parity", cifar_tag, str(artifact), "--backend", "onnxruntime-fused", "--limit", "100"]
+    )
+    card = json.loads((artifact / "card.json").read_text())
+    assert said.exit_code in (0, 1) and "with onnxruntime-fused" in said.output, said.output
+    assert "fused" in card["parity_onnxruntime-fused"]["candidate"]["arithmetic"]
+    assert card.get("parity") == before.get("parity")  # the artifact's own verdict is untouched
+    refused = CliRunner().invoke(
+        app, ["predict", "--artifact", str(artifact), "--backend", "onnxruntime-exact", "x.png"]
+    )
+    assert refused.exit_code == 1 and "never been checked with onnxruntime-exact" in refused.output

@@ -323,6 +323,9 @@ def test_predict_agrees_between_pytorch_and_the_onnx_artifact(artifacts, cifar_p
         ]
     r = runner.invoke(app, ["predict", "--model", cifar_tag, "--backend", "openvino", str(cifar_pngs)])
     assert r.exit_code == 1 and "needs one" in r.output  # OpenVINO runs artifacts, not tags
+    wide = runner.invoke(app, ["predict", "--model", cifar_tag, str(cifar_pngs), "--json", "--topk", "11"])
+    assert wide.exit_code == 0 and {len(r["top"]) for r in json.loads(wide.stdout)} == {10}
+    assert "knows 10 classes, so each image gets all 10 of them (--topk 11)" in wide.stderr
 
 
 def test_expand_finds_images_in_folders_and_by_pattern(cifar_pngs):

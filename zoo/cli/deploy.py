@@ -183,11 +183,12 @@ def parity_cmd(
 
     bars = {"fp32_bar": fp32_bar, "fp16_bar": fp16_bar, "int8_bar": int8_bar, "int8_max_drop": int8_max_drop}
     results = api.parity(model, dirs, artifacts, data, limit, bars, backend, split_list(formats or ""))
+    by = f" with {backend}" if backend else ""
     if as_json:
         emit_json(results)
     else:
         table(
-            f"zoo parity {api.weights(model).name}",
+            f"zoo parity {api.weights(model).name}{by}",
             PARITY_COLUMNS,
             [parity_cells(Path(d).name, r) for d, r in results.items()],
         )
@@ -206,7 +207,7 @@ def parity_cmd(
             )
     for d, r in [] if as_json else failed.items():
         reason = "; ".join(judged[d]["failures"]) if judged[d] else r.get("skipped") or r.get("failed")
-        typer.echo(f"error: {d}: {reason}", err=True)
+        typer.echo(f"error: {d}{by}: {reason}", err=True)
     if failed:
         raise typer.Exit(1)
 

@@ -37,8 +37,9 @@ BackendOpt = Annotated[
     str | None,
     typer.Option(
         metavar="NAME",
-        help="Run an ONNX artifact with another runtime: openvino, or ONNX Runtime's cuda or tensorrt "
-        "provider (`zoo doctor` shows which work here).",
+        help="Run an ONNX artifact with another runtime: openvino, ONNX Runtime's cuda or tensorrt "
+        "provider, or its CPU with INT8 in exact arithmetic (onnxruntime-exact) or its fused int8 kernels "
+        "(onnxruntime-fused, as a plain session runs it). `zoo doctor` shows which work here.",
     ),
 ]
 AllowOpt = Annotated[
