@@ -528,8 +528,21 @@ def _open_artifact(path: Path, backend: str | None, threads: int | None, shared:
         "fmt": card["format"],
         "card": card,
     }
+    check_runs(card, backend, path)
     cls = runtime_for(card["format"], backend)
     return cls.from_artifact(path, card, backend, common, threads=threads, shared=shared)
+
+
+def check_runs(card: dict[str, Any], backend: str | None, path: Path) -> None:
+    """One sentence when `backend` is asked to run an artifact it cannot: the --backend values run ONNX
+    files, so an engine or a .pt2 would otherwise run by its own runtime under the backend's name."""
+    if backend in ARTIFACT_BACKENDS and not str(card.get("file", "")).endswith(".onnx"):
+        from zoo.export.formats import FORMATS
+
+        onnx = ", ".join(name for name, f in FORMATS.items() if f.file.endswith(".onnx"))
+        raise ZooError(
+            f"{path} is a {card.get('format')} artifact; --backend {backend} runs ONNX artifacts ({onnx})."
+        )
 
 
 def ort_providers(backend: str | None, card: dict[str, Any], artifact: Path) -> list | None:

@@ -154,3 +154,30 @@ def test_an_int8_artifact_runs_in_the_arithmetic_asked_and_is_judged_apart(tmp_p
         app, ["predict", "--artifact", str(artifact), "--backend", "onnxruntime-exact", "x.png"]
     )
     assert refused.exit_code == 1 and "never been checked with onnxruntime-exact" in refused.output
+
+
+def test_a_backend_runs_onnx_artifacts_and_refuses_the_others_by_name(
+    checked_artifacts, tmp_path, cifar_tag, data
+):
+    """--backend names a runtime for an ONNX file: a .pt2 or an engine would run by its own runtime and its
+    verdict land under the backend's name. Asked by name, it is one sentence; among every artifact of a
+    tag, it is passed over."""
+    import json
+    import shutil
+
+    from zoo import api
+    from zoo.serve.runtimes import check_runs
+
+    folder = tmp_path / cifar_tag
+    shutil.copytree(checked_artifacts[1]["onnx"].path, folder / "onnx")
+    card = json.loads((folder / "onnx" / "card.json").read_text()) | {"format": "pt2", "file": "model.pt2"}
+    (folder / "pt2").mkdir()
+    (folder / "pt2" / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ZooError, match="is a pt2 artifact; --backend openvino runs ONNX artifacts \\(onnx, "):
+        check_runs(card, "openvino", folder / "pt2")
+    check_runs(card, None, folder / "pt2")  # its own runtime runs it
+    results = api.parity(cifar_tag, artifacts=tmp_path, data=data, limit=50, backend="onnxruntime-exact")
+    assert list(results) == [str(folder / "onnx")] and results[str(folder / "onnx")]["verdict"]["passed"]
+    shutil.rmtree(folder / "onnx")
+    with pytest.raises(ZooError, match="no ONNX artifacts of .* for --backend openvino"):
+        api.parity(cifar_tag, artifacts=tmp_path, data=data, backend="openvino")
