@@ -47,6 +47,18 @@ REQUIRED = ("format", "precision", "file", "sha256", "source", "preprocess", "la
 MAX_CARD_BYTES = 1 << 20
 
 
+def names_artifact(source: str | os.PathLike) -> bool:
+    """Whether `source` names an artifact folder rather than a model: a Path, a string with a path
+    separator, or a folder that holds a card. A bare name is a model's even where a folder of that name
+    without a card exists (./resnet20 beside a user's runs): the one rule of predict, info and the API."""
+    from zoo.utils.files import exists
+
+    text = str(source)
+    if isinstance(source, os.PathLike) or "/" in text or os.sep in text:
+        return True
+    return exists(text) and exists(Path(text) / CARD)
+
+
 def read_card(directory: Path) -> dict[str, Any]:
     """The card of an artifact directory, checked field by field, or one clear sentence saying why it is
     not one."""

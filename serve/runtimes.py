@@ -22,6 +22,7 @@ from zoo.data.preprocess import PreprocessSpec
 from zoo.errors import ZooError, reading
 from zoo.export import tensorrt, trust
 from zoo.export.aoti import check_compatible
+from zoo.export.artifact import names_artifact
 from zoo.export.int8 import EXACT
 from zoo.export.int8 import arithmetic as int8_arithmetic
 from zoo.export.onnx import ort_session
@@ -508,12 +509,12 @@ def open_runtime(
     other runtimes share this process's cores (the demo), so ONNX Runtime's threads do not spin."""
     check_backend(backend)
     path = Path(source)
-    if not exists(path):
-        if "/" in str(source) or os.sep in str(source):
-            raise ZooError(f"{source} does not exist: there is no artifact directory there.")
+    if not names_artifact(source):
         if backend not in (None, *TAG_BACKENDS):
             raise ZooError(f"{source} is not an artifact directory; the {backend} backend needs one.")
         return TorchRuntime(str(source), device, compiled=backend == "pytorch-compiled")
+    if not exists(path):
+        raise ZooError(f"{source} does not exist: there is no artifact directory there.")
     with reading(f"the artifact {path}"):
         return _open_artifact(path, backend, threads, shared)
 

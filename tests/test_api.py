@@ -174,3 +174,26 @@ def test_predict_names_missing_images_before_loading_any_model(tmp_path):
     assert first == "1 False", out.stdout + out.stderr
     assert f"{tmp_path / 'no.png'}: error: no such file\n" in "\n".join(rest) + "\n"
     assert f"{tmp_path / 'loop.png'}: error: no such file: a link that leads nowhere" in "\n".join(rest)
+
+
+def test_a_folder_named_like_a_model_does_not_shadow_it(tmp_path, monkeypatch, cifar_tag):
+    """One rule for predict, info and the API: a bare name is a model's unless a folder of that name holds
+    a card (./resnet20.cifar10 may be a user's run folder); a Path or a name with a separator is a folder."""
+    from PIL import Image
+
+    from zoo.export.artifact import names_artifact
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / cifar_tag).mkdir()
+    Image.new("RGB", (32, 32), (200, 10, 10)).save("x.png")
+    said = runner.invoke(app, ["predict", "--model", cifar_tag, "x.png", "--json"])
+    assert said.exit_code == 0, said.output
+    with api.open_runtime(cifar_tag) as rt:
+        assert rt.backend == "pytorch" and json.loads(said.stdout)[0]["top"][0]["label"] in rt.labels
+    assert api.describe(cifar_tag)["name"] == cifar_tag and "artifact" not in api.describe(cifar_tag)
+    for path in (Path(cifar_tag), f"./{cifar_tag}"):  # named as a folder: the folder, which holds no card
+        assert names_artifact(path)
+        with pytest.raises(ZooError, match="not an artifact directory"):
+            api.describe(path)
+    (tmp_path / cifar_tag / "card.json").write_text("{}")
+    assert names_artifact(cifar_tag)  # now it is one (a damaged one)

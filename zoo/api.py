@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ZooError, at_least_one, device_choice, positive_number
-from zoo.utils.files import exists, output_dir
+from zoo.utils.files import output_dir
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -134,11 +134,10 @@ def describe(name: str | os.PathLike) -> dict[str, Any]:
     artifact folder its card and its standing here (`passed`, `failed` or `not validated`, with the reason
     and a note when its verdict was measured on another class of CPU) under each runtime it was checked
     with (`own`: its own runtime)."""
+    from zoo.export.artifact import names_artifact, read_card
     from zoo.models import registry
 
-    text = str(name)  # a folder named like a model (./resnet20) is an artifact only when it holds a card
-    if isinstance(name, os.PathLike) or os.sep in text or (exists(text) and exists(Path(text) / "card.json")):
-        from zoo.export.artifact import read_card
+    if names_artifact(name):
         from zoo.serve.verdicts import card_key, standing
 
         card = read_card(Path(name))
@@ -319,11 +318,11 @@ def _admit(source: str | os.PathLike, backend: str | None, allow_unverified: boo
     directory; a tag is a name, never a path) must be one, run by a backend this machine has, and admitted
     by its verdict; a tag needs a backend that runs tags."""
     from zoo.export import trust
-    from zoo.export.artifact import read_card
+    from zoo.export.artifact import names_artifact, read_card
     from zoo.serve.runtimes import check_backend, require_backend
     from zoo.serve.verdicts import admit
 
-    if isinstance(source, os.PathLike) or exists(source) or os.sep in str(source):
+    if names_artifact(source):
         require_backend(backend)  # a backend this machine lacks is said before the verdict is read
         trust.admit(Path(source), read_card(Path(source)))  # no --allow-unverified for what may run code
         for line in admit(source, backend, allow_unverified):
