@@ -33,6 +33,9 @@ TARGETS: dict[str, Target] = {
     "openvino": Target("openvino", "onnx", backend="openvino"),
     "openvino-fp16": Target("openvino-fp16", "onnx-fp16", backend="openvino"),
     "openvino-int8": Target("openvino-int8", "onnx-int8-cpu", backend="openvino"),
+    # the TensorRT flavour of INT8 as a plain ONNX Runtime session runs it on a CPU (its fused kernels,
+    # which saturate without VNNI), beside the exact arithmetic the zoo judges it by
+    "onnx-int8-fused": Target("onnx-int8-fused", "onnx-int8", backend="onnxruntime-fused"),
 }
 EAGER = "pytorch"  # the baseline every speed-up is measured against
 

@@ -154,6 +154,23 @@ def test_an_int8_artifact_runs_in_the_arithmetic_asked_and_is_judged_apart(tmp_p
         app, ["predict", "--artifact", str(artifact), "--backend", "onnxruntime-exact", "x.png"]
     )
     assert refused.exit_code == 1 and "never been checked with onnxruntime-exact" in refused.output
+    # the bench's onnx-int8-fused: the same artifact, its fused verdict (timed only if it passed)
+    bench = ["bench", cifar_tag, "-f", "onnx-int8-fused", "--artifacts", str(tmp_path), "--batch", "1"]
+    bench += [
+        "--seconds",
+        "0.1",
+        "--repeats",
+        "1",
+        "--parity-images",
+        "100",
+        "--out",
+        str(tmp_path / "b"),
+        "--json",
+    ]
+    report = json.loads(CliRunner().invoke(app, bench).stdout)
+    (row,) = [e for e in report["summary"] if e["format"] == "onnx-int8-fused"]
+    fused_verdict = json.loads((artifact / "card.json").read_text())["parity_onnxruntime-fused"]["verdict"]
+    assert (row["status"] == "ok") == fused_verdict["passed"]
 
 
 def test_a_backend_runs_onnx_artifacts_and_refuses_the_others_by_name(

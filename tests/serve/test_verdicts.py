@@ -186,8 +186,11 @@ def test_doctor_names_this_cpus_numeric_features(monkeypatch):
     monkeypatch.setenv(machine.FEATURES_ENV, "avx2,avx512f")
     doc = json.loads(runner.invoke(app, ["doctor", "--json"]).stdout)["cpu_numerics"]
     assert doc["features"] == ["avx2", "avx512f"] and doc["int8_class"] == "no-vnni"
-    text = runner.invoke(app, ["doctor"]).stdout
-    assert "avx2, avx512f" in text and "saturate (no VNNI)" in text
+    text = " ".join(runner.invoke(app, ["doctor"]).stdout.replace("│", " ").split())
+    assert "avx2, avx512f" in text and "saturate (no VNNI)" in text and "7-bit weights" in text
+    monkeypatch.setenv(machine.FEATURES_ENV, "avx2,avx512f,avx512_vnni")
+    text = " ".join(runner.invoke(app, ["doctor"]).stdout.replace("│", " ").split())
+    assert "(VNNI): onnx-int8-cpu gets 8-bit weights" in text
 
 
 # --- bars -------------------------------------------------------------------------------------------

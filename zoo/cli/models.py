@@ -254,7 +254,11 @@ def doctor_cmd(as_json: JsonOpt = False) -> None:
     if as_json:
         return emit_json(report)
     n = report["cpu_numerics"]
-    int8 = {"vnni": "exact int32 dot products (VNNI)", "no-vnni": "u8s8 pairs that saturate (no VNNI)"}
+    int8 = {
+        "vnni": "exact int32 dot products (VNNI): onnx-int8-cpu gets 8-bit weights",
+        "no-vnni": "u8s8 pairs that saturate (no VNNI): onnx-int8-cpu gets 7-bit weights; onnx-int8 in a "
+        "plain ONNX Runtime session may lose points (zoo parity TAG -f onnx-int8 --backend onnxruntime-fused)",
+    }
     table(
         "machine",
         ["what", "here"],
