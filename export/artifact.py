@@ -19,7 +19,7 @@ from zoo.errors import ZooError
 from zoo.export import trust
 from zoo.export.formats import FORMATS, Format
 from zoo.models.weights import sha256_file
-from zoo.utils.files import atomic_path, read_json, swap_dir_into_place, temp_dir
+from zoo.utils.files import atomic_path, exists, read_json, swap_dir_into_place, temp_dir
 
 CARD = "card.json"
 CARD_VERSION = 1
@@ -51,8 +51,6 @@ def names_artifact(source: str | os.PathLike) -> bool:
     """Whether `source` names an artifact folder rather than a model: a Path, a string with a path
     separator, or a folder that holds a card. A bare name is a model's even where a folder of that name
     without a card exists (./resnet20 beside a user's runs): the one rule of predict, info and the API."""
-    from zoo.utils.files import exists
-
     text = str(source)
     if isinstance(source, os.PathLike) or "/" in text or os.sep in text:
         return True

@@ -41,6 +41,7 @@ _TABLE = (
 )
 FORMATS: dict[str, Format] = {f.name: f for f in _TABLE}
 INT8 = tuple(f.name for f in _TABLE if f.precision == "int8")  # what needs calibration images
+ONNX_FORMATS = tuple(f.name for f in _TABLE if f.file.endswith(".onnx"))  # what every --backend runs
 TRT_PRESET = {f.variant: f.name for f in _TABLE if f.maker == "make_engine"}  # `--trt fp16` -> trt-fp16
 
 

@@ -538,11 +538,11 @@ def check_runs(card: dict[str, Any], backend: str | None, path: Path) -> None:
     """One sentence when `backend` is asked to run an artifact it cannot: the --backend values run ONNX
     files, so an engine or a .pt2 would otherwise run by its own runtime under the backend's name."""
     if backend in ARTIFACT_BACKENDS and not str(card.get("file", "")).endswith(".onnx"):
-        from zoo.export.formats import FORMATS
+        from zoo.export.formats import ONNX_FORMATS
 
-        onnx = ", ".join(name for name, f in FORMATS.items() if f.file.endswith(".onnx"))
         raise ZooError(
-            f"{path} is a {card.get('format')} artifact; --backend {backend} runs ONNX artifacts ({onnx})."
+            f"{path} is a {card.get('format')} artifact; --backend {backend} runs ONNX artifacts "
+            f"({', '.join(ONNX_FORMATS)})."
         )
 
 

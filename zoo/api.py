@@ -285,7 +285,7 @@ def parity(
     fp32_bar, fp16_bar, int8_bar, int8_max_drop; each card keeps the verdict under the zoo's own bars, and
     the result under the given ones as `verdict_given_bars`."""
     from zoo.export.artifact import artifact_dirs
-    from zoo.export.formats import FORMATS, get
+    from zoo.export.formats import FORMATS, ONNX_FORMATS, get
     from zoo.serve.bars import bars_with
     from zoo.serve.parity import check_artifacts
     from zoo.serve.runtimes import check_backend
@@ -301,7 +301,7 @@ def parity(
     if not dirs:
         raise ZooError(f"no artifacts of {spec.name} under {artifacts}; run `zoo export {spec.name}` first.")
     if every and backend:  # every artifact there that the backend runs: the ONNX ones
-        dirs = [d for d in dirs if getattr(FORMATS.get(Path(d).name), "file", ".onnx").endswith(".onnx")]
+        dirs = [d for d in dirs if Path(d).name in ONNX_FORMATS or Path(d).name not in FORMATS]
         if not dirs:
             raise ZooError(f"no ONNX artifacts of {spec.name} under {artifacts} for --backend {backend}.")
     for d in [] if not formats else dirs:
