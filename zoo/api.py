@@ -625,11 +625,12 @@ def train(
         command=command or zoo_command("train", train, called, ("arch",)),
     )
     summary = run(cfg)
-    if publish and summary:
+    if publish and summary:  # a run stopped early (--max-steps, SIGTERM) is published when it finishes
         from zoo.train.publish import publish_run
 
         dest = Path(weights_dir) if weights_dir else None
-        summary["published"] = publish_run(out, publish, dest, _data_root(data)).name
+        done = summary["complete"]
+        summary["published"] = publish_run(out, publish, dest, _data_root(data)).name if done else None
     return summary
 
 

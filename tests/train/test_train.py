@@ -826,8 +826,14 @@ def test_publish_replace_puts_a_run_in_a_tags_place_only_when_it_scores_higher(t
 
 
 def test_a_run_cut_short_is_not_published(tmp_path, data):
-    run = tmp_path / "run"
-    assert not _train(run, "--max-steps", "5", epochs=2, data=data)["complete"]
+    run, weights = tmp_path / "run", tmp_path / "w"
+    # --publish with a run stopped early: trained, not published, and no error (the stop was asked for)
+    publish = ["--publish", "resnet20.half", "--weights-dir", str(weights), "--max-steps", "5"]
+    args = ["train", "resnet20", "--data", str(data), "--epochs", "2", "--out", str(run), *SMOKE, *publish]
+    stopped = runner.invoke(app, args)
+    assert stopped.exit_code == 0, stopped.output
+    assert "stopped after 5 of 16 steps (not published" in stopped.output
+    assert not (weights / "manifest.toml").exists()
     result = runner.invoke(app, ["publish", str(run), "resnet20.half", "--weights-dir", str(tmp_path / "w")])
     # how far it got, and the very command `zoo runs` gives to finish it
     (listed,) = json.loads(runner.invoke(app, ["runs", str(tmp_path), "--json"]).stdout)["runs"]

@@ -47,8 +47,10 @@ def say_trained(arch: str, out: Path, summary: dict) -> None:
 
         go_on = state(out)["continue_with"]
         how = f"`{go_on}`" if go_on else f"`zoo train {arch} --resume --out {out}` and the same options"
+        unpublished = " (not published: a tag is made of a finished run)" if "published" in summary else ""
         typer.echo(
-            f"{arch}: stopped after {summary['steps']} of {summary['total_steps']} steps; continue with {how}."
+            f"{arch}: stopped after {summary['steps']} of {summary['total_steps']} steps{unpublished}; "
+            f"continue with {how}."
         )
     elif summary:
         epochs = summary["epochs_done"]
@@ -56,6 +58,7 @@ def say_trained(arch: str, out: Path, summary: dict) -> None:
             f"{arch}: top-1 {summary['top1']:.2f}% top-5 {summary['top5']:.2f}% after {epochs} "
             f"epoch{'s' if epochs != 1 else ''}, {summary['wall_s'] / 60:.1f} min; weights in "
             f"{out / 'weights.safetensors'}"
+            + (f"; published as {summary['published']}" if summary.get("published") else "")
         )
 
 
