@@ -339,12 +339,16 @@ def test_zoo_runs_says_how_long_a_run_still_needs_at_its_pace_now(tmp_path):
         # `zoo runs` lists it as damaged, beside the runs it can read, with the same fields as they have
         shutil.copytree(REPO / "weights" / "runs" / "pilot-resnet20-plain", tmp_path / "pilot")
         listed = runner.invoke(app, ["runs", str(tmp_path), "--json"])
-        assert listed.exit_code == 0, listed.output
+        assert listed.exit_code == 1, listed.output  # the listing, and the exit status says one is damaged
         pilot, broken = json.loads(listed.stdout)["runs"]
         assert pilot["damaged"] is None and pilot["complete"] and wrong in broken["damaged"]
         assert set(broken) == set(pilot) and broken["continue_with"] is None
-        table = runner.invoke(app, ["runs", str(tmp_path)]).output
+        shown = runner.invoke(app, ["runs", str(tmp_path)])
+        table = shown.stdout
         assert "| 30 / 30 |" in table and f"| `{run}` | ? | ? | - | - | damaged: " in table and wrong in table
+        assert (
+            shown.exit_code == 1 and f"1 run folder could not be read (named above): {run}." in shown.stderr
+        )
         shutil.rmtree(tmp_path / "pilot")
 
 

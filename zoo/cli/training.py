@@ -172,16 +172,27 @@ def runs_cmd(
     from zoo.train.runs import markdown
 
     found = api.runs(root, carry)
+    damaged = [r["folder"] for r in found["runs"] if r.get("damaged")]
     if as_json:
-        return emit_json(found)
-    if not found["runs"] and not found["teacher_tables"]:
+        emit_json(found)
+    elif not found["runs"] and not found["teacher_tables"]:
         raise ZooError(f"no training runs under {root}.")
-    typer.echo(markdown(found["runs"], found["teacher_tables"]), nl=False)
-    for c in found.get("carried", []):
-        if c["copied"]:
-            typer.echo(f"{c['folder']} ({c['steps']} steps) copied to {c['to']}")
-        else:
-            typer.echo(f"{c['folder']} ({c['steps']} steps) not copied: {c['to']} is further along")
+    else:
+        typer.echo(markdown(found["runs"], found["teacher_tables"]), nl=False)
+        for c in found.get("carried", []):
+            if c["copied"]:
+                typer.echo(f"{c['folder']} ({c['steps']} steps) copied to {c['to']}")
+            else:
+                typer.echo(f"{c['folder']} ({c['steps']} steps) not copied: {c['to']} is further along")
+        if damaged:  # listed like `ls` lists what it can read: the rest shown, the exit status says it
+            n = len(damaged)
+            typer.echo(
+                f"error: {n} run folder{'s' if n != 1 else ''} could not be read (named above): "
+                f"{', '.join(damaged)}.",
+                err=True,
+            )
+    if damaged:
+        raise typer.Exit(1)
 
 
 @command(
