@@ -411,6 +411,8 @@ def test_bad_input_to_the_serving_commands(tmp_path, cifar_tag):
     assert runner.invoke(app, ["predict", "x.png"]).exit_code == 1
     r = runner.invoke(app, ["predict", "--artifact", str(tmp_path), "x.png"])
     assert r.exit_code == 1 and "not an artifact directory" in r.output and "zoo export" in r.output
+    typo = runner.invoke(app, ["info", str(tmp_path / "arts-typo")])  # a path that is not there says so
+    assert typo.exit_code == 1 and f"{tmp_path / 'arts-typo'} does not exist" in typo.output
     for fmt in ("onnx", "onnx-fp16"):  # the tag's folder, or the artifacts folder: the artifacts are named
         (tmp_path / "arts" / cifar_tag / fmt).mkdir(parents=True)
         (tmp_path / "arts" / cifar_tag / fmt / "card.json").write_text("{}")
