@@ -591,7 +591,8 @@ def train(
     command: str | None = None,
 ) -> dict[str, Any]:
     """`zoo train`: train `arch` with a recipe into a run folder (default runs/ARCH-RECIPE); checkpoints
-    every epoch and every `save_every` minutes inside one; `publish` adds the result as that tag. Returns
+    every epoch and every `save_every` minutes inside one; `publish` adds the result as that tag once the run
+    is finished (a run stopped early is published by the `--resume` that finishes it). Returns
     the run's summary. `command`: what the run records as its command (the CLI's own line; by default
     the `zoo train` line that makes this call)."""
     called = dict(locals())

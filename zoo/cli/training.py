@@ -68,7 +68,10 @@ def train_cmd(
         ),
     ] = 10.0,
     publish: Annotated[
-        str | None, typer.Option(metavar="TAG", help="Add the result as this ARCH.TAG to a manifest.")
+        str | None,
+        typer.Option(
+            metavar="TAG", help="Add the result as this ARCH.TAG to a manifest, once the run is finished."
+        ),
     ] = None,
     weights_dir: WeightsDirOpt = None,
     as_json: JsonOpt = False,
