@@ -62,7 +62,7 @@ def read_card(directory: Path) -> dict[str, Any]:
     not one."""
     card_path = Path(directory) / CARD
     if not card_path.exists():
-        if not Path(directory).exists():  # a typo in the path: not "a folder without a card"
+        if not exists(directory):  # a typo in the path: not "a folder without a card"
             raise ZooError(f"{directory} does not exist: name an artifact directory written by `zoo export`.")
         raise ZooError(f"{directory} is not an artifact directory (no {CARD}); {_what_is_below(directory)}.")
     card = read_json(card_path, MAX_CARD_BYTES, "card")
