@@ -46,6 +46,9 @@ def test_builtin_recipes_parse_and_say_how_they_differ_from_the_paper():
 def test_bad_recipes_are_clear_errors(tmp_path):
     with pytest.raises(ZooError, match="no recipe"):
         load_recipe("nope")
+    (tmp_path / "notes").write_text("lr: 0.1\n")  # a path without .toml is still read as the file it names
+    with pytest.raises(ZooError, match="notes is not valid TOML"):
+        load_recipe(tmp_path / "notes")
     bad = tmp_path / "r.toml"
     bad.write_text("[train]\nbatch_size = 8\n[optimizer]\nlr = 0.1\n")
     with pytest.raises(ZooError, match="epochs or iterations"):

@@ -217,7 +217,7 @@ def load_recipe(name_or_file: str | Path) -> Recipe:
 
 def _load(name_or_file: str | Path, seen: tuple[Path, ...]) -> Recipe:
     path = Path(name_or_file)
-    if not path.suffix:
+    if not path.suffix and len(path.parts) == 1:  # a bare name is a built-in; a path is a file
         path = RECIPES / f"{name_or_file}.toml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in RECIPES.glob("*.toml")))
